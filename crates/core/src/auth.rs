@@ -1,0 +1,172 @@
+//! Users, password hashes and vhost access.
+//!
+//! Passwords are stored as RabbitMQ stores them (`rabbit_password_hashing_sha256`): base64 of
+//! a 4-byte random salt followed by SHA-256(salt ++ password). Hashes made by
+//! `rabbitmqctl export_definitions` can therefore be pasted into ferromq's config, and
+//! `ferromq hash-password` makes new ones. Plain passwords never touch disk.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::error::AuthError;
+
+const SALT_BYTES: usize = 4;
+
+/// A user as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Login name.
+    pub name: String,
+    /// `base64(salt ++ sha256(salt ++ password))`.
+    pub password_hash: String,
+    /// Vhosts the user may open; `["*"]` for all.
+    pub vhosts: Vec<String>,
+    /// Tags such as `administrator` (used by the admin API).
+    pub tags: Vec<String>,
+    /// The user may connect only from a loopback address.
+    pub loopback_only: bool,
+}
+
+/// An authenticated user, as the adapters carry it around.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Login name.
+    pub name: String,
+    vhosts: Vec<String>,
+    /// Tags such as `administrator`.
+    pub tags: Vec<String>,
+}
+
+impl Principal {
+    /// Whether this user may open `vhost`.
+    pub fn may_open(&self, vhost: &str) -> bool {
+        self.vhosts.iter().any(|v| v == "*" || v == vhost)
+    }
+}
+
+/// Hashes `password` with a fresh random salt.
+pub fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; SALT_BYTES];
+    getrandom::getrandom(&mut salt).expect("the OS random source is available");
+    hash_with_salt(&salt, password)
+}
+
+fn hash_with_salt(salt: &[u8], password: &str) -> String {
+    let digest = Sha256::new().chain_update(salt).chain_update(password.as_bytes()).finalize();
+    let mut raw = Vec::with_capacity(salt.len() + digest.len());
+    raw.extend_from_slice(salt);
+    raw.extend_from_slice(&digest);
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Checks `password` against a stored hash in constant time for hashes of equal length.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(stored) else { return false };
+    if raw.len() != SALT_BYTES + 32 {
+        return false;
+    }
+    let digest = Sha256::new().chain_update(&raw[..SALT_BYTES]).chain_update(password.as_bytes()).finalize();
+    raw[SALT_BYTES..].iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The user database.
+#[derive(Debug, Default)]
+pub struct Users {
+    by_name: HashMap<String, UserRecord>,
+    allow_anonymous: bool,
+}
+
+impl Users {
+    /// Users from the given records; when `records` is empty, the default `guest`/`guest`
+    /// user (all vhosts, loopback only) exists, as on a fresh RabbitMQ.
+    pub fn new(records: Vec<UserRecord>, allow_anonymous: bool) -> Self {
+        let mut records = records;
+        if records.is_empty() {
+            records.push(UserRecord {
+                name: "guest".into(),
+                password_hash: hash_password("guest"),
+                vhosts: vec!["*".into()],
+                tags: vec!["administrator".into()],
+                loopback_only: true,
+            });
+        }
+        Self { by_name: records.into_iter().map(|u| (u.name.clone(), u)).collect(), allow_anonymous }
+    }
+
+    /// Checks a login. `peer` is the client's address, `None` for in-process callers.
+    pub fn authenticate(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
+        let Some(record) = self.by_name.get(user) else { return Err(AuthError::BadCredentials) };
+        if !verify_password(&record.password_hash, password) {
+            return Err(AuthError::BadCredentials);
+        }
+        self.admit(record, peer)
+    }
+
+    /// A client that sent no credentials at all (MQTT without a username): admitted as
+    /// `guest` from loopback when anonymous access is allowed.
+    pub fn authenticate_anonymous(&self, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
+        if !self.allow_anonymous {
+            return Err(AuthError::AnonymousRefused);
+        }
+        let record = self.by_name.get("guest").ok_or(AuthError::AnonymousRefused)?;
+        self.admit(record, peer)
+    }
+
+    fn admit(&self, record: &UserRecord, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
+        if record.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
+            return Err(AuthError::LoopbackOnly(record.name.clone()));
+        }
+        Ok(Principal { name: record.name.clone(), vhosts: record.vhosts.clone(), tags: record.tags.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rabbitmq_hash_format_verifies() {
+        // Made with RabbitMQ's algorithm: salt 0x908DC60A, password "test12".
+        let stored = "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR";
+        assert!(verify_password(stored, "test12"));
+        assert!(!verify_password(stored, "test13"));
+        let fresh = hash_password("s3cret");
+        assert!(verify_password(&fresh, "s3cret"));
+        assert!(!verify_password(&fresh, "s3cre"));
+        assert!(!verify_password("not base64!", "x"));
+    }
+
+    #[test]
+    fn guest_is_loopback_only() {
+        let users = Users::new(vec![], true);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(users.authenticate("guest", "guest", Some(lo)).is_ok());
+        assert_eq!(users.authenticate("guest", "guest", Some(remote)), Err(AuthError::LoopbackOnly("guest".into())));
+        assert_eq!(users.authenticate("guest", "nope", Some(lo)), Err(AuthError::BadCredentials));
+        assert_eq!(users.authenticate("nobody", "guest", Some(lo)), Err(AuthError::BadCredentials));
+        assert!(users.authenticate_anonymous(Some(lo)).is_ok());
+        assert!(Users::new(vec![], false).authenticate_anonymous(Some(lo)).is_err());
+    }
+
+    #[test]
+    fn vhost_access() {
+        let users = Users::new(
+            vec![UserRecord {
+                name: "app".into(),
+                password_hash: hash_password("pw"),
+                vhosts: vec!["/prod".into()],
+                tags: vec![],
+                loopback_only: false,
+            }],
+            false,
+        );
+        let p = users.authenticate("app", "pw", Some("10.0.0.1".parse().unwrap())).unwrap();
+        assert!(p.may_open("/prod"));
+        assert!(!p.may_open("/"));
+        assert!(users.authenticate("guest", "guest", None).is_err(), "guest only exists by default");
+    }
+}

@@ -1,0 +1,182 @@
+//! The broker handle, and connections as the core sees them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use parking_lot::{Mutex, RwLock};
+
+use crate::auth::{Principal, UserRecord, Users};
+use crate::clock::Clock;
+use crate::consumer::{ConsumerHandle, ConsumerSpec};
+use crate::error::{AuthError, CoreError};
+use crate::limits::CoreLimits;
+use crate::queue::{Queue, QueueOptions, QueueStats};
+use crate::vhost::Vhost;
+
+/// What the broker is built from.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerConfig {
+    /// Bounds on state.
+    pub limits: CoreLimits,
+    /// Configured users; when empty, the default `guest` user exists.
+    pub users: Vec<UserRecord>,
+    /// Clients that send no credentials are taken as `guest` (from loopback).
+    pub allow_anonymous: bool,
+    /// Vhosts besides the default `/`.
+    pub vhosts: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    vhosts: RwLock<HashMap<String, Vhost>>,
+    users: Users,
+    limits: CoreLimits,
+    clock: Arc<dyn Clock>,
+    next_id: AtomicU64,
+}
+
+/// A cloneable handle to the whole broker.
+#[derive(Clone, Debug)]
+pub struct Broker(Arc<Inner>);
+
+/// The default vhost.
+pub const DEFAULT_VHOST: &str = "/";
+
+impl Broker {
+    /// A broker with the default vhost and the configured ones.
+    pub fn new(config: BrokerConfig, clock: Arc<dyn Clock>) -> Self {
+        let mut vhosts = HashMap::new();
+        for name in std::iter::once(DEFAULT_VHOST.to_string()).chain(config.vhosts) {
+            vhosts.insert(name.clone(), Vhost::new(&name, config.limits.clone(), clock.clone()));
+        }
+        Broker(Arc::new(Inner {
+            vhosts: RwLock::new(vhosts),
+            users: Users::new(config.users, config.allow_anonymous),
+            limits: config.limits,
+            clock,
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// The user database.
+    pub fn users(&self) -> &Users {
+        &self.0.users
+    }
+
+    /// Bounds in force.
+    pub fn limits(&self) -> &CoreLimits {
+        &self.0.limits
+    }
+
+    /// Now, by the broker's clock (milliseconds since the Unix epoch).
+    pub fn now_ms(&self) -> u64 {
+        self.0.clock.now_ms()
+    }
+
+    /// A vhost by name.
+    pub fn vhost(&self, name: &str) -> Option<Vhost> {
+        self.0.vhosts.read().get(name).cloned()
+    }
+
+    /// Every vhost's name.
+    pub fn vhost_names(&self) -> Vec<String> {
+        self.0.vhosts.read().keys().cloned().collect()
+    }
+
+    /// A fresh id, unique for the broker's lifetime (connections, consumers).
+    pub fn next_id(&self) -> u64 {
+        self.0.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Checks credentials (`peer` is the client's address).
+    pub fn authenticate(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
+        self.0.users.authenticate(user, password, peer)
+    }
+
+    /// Opens a connection of `principal` to `vhost`.
+    pub fn connect(&self, principal: Principal, vhost: &str) -> Result<Connection, CoreError> {
+        if !principal.may_open(vhost) {
+            return Err(CoreError::AccessRefused(format!(
+                "access to vhost '{vhost}' refused for user '{}'",
+                principal.name
+            )));
+        }
+        let v = self.vhost(vhost).ok_or_else(|| CoreError::NotFound(format!("no vhost '{vhost}'")))?;
+        Ok(Connection { id: self.next_id(), vhost: v, principal, broker: self.clone(), exclusive: Mutex::new(Vec::new()) })
+    }
+
+    /// Periodic work on every vhost; the server calls this about once a second.
+    pub fn housekeeping(&self) {
+        let vhosts: Vec<Vhost> = self.0.vhosts.read().values().cloned().collect();
+        for v in vhosts {
+            v.housekeeping();
+        }
+    }
+}
+
+/// One client connection's view of the core. Dropping it deletes the exclusive queues it
+/// declared; consumers end when their [`ConsumerHandle`]s are dropped.
+#[derive(Debug)]
+pub struct Connection {
+    id: u64,
+    vhost: Vhost,
+    principal: Principal,
+    broker: Broker,
+    exclusive: Mutex<Vec<ByteString>>,
+}
+
+impl Connection {
+    /// The connection's id (owner of its exclusive queues).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The vhost it opened.
+    pub fn vhost(&self) -> &Vhost {
+        &self.vhost
+    }
+
+    /// The authenticated user.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Declares a queue owned (if exclusive) by this connection.
+    pub fn declare_queue(&self, name: &str, options: QueueOptions, passive: bool) -> Result<(Arc<Queue>, QueueStats), CoreError> {
+        let exclusive = options.exclusive;
+        let (q, stats) = self.vhost.declare_queue(name, options, passive, self.id)?;
+        if exclusive && !passive {
+            let mut mine = self.exclusive.lock();
+            if !mine.contains(q.name()) {
+                mine.push(q.name().clone());
+            }
+        }
+        Ok((q, stats))
+    }
+
+    /// Starts consuming from `queue`.
+    pub fn consume(&self, queue: &str, spec: ConsumerSpec) -> Result<ConsumerHandle, CoreError> {
+        let q = self.vhost.queue_for(queue, self.id)?;
+        q.consume(spec, self.id, self.broker.next_id())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for name in self.exclusive.get_mut().drain(..) {
+            if let Some(q) = self.vhost.queue(&name) {
+                if q.owner() == Some(self.id) {
+                    let _ = self.vhost.delete_queue(&name, false, false, self.id);
+                }
+            }
+        }
+    }
+}

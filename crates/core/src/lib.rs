@@ -1,0 +1,46 @@
+//! The protocol-neutral broker core of ferromq.
+//!
+//! Protocol adapters translate their frames into calls on this crate: declare and bind
+//! through a [`Vhost`], publish [`Message`]s, consume through [`Connection::consume`] and
+//! receive [`Event`]s on one channel per connection. Nothing here knows what a frame is.
+//!
+//! # Layout
+//! - `broker.rs`: [`Broker`] (vhosts, users, ids) and [`Connection`] (exclusive ownership).
+//! - `vhost.rs`: topology (exchanges, queues, bindings), routing, dead-lettering.
+//! - `exchange.rs`: exchange kinds and binding tables; `topic.rs` the `*`/`#` trie.
+//! - `queue.rs`: ready messages, consumers, unacked deliveries, TTL, limits, priorities;
+//!   `queue_args.rs` parses `x-` arguments.
+//! - `consumer.rs`: delivery events, credit gates, consumer handles.
+//! - `message.rs`: the message model. `txn.rs`: transactions. `auth.rs`: users.
+//! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
+//!
+//! Durability is not here yet: durable queues and persistent messages behave as transient
+//! ones until the store (`crates/store`) is attached.
+#![warn(missing_docs)]
+
+pub mod auth;
+mod broker;
+pub mod clock;
+mod consumer;
+mod error;
+mod exchange;
+mod limits;
+mod message;
+mod queue;
+mod queue_args;
+pub mod topic;
+mod txn;
+mod vhost;
+
+pub use auth::{hash_password, Principal, UserRecord};
+pub use broker::{Broker, BrokerConfig, Connection, DEFAULT_VHOST};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use consumer::{channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver, Sink};
+pub use error::{AuthError, CoreError};
+pub use exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions};
+pub use limits::CoreLimits;
+pub use message::{Death, DeathReason, FieldTable, FieldValue, Message, Properties};
+pub use queue::{Enqueued, Queue, QueueOptions, QueueStats};
+pub use queue_args::{Overflow, QueueArgs};
+pub use txn::Transaction;
+pub use vhost::{generated_queue_name, PublishOutcome, Vhost};

@@ -1,0 +1,45 @@
+//! Every bound the core enforces, with the reason for its default.
+
+/// Bounds on broker state; one value per resource, configured by the server.
+#[derive(Clone, Debug)]
+pub struct CoreLimits {
+    /// Deliveries a consumer may hold unacknowledged (or, for auto-ack consumers, not yet
+    /// written to its socket) when the client asks for no limit. Bounds the memory a slow
+    /// consumer pins in its connection. RabbitMQ has no such cap; 1000 matches ActiveMQ's
+    /// default queue prefetch.
+    pub consumer_unacked_max: u32,
+    /// Queues per vhost. A client looping on `declare` must not exhaust memory.
+    pub queues_max: usize,
+    /// Exchanges per vhost.
+    pub exchanges_max: usize,
+    /// Bindings per exchange.
+    pub bindings_max: usize,
+    /// Consumers per queue.
+    pub consumers_per_queue_max: usize,
+    /// Operations buffered in one transaction before it is refused.
+    pub transaction_ops_max: usize,
+    /// Messages a queue holds when neither the queue's arguments nor policy say otherwise;
+    /// `None` for no default limit. Subscription queues of slow consumers are bounded by the
+    /// protocol adapters with their own `x-max-length`.
+    pub queue_length_default_max: Option<u64>,
+    /// Entries in a message's death history; older ones are dropped beyond this.
+    pub deaths_max: usize,
+    /// Depth of exchange-to-exchange routing before a route is cut (guards binding loops).
+    pub exchange_hops_max: usize,
+}
+
+impl Default for CoreLimits {
+    fn default() -> Self {
+        Self {
+            consumer_unacked_max: 1000,
+            queues_max: 100_000,
+            exchanges_max: 10_000,
+            bindings_max: 1_000_000,
+            consumers_per_queue_max: 10_000,
+            transaction_ops_max: 100_000,
+            queue_length_default_max: None,
+            deaths_max: 32,
+            exchange_hops_max: 16,
+        }
+    }
+}

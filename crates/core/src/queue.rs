@@ -1,0 +1,617 @@
+//! A queue: ready messages, competing consumers, unacknowledged deliveries.
+//!
+//! All state sits behind one short `Mutex` per queue; nothing awaits while holding it.
+//! Work that touches *other* queues (dead-lettering, waking queues that wait on a shared
+//! credit gate, auto-deletion through the vhost) is collected in [`Effects`] while locked
+//! and carried out after the lock is released, so queue locks never nest.
+//!
+//! # Invariants
+//! - `ready[level]` is ordered by `seq`; requeued messages go back to their place.
+//! - `ready_len`/`ready_bytes` equal the count and body bytes of all `ready` entries.
+//! - Every entry in `unacked` holds one credit of its gate.
+//! - After any public operation returns, either no consumer has credit or nothing is ready.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+
+use bytestring::ByteString;
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::consumer::{AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, Sink};
+use crate::error::CoreError;
+use crate::message::{DeathReason, FieldTable, Message};
+use crate::queue_args::{Overflow, QueueArgs};
+use crate::vhost::VhostInner;
+
+/// Declared properties of a queue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueOptions {
+    /// Survives a broker restart (once a store is attached).
+    pub durable: bool,
+    /// Owned by the declaring connection and deleted with it.
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes away.
+    pub auto_delete: bool,
+    /// Raw arguments as declared.
+    pub arguments: FieldTable,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self { durable: true, exclusive: false, auto_delete: false, arguments: FieldTable::new() }
+    }
+}
+
+/// Counts reported by declare and the admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ready messages.
+    pub messages: u64,
+    /// Body bytes of ready messages.
+    pub message_bytes: u64,
+    /// Delivered, not yet acknowledged.
+    pub unacked: u64,
+    /// Registered consumers.
+    pub consumers: u32,
+}
+
+/// What happened to a published message at one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored (and possibly delivered at once).
+    Accepted,
+    /// Refused by a full `reject-publish` queue.
+    Rejected,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    msg: Arc<Message>,
+    delivery_count: u32,
+    expires_at_ms: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Unacked {
+    entry: Entry,
+    consumer_id: u64,
+    gate: Arc<CreditGate>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    tag: ByteString,
+    ack_mode: AckMode,
+    gate: Arc<CreditGate>,
+    priority: i32,
+    exclusive: bool,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+struct State {
+    ready: Vec<VecDeque<Entry>>,
+    ready_len: u64,
+    ready_bytes: u64,
+    unacked: HashMap<u64, Unacked>,
+    /// Sorted by priority, highest first; insertion order within a priority.
+    consumers: Vec<Slot>,
+    rr: usize,
+    next_seq: u64,
+    had_consumers: bool,
+    last_used_ms: u64,
+    deleted: bool,
+}
+
+/// Side effects on other objects, carried out after the queue lock is released.
+#[derive(Default)]
+pub(crate) struct Effects {
+    dead: Vec<(Arc<Message>, DeathReason)>,
+    kicks: Vec<Weak<Queue>>,
+    delete_self: bool,
+}
+
+/// A queue. Shared as `Arc<Queue>` by the vhost's topology, bindings and deliveries.
+#[derive(Debug)]
+pub struct Queue {
+    name: ByteString,
+    options: QueueOptions,
+    args: QueueArgs,
+    /// The owning connection of an exclusive queue.
+    owner: Option<u64>,
+    vhost: Weak<VhostInner>,
+    me: Weak<Queue>,
+    clock: Arc<dyn Clock>,
+    consumers_max: usize,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+impl Queue {
+    pub(crate) fn new(
+        name: ByteString,
+        options: QueueOptions,
+        args: QueueArgs,
+        owner: Option<u64>,
+        vhost: Weak<VhostInner>,
+        clock: Arc<dyn Clock>,
+        consumers_max: usize,
+    ) -> Arc<Self> {
+        let levels = args.max_priority.map_or(1, |p| p as usize + 1);
+        let now = clock.now_ms();
+        Arc::new_cyclic(|me| Queue {
+            name,
+            options,
+            args,
+            owner,
+            vhost,
+            me: me.clone(),
+            clock,
+            consumers_max,
+            state: Mutex::new(State {
+                ready: (0..levels).map(|_| VecDeque::new()).collect(),
+                ready_len: 0,
+                ready_bytes: 0,
+                unacked: HashMap::new(),
+                consumers: Vec::new(),
+                rr: 0,
+                next_seq: 1,
+                had_consumers: false,
+                last_used_ms: now,
+                deleted: false,
+            }),
+        })
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &ByteString {
+        &self.name
+    }
+
+    /// Declared options.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Parsed arguments.
+    pub fn args(&self) -> &QueueArgs {
+        &self.args
+    }
+
+    /// The connection that owns this exclusive queue.
+    pub fn owner(&self) -> Option<u64> {
+        self.owner
+    }
+
+    /// Current counts.
+    pub fn stats(&self) -> QueueStats {
+        let st = self.state.lock();
+        QueueStats {
+            messages: st.ready_len,
+            message_bytes: st.ready_bytes,
+            unacked: st.unacked.len() as u64,
+            consumers: st.consumers.len() as u32,
+        }
+    }
+
+    /// The consumers, in dispatch order: (id, tag, priority, manual ack).
+    pub fn consumers(&self) -> Vec<(u64, ByteString, i32, bool)> {
+        let st = self.state.lock();
+        st.consumers.iter().map(|c| (c.id, c.tag.clone(), c.priority, c.ack_mode == AckMode::Manual)).collect()
+    }
+
+    /// Whether the queue was deleted (a handle may outlive deletion).
+    pub fn is_deleted(&self) -> bool {
+        self.state.lock().deleted
+    }
+
+    fn arc(&self) -> Arc<Queue> {
+        self.me.upgrade().expect("a queue method runs through an Arc")
+    }
+
+    /// Marks the queue used now (for `x-expires`).
+    pub(crate) fn touch(&self) {
+        self.state.lock().last_used_ms = self.clock.now_ms();
+    }
+
+    /// Adds a message; delivers it at once if a consumer has credit.
+    pub fn enqueue(&self, msg: Arc<Message>) -> Enqueued {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        let outcome = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return Enqueued::Accepted;
+            }
+            let size = msg.size_bytes();
+            let full = self.args.max_length.is_some_and(|max| st.ready_len >= max)
+                || self.args.max_length_bytes.is_some_and(|max| st.ready_bytes + size > max);
+            if full && self.args.overflow != Overflow::DropHead {
+                if self.args.overflow == Overflow::RejectPublishDlx {
+                    fx.dead.push((msg, DeathReason::MaxLen));
+                }
+                Enqueued::Rejected
+            } else {
+                let ttl = match (self.args.message_ttl_ms, msg.properties.expiration_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                let level = self.level_of(&msg);
+                st.ready_len += 1;
+                st.ready_bytes += size;
+                st.ready[level].push_back(Entry {
+                    seq,
+                    msg,
+                    delivery_count: 0,
+                    expires_at_ms: ttl.map(|t| now.saturating_add(t)),
+                });
+                self.dispatch(&mut st, now, &mut fx);
+                self.drop_head_over_limit(&mut st, &mut fx);
+                Enqueued::Accepted
+            }
+        };
+        self.finish(fx);
+        outcome
+    }
+
+    fn level_of(&self, msg: &Message) -> usize {
+        match self.args.max_priority {
+            None => 0,
+            Some(max) => msg.properties.priority.unwrap_or(0).min(max) as usize,
+        }
+    }
+
+    fn drop_head_over_limit(&self, st: &mut State, fx: &mut Effects) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        while self.args.max_length.is_some_and(|max| st.ready_len > max)
+            || self.args.max_length_bytes.is_some_and(|max| st.ready_bytes > max)
+        {
+            // The oldest message of the lowest priority goes first.
+            let Some(level) = st.ready.iter().position(|l| !l.is_empty()) else { break };
+            let e = pop(st, level);
+            fx.dead.push((e.msg, DeathReason::MaxLen));
+        }
+    }
+
+    /// Registers a consumer. `owner` is the connection id, checked against exclusivity.
+    pub fn consume(&self, spec: ConsumerSpec, owner: u64, id: u64) -> Result<ConsumerHandle, CoreError> {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        let handle = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return Err(CoreError::NotFound(format!("no queue '{}' in vhost", self.name)));
+            }
+            if self.owner.is_some_and(|o| o != owner) {
+                return Err(CoreError::ResourceLocked(format!(
+                    "cannot obtain exclusive access to locked queue '{}'",
+                    self.name
+                )));
+            }
+            if st.consumers.iter().any(|c| c.exclusive) || (spec.exclusive && !st.consumers.is_empty()) {
+                return Err(CoreError::AccessRefused(format!(
+                    "queue '{}' in vhost has an exclusive consumer",
+                    self.name
+                )));
+            }
+            if st.consumers.len() >= self.consumers_max {
+                return Err(CoreError::ResourceLimit(format!("queue '{}' has too many consumers", self.name)));
+            }
+            let pos = st.consumers.iter().position(|c| c.priority < spec.priority).unwrap_or(st.consumers.len());
+            let handle = ConsumerHandle {
+                queue: self.arc(),
+                id,
+                gate: spec.gate.clone(),
+                auto_ack: spec.ack_mode == AckMode::Auto,
+            };
+            st.consumers.insert(
+                pos,
+                Slot {
+                    id,
+                    tag: spec.tag,
+                    ack_mode: spec.ack_mode,
+                    gate: spec.gate,
+                    priority: spec.priority,
+                    exclusive: spec.exclusive,
+                    sink: spec.sink,
+                },
+            );
+            st.had_consumers = true;
+            st.last_used_ms = now;
+            self.dispatch(&mut st, now, &mut fx);
+            handle
+        };
+        self.finish(fx);
+        Ok(handle)
+    }
+
+    /// Removes a consumer; with `requeue_unacked` its unacknowledged messages go back.
+    pub(crate) fn remove_consumer(&self, id: u64, requeue_unacked: bool) {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        {
+            let mut st = self.state.lock();
+            if let Some(pos) = st.consumers.iter().position(|c| c.id == id) {
+                st.consumers.remove(pos);
+                if st.rr > pos {
+                    st.rr -= 1;
+                }
+                st.last_used_ms = now;
+            }
+            if requeue_unacked {
+                let tags: Vec<u64> = st.unacked.iter().filter(|(_, u)| u.consumer_id == id).map(|(t, _)| *t).collect();
+                for tag in tags {
+                    if let Some(u) = st.unacked.remove(&tag) {
+                        fx.kicks.extend(u.gate.release(1));
+                        self.requeue(&mut st, u.entry, &mut fx);
+                    }
+                }
+            }
+            if st.consumers.is_empty() && st.had_consumers && self.options.auto_delete && !st.deleted {
+                fx.delete_self = true;
+            }
+            self.dispatch(&mut st, now, &mut fx);
+        }
+        self.finish(fx);
+    }
+
+    /// Acknowledges delivered messages by tag. Unknown tags are an error (after the known
+    /// ones are settled), as RabbitMQ treats them.
+    pub fn ack(&self, tags: &[u64]) -> Result<(), CoreError> {
+        self.settle_tags(tags, Settle::Ack)
+    }
+
+    /// Negatively acknowledges: requeue, or dead-letter as `rejected`.
+    pub fn nack(&self, tags: &[u64], requeue: bool) -> Result<(), CoreError> {
+        self.settle_tags(tags, if requeue { Settle::Requeue } else { Settle::Reject })
+    }
+
+    /// Returns an entry to `ready`, or dead-letters it past the delivery limit.
+    fn requeue(&self, st: &mut State, e: Entry, fx: &mut Effects) {
+        if st.deleted {
+            return;
+        }
+        if self.args.delivery_limit.is_some_and(|limit| e.delivery_count > limit) {
+            fx.dead.push((e.msg, DeathReason::DeliveryLimit));
+            return;
+        }
+        let level = self.level_of(&e.msg);
+        st.ready_len += 1;
+        st.ready_bytes += e.msg.size_bytes();
+        let lane = &mut st.ready[level];
+        let at = lane.partition_point(|x| x.seq < e.seq);
+        lane.insert(at, e);
+    }
+
+    /// Delivers ready messages while consumers have credit.
+    fn dispatch(&self, st: &mut State, now: u64, fx: &mut Effects) {
+        while st.ready_len > 0 && !st.consumers.is_empty() {
+            let Some(level) = st.ready.iter().rposition(|l| !l.is_empty()) else { break };
+            if st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
+                let e = pop(st, level);
+                fx.dead.push((e.msg, DeathReason::Expired));
+                continue;
+            }
+            let Some(ci) = self.pick_consumer(st) else { break };
+            let mut e = pop(st, level);
+            let slot = &st.consumers[ci];
+            let delivery = Delivery {
+                queue: self.arc(),
+                consumer_id: slot.id,
+                tag: e.seq,
+                message: e.msg.clone(),
+                redelivered: e.delivery_count > 0,
+                delivery_count: e.delivery_count,
+            };
+            match slot.sink.send(Event::Deliver(delivery)) {
+                Ok(()) => {
+                    if slot.ack_mode == AckMode::Manual {
+                        e.delivery_count = e.delivery_count.saturating_add(1);
+                        let unacked = Unacked { entry: e, consumer_id: slot.id, gate: slot.gate.clone() };
+                        st.unacked.insert(unacked.entry.seq, unacked);
+                    }
+                }
+                Err(_) => {
+                    // The connection is gone but has not dropped its handle yet: put the
+                    // message back and stop serving that consumer.
+                    let dead = st.consumers.remove(ci);
+                    fx.kicks.extend(dead.gate.release(1));
+                    st.ready_len += 1;
+                    st.ready_bytes += e.msg.size_bytes();
+                    st.ready[level].push_front(e);
+                    if st.rr > ci {
+                        st.rr -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next consumer with credit: highest priority first, round-robin within it;
+    /// with single-active-consumer only the oldest consumer is eligible.
+    fn pick_consumer(&self, st: &mut State) -> Option<usize> {
+        let me = self.arc();
+        if self.args.single_active_consumer {
+            let first = st.consumers.first()?;
+            if first.gate.try_acquire() {
+                return Some(0);
+            }
+            first.gate.wait(&me);
+            return first.gate.try_acquire().then_some(0);
+        }
+        let n = st.consumers.len();
+        let mut start = 0;
+        while start < n {
+            let prio = st.consumers[start].priority;
+            let end = st.consumers[start..].iter().position(|c| c.priority != prio).map_or(n, |p| start + p);
+            let len = end - start;
+            for k in 0..len {
+                let i = start + (st.rr + k) % len;
+                let gate = &st.consumers[i].gate;
+                if gate.try_acquire() {
+                    st.rr = (i - start + 1) % len;
+                    return Some(i);
+                }
+                gate.wait(&me);
+                // Re-check after registering so a concurrent release is not missed.
+                if gate.try_acquire() {
+                    st.rr = (i - start + 1) % len;
+                    return Some(i);
+                }
+            }
+            start = end;
+        }
+        None
+    }
+
+    /// Re-runs dispatch (credit came back on a gate this queue waited on).
+    pub(crate) fn kick(&self) {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        {
+            let mut st = self.state.lock();
+            self.dispatch(&mut st, now, &mut fx);
+        }
+        self.finish(fx);
+    }
+
+    /// Removes every ready message; returns how many.
+    pub fn purge(&self) -> u64 {
+        let mut st = self.state.lock();
+        let n = st.ready_len;
+        st.ready.iter_mut().for_each(VecDeque::clear);
+        st.ready_len = 0;
+        st.ready_bytes = 0;
+        n
+    }
+
+    /// Marks the queue deleted, cancels its consumers and drops its messages; returns the
+    /// number of ready messages it had.
+    pub(crate) fn mark_deleted(&self, reason: &str) -> u64 {
+        let mut st = self.state.lock();
+        if st.deleted {
+            return 0;
+        }
+        st.deleted = true;
+        let n = st.ready_len;
+        for c in st.consumers.drain(..) {
+            let _ = c.sink.send(Event::Cancelled { consumer_id: c.id, reason: reason.to_string() });
+        }
+        st.ready.iter_mut().for_each(VecDeque::clear);
+        st.ready_len = 0;
+        st.ready_bytes = 0;
+        st.unacked.clear();
+        n
+    }
+
+    /// Periodic work: expire messages at the head, and report whether the queue has been
+    /// unused for longer than `x-expires`.
+    pub(crate) fn housekeeping(&self) -> bool {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        let expired_queue = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return false;
+            }
+            for level in 0..st.ready.len() {
+                while st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
+                    let e = pop(&mut st, level);
+                    fx.dead.push((e.msg, DeathReason::Expired));
+                }
+            }
+            self.args
+                .expires_ms
+                .is_some_and(|ttl| st.consumers.is_empty() && now.saturating_sub(st.last_used_ms) >= ttl)
+        };
+        self.finish(fx);
+        expired_queue
+    }
+
+    fn finish(&self, fx: Effects) {
+        if fx.dead.is_empty() && fx.kicks.is_empty() && !fx.delete_self {
+            return;
+        }
+        let vhost = self.vhost.upgrade();
+        if let Some(v) = &vhost {
+            if !fx.dead.is_empty() {
+                v.dead_letter(self, fx.dead);
+            }
+        }
+        let me = self.me.as_ptr();
+        kick_all(fx.kicks.into_iter().filter(|w| w.as_ptr() != me).collect());
+        if fx.delete_self {
+            if let Some(v) = vhost {
+                crate::vhost::Vhost::from_inner(v).delete_queue_if_same(&self.name, me);
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// Settles deliveries: each tag is acked, requeued or dead-lettered as `rejected`.
+    fn settle_tags(&self, tags: &[u64], outcome: Settle) -> Result<(), CoreError> {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        let result = {
+            let mut st = self.state.lock();
+            let mut missing = None;
+            for &tag in tags {
+                let Some(u) = st.unacked.remove(&tag) else {
+                    missing = Some(tag);
+                    continue;
+                };
+                fx.kicks.extend(u.gate.release(1));
+                match outcome {
+                    Settle::Ack => {}
+                    Settle::Requeue => self.requeue(&mut st, u.entry, &mut fx),
+                    Settle::Reject => fx.dead.push((u.entry.msg, DeathReason::Rejected)),
+                }
+            }
+            self.dispatch(&mut st, now, &mut fx);
+            match missing {
+                None => Ok(()),
+                Some(tag) => Err(CoreError::PreconditionFailed(format!("unknown delivery tag {tag}"))),
+            }
+        };
+        self.finish(fx);
+        result
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Settle {
+    Ack,
+    Requeue,
+    Reject,
+}
+
+fn pop(st: &mut State, level: usize) -> Entry {
+    let e = st.ready[level].pop_front().expect("caller checked the lane is not empty");
+    st.ready_len -= 1;
+    st.ready_bytes -= e.msg.size_bytes();
+    e
+}
+
+fn is_expired(e: &Entry, now: u64) -> bool {
+    e.expires_at_ms.is_some_and(|at| now > at)
+}
+
+/// Wakes queues that waited on a gate which now has credit.
+pub(crate) fn kick_all(queues: Vec<Weak<Queue>>) {
+    for q in queues.into_iter().filter_map(|w| w.upgrade()) {
+        q.kick();
+    }
+}

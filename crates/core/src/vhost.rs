@@ -1,0 +1,511 @@
+//! A virtual host: the namespace of exchanges and queues, and routing through them.
+//!
+//! # Lock order
+//! `topology` (vhost) -> `Exchange::routes` -> `Queue::state`. Routing collects the target
+//! queues under the first two and releases them before any queue lock is taken; a queue
+//! never calls back into the vhost while holding its own lock (see `queue::Effects`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use base64::Engine as _;
+use bytestring::ByteString;
+use parking_lot::RwLock;
+use smallvec::SmallVec;
+
+use crate::clock::Clock;
+use crate::error::CoreError;
+use crate::exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions, Target};
+use crate::limits::CoreLimits;
+use crate::message::{Death, DeathReason, Message};
+use crate::queue::{Enqueued, Queue, QueueOptions, QueueStats};
+use crate::queue_args::QueueArgs;
+
+/// The result of publishing one message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// Queues that accepted it.
+    pub accepted: usize,
+    /// Queues that refused it (full, `reject-publish`): a publisher confirm must nack.
+    pub rejected: usize,
+}
+
+impl PublishOutcome {
+    /// No queue was found for it (AMQP `mandatory` returns it).
+    pub fn unroutable(&self) -> bool {
+        self.accepted == 0 && self.rejected == 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Topology {
+    exchanges: HashMap<ByteString, Arc<Exchange>>,
+    queues: HashMap<ByteString, Arc<Queue>>,
+}
+
+/// Shared state of a vhost; reached through [`Vhost`].
+#[derive(Debug)]
+pub struct VhostInner {
+    name: ByteString,
+    topology: RwLock<Topology>,
+    limits: CoreLimits,
+    clock: Arc<dyn Clock>,
+    me: Weak<VhostInner>,
+}
+
+/// A cloneable handle to a vhost.
+#[derive(Clone, Debug)]
+pub struct Vhost(Arc<VhostInner>);
+
+const BUILTIN_EXCHANGES: [(&str, ExchangeKind); 6] = [
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+    ("", ExchangeKind::Direct),
+];
+
+fn not_found_queue(name: &str, vhost: &str) -> CoreError {
+    CoreError::NotFound(format!("no queue '{name}' in vhost '{vhost}'"))
+}
+
+fn not_found_exchange(name: &str, vhost: &str) -> CoreError {
+    CoreError::NotFound(format!("no exchange '{name}' in vhost '{vhost}'"))
+}
+
+fn inequivalent(what: &str, kind: &str, name: &str, vhost: &str, got: impl std::fmt::Debug, have: impl std::fmt::Debug) -> CoreError {
+    CoreError::PreconditionFailed(format!(
+        "inequivalent arg '{what}' for {kind} '{name}' in vhost '{vhost}': received {got:?} but current is {have:?}"
+    ))
+}
+
+/// A fresh server-generated queue name, as RabbitMQ makes them.
+pub fn generated_queue_name(prefix: &str) -> String {
+    let mut raw = [0u8; 16];
+    getrandom::getrandom(&mut raw).expect("the OS random source is available");
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+}
+
+impl Vhost {
+    pub(crate) fn new(name: &str, limits: CoreLimits, clock: Arc<dyn Clock>) -> Self {
+        let inner = Arc::new_cyclic(|me| VhostInner {
+            name: name.into(),
+            topology: RwLock::new(Topology::default()),
+            limits,
+            clock,
+            me: me.clone(),
+        });
+        {
+            let mut t = inner.topology.write();
+            for (n, kind) in BUILTIN_EXCHANGES {
+                t.exchanges.insert(n.into(), Exchange::new(n.into(), kind, ExchangeOptions::default()));
+            }
+        }
+        Vhost(inner)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<VhostInner>) -> Self {
+        Vhost(inner)
+    }
+
+    /// The vhost's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Declares an exchange, or checks that an existing one is equivalent.
+    pub fn declare_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+        options: ExchangeOptions,
+        passive: bool,
+    ) -> Result<Arc<Exchange>, CoreError> {
+        let v = &self.0.name;
+        if let Some(e) = self.exchange(name) {
+            if passive {
+                return Ok(e);
+            }
+            if e.kind() != kind {
+                return Err(inequivalent("type", "exchange", name, v, kind.as_str(), e.kind().as_str()));
+            }
+            let have = e.options();
+            if have.durable != options.durable {
+                return Err(inequivalent("durable", "exchange", name, v, options.durable, have.durable));
+            }
+            if have.auto_delete != options.auto_delete {
+                return Err(inequivalent("auto_delete", "exchange", name, v, options.auto_delete, have.auto_delete));
+            }
+            if have.internal != options.internal {
+                return Err(inequivalent("internal", "exchange", name, v, options.internal, have.internal));
+            }
+            return Ok(e);
+        }
+        if passive {
+            return Err(not_found_exchange(name, v));
+        }
+        if name.starts_with("amq.") || name.is_empty() {
+            return Err(CoreError::AccessRefused(format!(
+                "exchange name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        let mut t = self.0.topology.write();
+        if let Some(e) = t.exchanges.get(name) {
+            return Ok(e.clone());
+        }
+        if t.exchanges.len() >= self.0.limits.exchanges_max {
+            return Err(CoreError::ResourceLimit(format!("vhost '{v}' has too many exchanges")));
+        }
+        let e = Exchange::new(name.into(), kind, options);
+        t.exchanges.insert(name.into(), e.clone());
+        Ok(e)
+    }
+
+    /// Deletes an exchange and every binding from or to it.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), CoreError> {
+        let v = &self.0.name;
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(CoreError::AccessRefused(format!("operation not permitted on the default exchange or '{name}'")));
+        }
+        let mut t = self.0.topology.write();
+        let Some(e) = t.exchanges.get(name).cloned() else { return Err(not_found_exchange(name, v)) };
+        if if_unused && e.binding_count() > 0 {
+            return Err(CoreError::PreconditionFailed(format!("exchange '{name}' in vhost '{v}' in use")));
+        }
+        t.exchanges.remove(name);
+        let target = Target::Exchange(e);
+        let sources: Vec<Arc<Exchange>> = t.exchanges.values().cloned().collect();
+        drop(t);
+        for s in sources {
+            if s.unbind_target(&target) > 0 {
+                self.auto_delete_exchange(&s);
+            }
+        }
+        Ok(())
+    }
+
+    fn auto_delete_exchange(&self, e: &Arc<Exchange>) {
+        if e.options().auto_delete && e.binding_count() == 0 {
+            let _ = self.delete_exchange(e.name(), true);
+        }
+    }
+
+    /// An exchange by name.
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.0.topology.read().exchanges.get(name).cloned()
+    }
+
+    /// A queue by name.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.0.topology.read().queues.get(name).cloned()
+    }
+
+    /// A queue by name that `owner` may use (exclusive queues belong to one connection).
+    pub fn queue_for(&self, name: &str, owner: u64) -> Result<Arc<Queue>, CoreError> {
+        let q = self.queue(name).ok_or_else(|| not_found_queue(name, &self.0.name))?;
+        if q.owner().is_some_and(|o| o != owner) {
+            return Err(CoreError::ResourceLocked(format!(
+                "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'",
+                self.0.name
+            )));
+        }
+        Ok(q)
+    }
+
+    /// Declares a queue (an empty name gets a generated `amq.gen-` name), or checks that an
+    /// existing one is equivalent. Returns the queue and its counts.
+    pub fn declare_queue(
+        &self,
+        name: &str,
+        options: QueueOptions,
+        passive: bool,
+        owner: u64,
+    ) -> Result<(Arc<Queue>, QueueStats), CoreError> {
+        let v = &self.0.name;
+        if passive {
+            let q = self.queue_for(name, owner)?;
+            q.touch();
+            let stats = q.stats();
+            return Ok((q, stats));
+        }
+        let generated;
+        let name = if name.is_empty() {
+            generated = generated_queue_name("amq.gen-");
+            generated.as_str()
+        } else if name.starts_with("amq.") {
+            return Err(CoreError::AccessRefused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        } else {
+            name
+        };
+        let args = QueueArgs::parse(&options.arguments)?;
+        let mut t = self.0.topology.write();
+        if let Some(q) = t.queues.get(name).cloned() {
+            drop(t);
+            if q.owner().is_some_and(|o| o != owner) {
+                return Err(CoreError::ResourceLocked(format!(
+                    "cannot obtain exclusive access to locked queue '{name}' in vhost '{v}'"
+                )));
+            }
+            let have = q.options();
+            if have.durable != options.durable {
+                return Err(inequivalent("durable", "queue", name, v, options.durable, have.durable));
+            }
+            if have.exclusive != options.exclusive {
+                return Err(inequivalent("exclusive", "queue", name, v, options.exclusive, have.exclusive));
+            }
+            if have.auto_delete != options.auto_delete {
+                return Err(inequivalent("auto_delete", "queue", name, v, options.auto_delete, have.auto_delete));
+            }
+            if q.args() != &args {
+                return Err(inequivalent("arguments", "queue", name, v, &options.arguments, &have.arguments));
+            }
+            q.touch();
+            let stats = q.stats();
+            return Ok((q, stats));
+        }
+        if t.queues.len() >= self.0.limits.queues_max {
+            return Err(CoreError::ResourceLimit(format!("vhost '{v}' has too many queues")));
+        }
+        let mut args = args;
+        if args.max_length.is_none() {
+            args.max_length = self.0.limits.queue_length_default_max;
+        }
+        let q = Queue::new(
+            name.into(),
+            options.clone(),
+            args,
+            options.exclusive.then_some(owner),
+            self.0.me.clone(),
+            self.0.clock.clone(),
+            self.0.limits.consumers_per_queue_max,
+        );
+        t.queues.insert(name.into(), q.clone());
+        let stats = q.stats();
+        Ok((q, stats))
+    }
+
+    /// Deletes a queue; returns the number of ready messages it held.
+    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, owner: u64) -> Result<u64, CoreError> {
+        let q = self.queue_for(name, owner)?;
+        let stats = q.stats();
+        if if_unused && stats.consumers > 0 {
+            return Err(CoreError::PreconditionFailed(format!("queue '{name}' in vhost '{}' in use", self.0.name)));
+        }
+        if if_empty && (stats.messages > 0 || stats.unacked > 0) {
+            return Err(CoreError::PreconditionFailed(format!("queue '{name}' in vhost '{}' is not empty", self.0.name)));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Deletes `name` only if it is still the queue at `ptr` (auto-delete and expiry race
+    /// with redeclaration).
+    pub(crate) fn delete_queue_if_same(&self, name: &str, ptr: *const Queue) {
+        if let Some(q) = self.queue(name) {
+            if Arc::as_ptr(&q) == ptr {
+                self.remove_queue(&q);
+            }
+        }
+    }
+
+    fn remove_queue(&self, q: &Arc<Queue>) -> u64 {
+        let exchanges: Vec<Arc<Exchange>> = {
+            let mut t = self.0.topology.write();
+            match t.queues.get(q.name()) {
+                Some(cur) if Arc::ptr_eq(cur, q) => {
+                    t.queues.remove(q.name());
+                }
+                _ => return 0,
+            }
+            t.exchanges.values().cloned().collect()
+        };
+        let target = Target::Queue(q.clone());
+        for e in exchanges {
+            if e.unbind_target(&target) > 0 {
+                self.auto_delete_exchange(&e);
+            }
+        }
+        q.mark_deleted("queue deleted")
+    }
+
+    /// Removes all ready messages of a queue.
+    pub fn purge_queue(&self, name: &str, owner: u64) -> Result<u64, CoreError> {
+        Ok(self.queue_for(name, owner)?.purge())
+    }
+
+    /// Binds a queue to an exchange.
+    pub fn bind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: crate::FieldTable, owner: u64) -> Result<(), CoreError> {
+        let q = self.queue_for(queue, owner)?;
+        let e = self.bindable_source(exchange)?;
+        e.bind(key.into(), arguments, Target::Queue(q), self.0.limits.bindings_max)?;
+        Ok(())
+    }
+
+    /// Removes a queue binding (absent bindings are not an error, as in RabbitMQ).
+    pub fn unbind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: &crate::FieldTable, owner: u64) -> Result<(), CoreError> {
+        let q = self.queue_for(queue, owner)?;
+        let e = self.bindable_source(exchange)?;
+        if e.unbind(key, arguments, &Target::Queue(q)) {
+            self.auto_delete_exchange(&e);
+        }
+        Ok(())
+    }
+
+    /// Binds exchange `destination` to exchange `source`.
+    pub fn bind_exchange(&self, destination: &str, source: &str, key: &str, arguments: crate::FieldTable) -> Result<(), CoreError> {
+        let d = self.bindable_source(destination)?;
+        let s = self.bindable_source(source)?;
+        s.bind(key.into(), arguments, Target::Exchange(d), self.0.limits.bindings_max)?;
+        Ok(())
+    }
+
+    /// Removes an exchange-to-exchange binding.
+    pub fn unbind_exchange(&self, destination: &str, source: &str, key: &str, arguments: &crate::FieldTable) -> Result<(), CoreError> {
+        let d = self.bindable_source(destination)?;
+        let s = self.bindable_source(source)?;
+        if s.unbind(key, arguments, &Target::Exchange(d)) {
+            self.auto_delete_exchange(&s);
+        }
+        Ok(())
+    }
+
+    fn bindable_source(&self, name: &str) -> Result<Arc<Exchange>, CoreError> {
+        if name.is_empty() {
+            return Err(CoreError::AccessRefused("operation not permitted on the default exchange".into()));
+        }
+        self.exchange(name).ok_or_else(|| not_found_exchange(name, &self.0.name))
+    }
+
+    /// Every binding in the vhost (for the admin API).
+    pub fn bindings(&self) -> Vec<BindingInfo> {
+        let exchanges: Vec<Arc<Exchange>> = self.0.topology.read().exchanges.values().cloned().collect();
+        exchanges.iter().flat_map(|e| e.bindings()).collect()
+    }
+
+    /// Every queue.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.0.topology.read().queues.values().cloned().collect()
+    }
+
+    /// Every exchange.
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.0.topology.read().exchanges.values().cloned().collect()
+    }
+
+    /// Publishes a message to `msg.exchange` with `msg.routing_key`.
+    pub fn publish(&self, msg: Arc<Message>) -> Result<PublishOutcome, CoreError> {
+        let e = self.exchange(&msg.exchange).ok_or_else(|| not_found_exchange(&msg.exchange, &self.0.name))?;
+        if e.options().internal {
+            return Err(CoreError::AccessRefused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                msg.exchange, self.0.name
+            )));
+        }
+        let queues = self.0.route(&e, &msg);
+        Ok(deliver(&queues, &msg))
+    }
+
+    /// Periodic work: message TTL at queue heads, queue expiry.
+    pub fn housekeeping(&self) {
+        for q in self.queues() {
+            if q.housekeeping() {
+                self.delete_queue_if_same(q.name(), Arc::as_ptr(&q));
+            }
+        }
+    }
+}
+
+fn deliver(queues: &[Arc<Queue>], msg: &Arc<Message>) -> PublishOutcome {
+    let mut out = PublishOutcome::default();
+    for q in queues {
+        match q.enqueue(msg.clone()) {
+            Enqueued::Accepted => out.accepted += 1,
+            Enqueued::Rejected => out.rejected += 1,
+        }
+    }
+    out
+}
+
+impl VhostInner {
+    /// The queues `msg` goes to from exchange `e`, deduplicated.
+    fn route(&self, e: &Arc<Exchange>, msg: &Message) -> SmallVec<[Arc<Queue>; 4]> {
+        let mut queues = SmallVec::new();
+        if e.name().is_empty() {
+            if let Some(q) = self.topology.read().queues.get(&msg.routing_key) {
+                queues.push(q.clone());
+            }
+            return queues;
+        }
+        self.route_from(e, msg, &mut queues, 0);
+        queues.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+        queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        queues
+    }
+
+    fn route_from(&self, e: &Arc<Exchange>, msg: &Message, queues: &mut SmallVec<[Arc<Queue>; 4]>, hops: usize) -> bool {
+        let before = queues.len();
+        let mut next = SmallVec::<[Arc<Exchange>; 2]>::new();
+        e.route(msg, queues, &mut next);
+        let mut routed = queues.len() > before;
+        if hops < self.limits.exchange_hops_max {
+            for n in next {
+                routed |= self.route_from(&n, msg, queues, hops + 1);
+            }
+            if !routed {
+                if let Some(alt) = e.alternate().and_then(|a| self.topology.read().exchanges.get(a).cloned()) {
+                    routed = self.route_from(&alt, msg, queues, hops + 1);
+                }
+            }
+        }
+        routed
+    }
+
+    /// Republishes messages that died in `queue` to its dead-letter exchange, if it has
+    /// one; otherwise they are dropped. Dead-letter cycles without a client in them are
+    /// broken as RabbitMQ breaks them: a message is not routed back into a queue it already died in unless a rejection is in its history.
+    pub(crate) fn dead_letter(&self, queue: &Queue, dead: Vec<(Arc<Message>, DeathReason)>) {
+        let args = queue.args();
+        let Some(dlx) = &args.dead_letter_exchange else { return };
+        let Some(e) = self.topology.read().exchanges.get(dlx).cloned() else {
+            tracing::debug!(queue = %queue.name(), dlx = %dlx, "dead-letter exchange missing; message dropped");
+            return;
+        };
+        let now = self.clock.now_ms();
+        for (msg, reason) in dead {
+            let mut m = Message::clone(&msg);
+            let original_expiration_ms = m.properties.expiration_ms.take();
+            match m.deaths.iter().position(|d| d.queue == *queue.name() && d.reason == reason) {
+                Some(pos) => {
+                    let mut d = m.deaths.remove(pos);
+                    d.count += 1;
+                    d.time_ms = now;
+                    m.deaths.insert(0, d);
+                }
+                None => m.deaths.insert(
+                    0,
+                    Death {
+                        queue: queue.name().clone(),
+                        reason,
+                        exchange: m.exchange.clone(),
+                        routing_key: m.routing_key.clone(),
+                        count: 1,
+                        time_ms: now,
+                        original_expiration_ms,
+                    },
+                ),
+            }
+            m.deaths.truncate(self.limits.deaths_max);
+            if let Some(k) = &args.dead_letter_routing_key {
+                m.routing_key = k.clone();
+            }
+            m.exchange = dlx.clone();
+            let mut targets = self.route(&e, &m);
+            if m.deaths.iter().all(|d| d.reason.is_automatic()) {
+                targets.retain(|q| !m.deaths.iter().any(|d| d.queue == *q.name()));
+            }
+            deliver(&targets, &Arc::new(m));
+        }
+    }
+}

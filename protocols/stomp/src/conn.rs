@@ -1,0 +1,137 @@
+//! The tokio glue: read bytes, decode, drive the session, write, run the timers.
+//!
+//! One task per connection. Reads, deliveries and timers are multiplexed with `select!`;
+//! writes happen in between and are bounded by `write_stall_timeout_ms`, so a client that
+//! stops reading is disconnected instead of pinning memory (its deliveries are already
+//! bounded by credit).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ferromq_core::{Broker, Event};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::Decoder;
+use crate::session::{Flow, Session};
+use crate::StompConfig;
+
+/// Deliveries encoded per wake-up before the socket is written, so a busy subscription
+/// gets batched writes without starving reads.
+const EVENT_BATCH_MAX: usize = 256;
+/// Once this much output is buffered it is written before more deliveries are encoded.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Runs one STOMP connection over any byte stream until it closes or `shutdown` fires.
+pub async fn serve_connection<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    config: Arc<StompConfig>,
+    broker: Broker,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let now = move || start.elapsed().as_millis() as u64;
+    let (mut session, mut events) =
+        Session::new(config.clone(), broker, peer.map(|p| p.ip()), now());
+    let mut decoder = Decoder::new(config.limits.clone());
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(8 * 1024);
+    let mut wbuf = BytesMut::with_capacity(8 * 1024);
+    let write_timeout = Duration::from_millis(config.write_stall_timeout_ms);
+
+    let mut flow = Flow::Continue;
+    while flow == Flow::Continue {
+        let deadline = session
+            .next_deadline_ms()
+            .map(|ms| start + Duration::from_millis(ms));
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                flow = session.on_shutdown(&mut wbuf);
+            }
+            read = reader.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        session.on_read(now());
+                        loop {
+                            match decoder.decode(&mut rbuf) {
+                                Ok(Some(item)) => {
+                                    flow = session.on_item(item, now(), &mut wbuf);
+                                    decoder.set_version(session.version());
+                                    if flow == Flow::Close {
+                                        break;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    flow = session.on_decode_error(e, &mut wbuf);
+                                    break;
+                                }
+                            }
+                        }
+                        if rbuf.capacity() - rbuf.len() < 1024 {
+                            rbuf.reserve(8 * 1024);
+                        }
+                    }
+                }
+            }
+            ev = events.recv() => {
+                if let Some(ev) = ev {
+                    flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+                }
+            }
+            _ = sleep_until(deadline) => {
+                flow = session.on_timer(now(), &mut wbuf);
+            }
+        }
+        if !wbuf.is_empty() {
+            match tokio::time::timeout(write_timeout, writer.write_all(&wbuf)).await {
+                Ok(Ok(())) => {
+                    wbuf.clear();
+                    session.on_write(now());
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::debug!(?peer, "STOMP client stopped reading; closing connection");
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, writer.flush()).await;
+    let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
+    if let Some(user) = session.user() {
+        tracing::info!(conn = session.connection_id(), protocol = "stomp", ?peer, user, "connection closed");
+    }
+    session.close();
+}
+
+fn on_events(
+    session: &mut Session,
+    first: Event,
+    events: &mut ferromq_core::EventReceiver,
+    wbuf: &mut BytesMut,
+) -> Flow {
+    let mut flow = session.on_event(first, wbuf);
+    let mut n = 1;
+    while flow == Flow::Continue && n < EVENT_BATCH_MAX && wbuf.len() < WRITE_BATCH_BYTES {
+        let Ok(ev) = events.try_recv() else { break };
+        flow = session.on_event(ev, wbuf);
+        n += 1;
+    }
+    flow
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,135 @@
+//! STOMP 1.0, 1.1 and 1.2 for ferromq.
+//!
+//! # Layout
+//! - `frame.rs`: frame types (commands, headers, versions).
+//! - `codec.rs`: bytes <-> frames, per-version header escaping, limits.
+//! - `destination.rs`: `/queue/`, `/topic/`, `/exchange/`... names and their mapping.
+//! - `session.rs`: the protocol state machine (no I/O).
+//! - `adapter.rs`: the only module that calls the core: headers <-> properties.
+//! - `conn.rs`: the tokio glue for one connection.
+//! - `error.rs`: errors as ERROR frames.
+//!
+//! The mapping from STOMP concepts to the core is in this crate's README.md.
+#![warn(missing_docs)]
+
+mod adapter;
+pub mod codec;
+mod conn;
+pub mod destination;
+mod error;
+pub mod frame;
+pub mod session;
+
+use std::sync::Arc;
+
+use ferromq_core::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use codec::Limits;
+pub use conn::serve_connection;
+pub use error::StompError;
+
+/// Settings of the STOMP listener and its connections.
+#[derive(Clone, Debug)]
+pub struct StompConfig {
+    /// Frame size and header bounds.
+    pub limits: Limits,
+    /// Heart-beat the server offers to send (the `sx` of `heart-beat: sx,sy`); 0 disables.
+    pub heartbeat_send_ms: u64,
+    /// Heart-beat the server asks to receive (`sy`); 0 disables. A client silent for twice
+    /// the negotiated period is disconnected.
+    pub heartbeat_receive_ms: u64,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout_ms: u64,
+    /// A write that makes no progress for this long ends the connection (slow readers).
+    pub write_stall_timeout_ms: u64,
+    /// Subscriptions (and temp queues) per connection.
+    pub subscriptions_max: usize,
+    /// Open transactions per connection.
+    pub transactions_max: usize,
+    /// Messages a non-durable topic subscription keeps for a slow subscriber before the
+    /// oldest are dropped (ActiveMQ's pending-message limit for slow topic consumers).
+    pub topic_backlog_max: u64,
+    /// Open connections on one listener; more are refused with an ERROR frame.
+    pub connections_max: usize,
+    /// The CONNECTED frame's `server` header.
+    pub server_name: String,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            heartbeat_send_ms: 10_000,
+            heartbeat_receive_ms: 10_000,
+            connect_timeout_ms: 10_000,
+            write_stall_timeout_ms: 30_000,
+            subscriptions_max: 1_000,
+            transactions_max: 100,
+            topic_backlog_max: 100_000,
+            connections_max: 10_000,
+            server_name: concat!("ferromq/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Accepts STOMP connections on `listener` until `shutdown` fires, then waits for every
+/// connection to say goodbye (an ERROR frame) and end.
+pub async fn serve(
+    listener: TcpListener,
+    config: StompConfig,
+    broker: Broker,
+    shutdown: CancellationToken,
+) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.connections_max));
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "STOMP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = config.connections_max, "STOMP connection refused: listener is at its connection limit");
+            tasks.spawn(refuse(stream));
+            continue;
+        };
+        let (config, broker, shutdown) = (config.clone(), broker.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            serve_connection(stream, Some(peer), config, broker, shutdown).await;
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = bytes::BytesMut::new();
+    codec::encode_parts(
+        &mut out,
+        frame::Version::V1_0,
+        frame::Command::Error,
+        &[
+            ("message", "Too many connections"),
+            ("content-type", "text/plain"),
+        ],
+        &frame::Headers::new(),
+        b"the listener is at its configured connection limit; try again later",
+    );
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+}

@@ -1,0 +1,334 @@
+//! Configuration: embedded defaults, overridden by a TOML file, overridden by `FERROMQ_*`
+//! environment variables.
+//!
+//! An environment variable names a key path with `__` between levels:
+//! `FERROMQ_LISTENERS__STOMP=127.0.0.1:7000` sets `[listeners] stomp`,
+//! `FERROMQ_STOMP__CONNECTIONS_MAX=50` sets `[stomp] connections_max`. Values are read as
+//! TOML when they parse as TOML (numbers, booleans, arrays), otherwise as strings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// File or environment.
+        origin: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where durable state lives (created at start).
+    pub data_dir: PathBuf,
+    /// Log filter, `tracing` syntax (`info`, `ferromq_stomp=debug`); `RUST_LOG` wins.
+    pub log: String,
+    /// Clients that send no credentials are taken as `guest` from loopback.
+    pub allow_anonymous: bool,
+    /// Vhosts besides `/`.
+    pub vhosts: Vec<String>,
+    /// Listener addresses; an empty string turns a listener off.
+    pub listeners: Listeners,
+    /// STOMP settings.
+    pub stomp: StompSection,
+    /// Core bounds.
+    pub limits: LimitsSection,
+    /// Users; when none are given, `guest`/`guest` exists and may connect from loopback.
+    pub users: Vec<UserSection>,
+    /// Milliseconds between housekeeping passes (message TTL at queue heads, queue expiry).
+    pub housekeeping_interval_ms: u64,
+    /// How long shutdown waits for connections to close before giving up on them.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            log: "info".into(),
+            allow_anonymous: true,
+            vhosts: Vec::new(),
+            listeners: Listeners::default(),
+            stomp: StompSection::default(),
+            limits: LimitsSection::default(),
+            users: Vec::new(),
+            housekeeping_interval_ms: 1_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Listener addresses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listeners {
+    /// STOMP over TCP.
+    pub stomp: String,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self { stomp: "127.0.0.1:61613".into() }
+    }
+}
+
+impl Listeners {
+    /// The STOMP address, or `None` when turned off.
+    pub fn stomp_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_addr("listeners.stomp", &self.stomp)
+    }
+}
+
+fn parse_addr(key: &str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.is_empty() || s == "off" {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| ConfigError::Invalid {
+        origin: key.into(),
+        message: format!("'{s}' is not an address like 127.0.0.1:61613: {e}"),
+    })
+}
+
+/// `[stomp]`; see `ferromq_stomp::StompConfig` for the meaning of each.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct StompSection {
+    pub connections_max: usize,
+    pub heartbeat_send_ms: u64,
+    pub heartbeat_receive_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub write_stall_timeout_ms: u64,
+    pub subscriptions_max: usize,
+    pub transactions_max: usize,
+    pub topic_backlog_max: u64,
+    pub frame_body_max_bytes: usize,
+    pub header_section_max_bytes: usize,
+    pub header_count_max: usize,
+}
+
+impl Default for StompSection {
+    fn default() -> Self {
+        let d = ferromq_stomp::StompConfig::default();
+        Self {
+            connections_max: d.connections_max,
+            heartbeat_send_ms: d.heartbeat_send_ms,
+            heartbeat_receive_ms: d.heartbeat_receive_ms,
+            connect_timeout_ms: d.connect_timeout_ms,
+            write_stall_timeout_ms: d.write_stall_timeout_ms,
+            subscriptions_max: d.subscriptions_max,
+            transactions_max: d.transactions_max,
+            topic_backlog_max: d.topic_backlog_max,
+            frame_body_max_bytes: d.limits.frame_body_max_bytes,
+            header_section_max_bytes: d.limits.header_section_max_bytes,
+            header_count_max: d.limits.header_count_max,
+        }
+    }
+}
+
+impl StompSection {
+    /// The STOMP crate's configuration.
+    pub fn to_stomp(&self) -> ferromq_stomp::StompConfig {
+        ferromq_stomp::StompConfig {
+            limits: ferromq_stomp::Limits {
+                frame_body_max_bytes: self.frame_body_max_bytes,
+                header_section_max_bytes: self.header_section_max_bytes,
+                header_count_max: self.header_count_max,
+            },
+            heartbeat_send_ms: self.heartbeat_send_ms,
+            heartbeat_receive_ms: self.heartbeat_receive_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+            write_stall_timeout_ms: self.write_stall_timeout_ms,
+            subscriptions_max: self.subscriptions_max,
+            transactions_max: self.transactions_max,
+            topic_backlog_max: self.topic_backlog_max,
+            connections_max: self.connections_max,
+            ..Default::default()
+        }
+    }
+}
+
+/// `[limits]`; see `ferromq_core::CoreLimits` for the meaning of each.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LimitsSection {
+    pub consumer_unacked_max: u32,
+    pub queues_max: usize,
+    pub exchanges_max: usize,
+    pub bindings_max: usize,
+    pub consumers_per_queue_max: usize,
+    pub transaction_ops_max: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let d = ferromq_core::CoreLimits::default();
+        Self {
+            consumer_unacked_max: d.consumer_unacked_max,
+            queues_max: d.queues_max,
+            exchanges_max: d.exchanges_max,
+            bindings_max: d.bindings_max,
+            consumers_per_queue_max: d.consumers_per_queue_max,
+            transaction_ops_max: d.transaction_ops_max,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The core's limits.
+    pub fn to_core(&self) -> ferromq_core::CoreLimits {
+        ferromq_core::CoreLimits {
+            consumer_unacked_max: self.consumer_unacked_max,
+            queues_max: self.queues_max,
+            exchanges_max: self.exchanges_max,
+            bindings_max: self.bindings_max,
+            consumers_per_queue_max: self.consumers_per_queue_max,
+            transaction_ops_max: self.transaction_ops_max,
+            ..Default::default()
+        }
+    }
+}
+
+/// `[[users]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    /// Login name.
+    pub name: String,
+    /// From `ferromq hash-password` (RabbitMQ's SHA-256 format).
+    pub password_hash: String,
+    /// Vhosts the user may open; `["*"]` for all.
+    #[serde(default = "all_vhosts")]
+    pub vhosts: Vec<String>,
+    /// Tags, e.g. `administrator`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only from loopback addresses.
+    #[serde(default)]
+    pub loopback_only: bool,
+}
+
+fn all_vhosts() -> Vec<String> {
+    vec!["*".into()]
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        for (key, value) in env {
+            let Some(path) = key.strip_prefix("FERROMQ_") else { continue };
+            let path: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| ConfigError::Invalid {
+                origin: format!("environment variable {key}"),
+                message,
+            })?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: "configuration".into(), message: e.to_string() })?;
+        config.listeners.stomp_addr()?;
+        Ok(config)
+    }
+
+    /// The core's configuration.
+    pub fn broker_config(&self) -> ferromq_core::BrokerConfig {
+        ferromq_core::BrokerConfig {
+            limits: self.limits.to_core(),
+            users: self
+                .users
+                .iter()
+                .map(|u| ferromq_core::UserRecord {
+                    name: u.name.clone(),
+                    password_hash: u.password_hash.clone(),
+                    vhosts: u.vhosts.clone(),
+                    tags: u.tags.clone(),
+                    loopback_only: u.loopback_only,
+                })
+                .collect(),
+            allow_anonymous: self.allow_anonymous,
+            vhosts: self.vhosts.clone(),
+        }
+    }
+}
+
+fn parse_env_value(v: &str) -> toml::Value {
+    match format!("v = {v}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(v.into())),
+        Err(_) => toml::Value::String(v.into()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for p in parents {
+        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().ok_or_else(|| format!("'{p}' is not a table"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("ferromq-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "log = \"debug\"\n[stomp]\nconnections_max = 7\nheartbeat_send_ms = 5\n").unwrap();
+        let env = vec![
+            ("FERROMQ_STOMP__CONNECTIONS_MAX".to_string(), "9".to_string()),
+            ("FERROMQ_LISTENERS__STOMP".to_string(), "127.0.0.1:7000".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let c = Config::load(Some(&file), env.into_iter()).unwrap();
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.stomp.connections_max, 9);
+        assert_eq!(c.stomp.heartbeat_send_ms, 5);
+        assert_eq!(c.listeners.stomp_addr().unwrap(), Some("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_addresses() {
+        let bad = vec![("FERROMQ_STOMP__NO_SUCH_KEY".to_string(), "1".to_string())];
+        assert!(Config::load(None, bad.into_iter()).is_err());
+        let bad = vec![("FERROMQ_LISTENERS__STOMP".to_string(), "localhost".to_string())];
+        assert!(Config::load(None, bad.into_iter()).is_err());
+        let off = vec![("FERROMQ_LISTENERS__STOMP".to_string(), "".to_string())];
+        assert_eq!(Config::load(None, off.into_iter()).unwrap().listeners.stomp_addr().unwrap(), None);
+    }
+}

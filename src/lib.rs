@@ -1,0 +1,129 @@
+//! The ferromq server: configuration, listeners, housekeeping and shutdown.
+//!
+//! # Layout
+//! - `config.rs`: defaults, TOML file, `FERROMQ_*` environment overrides.
+//! - `main.rs`: the command line (`serve`, `hash-password`).
+//! - this file: [`start`] binds every configured listener and returns a [`Server`] handle,
+//!   which tests use to run a broker in-process on ephemeral ports.
+#![warn(missing_docs)]
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferromq_core::{Broker, SystemClock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, ConfigError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not bind.
+    #[error("cannot listen for {protocol} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        protocol: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running broker.
+pub struct Server {
+    broker: Broker,
+    stomp_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// The STOMP listener's bound address.
+    pub fn stomp_addr(&self) -> Option<SocketAddr> {
+        self.stomp_addr
+    }
+
+    /// The broker core.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, says goodbye to every connection, and waits for every task to end
+    /// (at most the configured shutdown timeout).
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown timed out; some connections did not close in time");
+        }
+    }
+
+    /// Waits until the shutdown token fires, then shuts down.
+    pub async fn run_until_stopped(self) {
+        self.shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+}
+
+/// Binds the configured listeners and starts serving.
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let mut stomp_addr = None;
+    if let Some(addr) = config.listeners.stomp_addr()? {
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { protocol: "STOMP", addr, source })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind { protocol: "STOMP", addr, source })?;
+        tracing::info!(protocol = "stomp", addr = %bound, "listening");
+        stomp_addr = Some(bound);
+        tasks.spawn(ferromq_stomp::serve(listener, config.stomp.to_stomp(), broker.clone(), shutdown.clone()));
+    }
+
+    let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));
+    let (b, stop) = (broker.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => b.housekeeping(),
+            }
+        }
+    });
+
+    Ok(Server {
+        broker,
+        stomp_addr,
+        shutdown,
+        tasks,
+        shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+    })
+}
