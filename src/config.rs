@@ -85,7 +85,9 @@ pub struct Listeners {
 
 impl Default for Listeners {
     fn default() -> Self {
-        Self { stomp: "127.0.0.1:61613".into() }
+        Self {
+            stomp: "127.0.0.1:61613".into(),
+        }
     }
 }
 
@@ -232,29 +234,43 @@ fn all_vhosts() -> Vec<String> {
 
 impl Config {
     /// Loads the configuration: defaults, then `file` if given, then the environment.
-    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut table = match file {
             None => toml::Table::new(),
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid {
-                    origin: path.display().to_string(),
-                    message: e.to_string(),
-                })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
             }
         };
         for (key, value) in env {
-            let Some(path) = key.strip_prefix("FERROMQ_") else { continue };
+            let Some(path) = key.strip_prefix("FERROMQ_") else {
+                continue;
+            };
             let path: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| ConfigError::Invalid {
-                origin: format!("environment variable {key}"),
-                message,
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
+                ConfigError::Invalid {
+                    origin: format!("environment variable {key}"),
+                    message,
+                }
             })?;
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: "configuration".into(), message: e.to_string() })?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: "configuration".into(),
+                    message: e.to_string(),
+                })?;
         config.listeners.stomp_addr()?;
         Ok(config)
     }
@@ -282,7 +298,9 @@ impl Config {
 
 fn parse_env_value(v: &str) -> toml::Value {
     match format!("v = {v}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(v.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(v.into())),
         Err(_) => toml::Value::String(v.into()),
     }
 }
@@ -291,8 +309,12 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut t = table;
     for p in parents {
-        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry.as_table_mut().ok_or_else(|| format!("'{p}' is not a table"))?;
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("'{p}' is not a table"))?;
     }
     t.insert(last.clone(), value);
     Ok(())
@@ -307,17 +329,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferromq-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "log = \"debug\"\n[stomp]\nconnections_max = 7\nheartbeat_send_ms = 5\n").unwrap();
+        std::fs::write(
+            &file,
+            "log = \"debug\"\n[stomp]\nconnections_max = 7\nheartbeat_send_ms = 5\n",
+        )
+        .unwrap();
         let env = vec![
-            ("FERROMQ_STOMP__CONNECTIONS_MAX".to_string(), "9".to_string()),
-            ("FERROMQ_LISTENERS__STOMP".to_string(), "127.0.0.1:7000".to_string()),
+            (
+                "FERROMQ_STOMP__CONNECTIONS_MAX".to_string(),
+                "9".to_string(),
+            ),
+            (
+                "FERROMQ_LISTENERS__STOMP".to_string(),
+                "127.0.0.1:7000".to_string(),
+            ),
             ("HOME".to_string(), "/root".to_string()),
         ];
         let c = Config::load(Some(&file), env.into_iter()).unwrap();
         assert_eq!(c.log, "debug");
         assert_eq!(c.stomp.connections_max, 9);
         assert_eq!(c.stomp.heartbeat_send_ms, 5);
-        assert_eq!(c.listeners.stomp_addr().unwrap(), Some("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(
+            c.listeners.stomp_addr().unwrap(),
+            Some("127.0.0.1:7000".parse().unwrap())
+        );
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -326,9 +361,19 @@ mod tests {
     fn rejects_unknown_keys_and_bad_addresses() {
         let bad = vec![("FERROMQ_STOMP__NO_SUCH_KEY".to_string(), "1".to_string())];
         assert!(Config::load(None, bad.into_iter()).is_err());
-        let bad = vec![("FERROMQ_LISTENERS__STOMP".to_string(), "localhost".to_string())];
+        let bad = vec![(
+            "FERROMQ_LISTENERS__STOMP".to_string(),
+            "localhost".to_string(),
+        )];
         assert!(Config::load(None, bad.into_iter()).is_err());
         let off = vec![("FERROMQ_LISTENERS__STOMP".to_string(), "".to_string())];
-        assert_eq!(Config::load(None, off.into_iter()).unwrap().listeners.stomp_addr().unwrap(), None);
+        assert_eq!(
+            Config::load(None, off.into_iter())
+                .unwrap()
+                .listeners
+                .stomp_addr()
+                .unwrap(),
+            None
+        );
     }
 }

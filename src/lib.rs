@@ -76,7 +76,10 @@ impl Server {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown timed out; some connections did not close in time");
         }
     }
@@ -90,20 +93,36 @@ impl Server {
 
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: Config) -> Result<Server, StartError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
     let mut stomp_addr = None;
     if let Some(addr) = config.listeners.stomp_addr()? {
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { protocol: "STOMP", addr, source })?;
-        let bound = listener.local_addr().map_err(|source| StartError::Bind { protocol: "STOMP", addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                protocol: "STOMP",
+                addr,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            protocol: "STOMP",
+            addr,
+            source,
+        })?;
         tracing::info!(protocol = "stomp", addr = %bound, "listening");
         stomp_addr = Some(bound);
-        tasks.spawn(ferromq_stomp::serve(listener, config.stomp.to_stomp(), broker.clone(), shutdown.clone()));
+        tasks.spawn(ferromq_stomp::serve(
+            listener,
+            config.stomp.to_stomp(),
+            broker.clone(),
+            shutdown.clone(),
+        ));
     }
 
     let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));

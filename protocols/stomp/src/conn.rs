@@ -108,7 +108,13 @@ pub async fn serve_connection<S>(
     let _ = tokio::time::timeout(write_timeout, writer.flush()).await;
     let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
     if let Some(user) = session.user() {
-        tracing::info!(conn = session.connection_id(), protocol = "stomp", ?peer, user, "connection closed");
+        tracing::info!(
+            conn = session.connection_id(),
+            protocol = "stomp",
+            ?peer,
+            user,
+            "connection closed"
+        );
     }
     session.close();
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of ferromq on a fresh Debian machine with Rust installed:
+#   1. installs what the tests need (Debian packages with apt-get, Python clients into
+#      .venv under the repo),
+#   2. checks formatting and lints,
+#   3. runs `cargo test --workspace`,
+#   4. runs the interop suite (real third-party clients against the built broker).
+# Needs no standard input; safe to run again (installs only what is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------
+apt_packages=()
+command -v python3 >/dev/null || apt_packages+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  step "installing Debian packages: ${apt_packages[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+
+# --- Python clients --------------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+  step "creating .venv"
+  python3 -m venv .venv
+fi
+step "installing Python test clients"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r interop/requirements.txt
+
+# --- Rust ------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test --workspace"
+cargo build --bin ferromq
+cargo test --workspace
+
+# --- interop ---------------------------------------------------------------------------
+step "interop suite"
+FERROMQ_BIN="$PWD/target/debug/ferromq" .venv/bin/python -m pytest interop -q -p no:cacheprovider
