@@ -25,6 +25,9 @@ const EVENT_BATCH_MAX: usize = 256;
 /// Once this much output is buffered it is written before more deliveries are encoded.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
+/// How long the last frames (ERROR at shutdown) may take to write.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Runs one STOMP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
     stream: S,
@@ -92,7 +95,19 @@ pub async fn serve_connection<S>(
             }
         }
         if !wbuf.is_empty() {
-            match tokio::time::timeout(write_timeout, writer.write_all(&wbuf)).await {
+            let stopping = shutdown.is_cancelled();
+            // The goodbye at shutdown gets a short deadline; a client that stopped reading
+            // must not hold up the broker's exit.
+            let limit = if stopping {
+                write_timeout.min(GOODBYE_TIMEOUT)
+            } else {
+                write_timeout
+            };
+            let written = tokio::select! {
+                r = tokio::time::timeout(limit, writer.write_all(&wbuf)) => r,
+                _ = shutdown.cancelled(), if !stopping => break,
+            };
+            match written {
                 Ok(Ok(())) => {
                     wbuf.clear();
                     session.on_write(now());
@@ -105,8 +120,7 @@ pub async fn serve_connection<S>(
             }
         }
     }
-    let _ = tokio::time::timeout(write_timeout, writer.flush()).await;
-    let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
     if let Some(user) = session.user() {
         tracing::info!(
             conn = session.connection_id(),

@@ -13,6 +13,8 @@ pub struct StompError {
     pub message: String,
     /// The ERROR frame's body: what went wrong and what to do.
     pub detail: String,
+    /// One more header for the ERROR frame (the `version` list for a failed negotiation).
+    pub extra_header: Option<(&'static str, String)>,
 }
 
 impl StompError {
@@ -21,6 +23,7 @@ impl StompError {
         Self {
             message: message.into(),
             detail: detail.into(),
+            extra_header: None,
         }
     }
 

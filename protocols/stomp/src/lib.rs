@@ -37,7 +37,9 @@ pub use error::StompError;
 pub struct StompConfig {
     /// Frame size and header bounds.
     pub limits: Limits,
-    /// Heart-beat the server offers to send (the `sx` of `heart-beat: sx,sy`); 0 disables.
+    /// The shortest heart-beat interval the server offers to send (the `sx` of
+    /// `heart-beat: sx,sy`): a client asking for more frequent heart-beats gets this; 0
+    /// disables server heart-beats.
     pub heartbeat_send_ms: u64,
     /// Heart-beat the server asks to receive (`sy`); 0 disables. A client silent for twice
     /// the negotiated period is disconnected.
@@ -63,7 +65,7 @@ impl Default for StompConfig {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            heartbeat_send_ms: 10_000,
+            heartbeat_send_ms: 100,
             heartbeat_receive_ms: 10_000,
             connect_timeout_ms: 10_000,
             write_stall_timeout_ms: 30_000,

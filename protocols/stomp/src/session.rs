@@ -327,12 +327,15 @@ impl Session {
     fn fail(&mut self, e: StompError, receipt: Option<&str>, out: &mut BytesMut) -> Flow {
         if !self.closed {
             tracing::debug!(peer = ?self.peer, error = %e, "STOMP error; closing connection");
-            let mut hs: smallvec::SmallVec<[(&str, &str); 3]> = smallvec::smallvec![
+            let mut hs: smallvec::SmallVec<[(&str, &str); 4]> = smallvec::smallvec![
                 ("message", e.message.as_str()),
                 ("content-type", "text/plain")
             ];
             if let Some(r) = receipt {
                 hs.push(("receipt-id", r));
+            }
+            if let Some((k, v)) = &e.extra_header {
+                hs.push((k, v.as_str()));
             }
             encode_parts(
                 out,
@@ -381,10 +384,12 @@ impl Session {
                 } else if offered.contains(&"1.0") {
                     Version::V1_0
                 } else {
-                    return err(
+                    let mut e = StompError::new(
                         "Supported protocol versions are 1.0,1.1,1.2",
                         format!("none of the versions offered ({list}) is supported"),
                     );
+                    e.extra_header = Some(("version", "1.0,1.1,1.2".into()));
+                    return Err(e);
                 }
             }
         };
