@@ -55,7 +55,10 @@ pub fn hash_password(password: &str) -> String {
 }
 
 fn hash_with_salt(salt: &[u8], password: &str) -> String {
-    let digest = Sha256::new().chain_update(salt).chain_update(password.as_bytes()).finalize();
+    let digest = Sha256::new()
+        .chain_update(salt)
+        .chain_update(password.as_bytes())
+        .finalize();
     let mut raw = Vec::with_capacity(salt.len() + digest.len());
     raw.extend_from_slice(salt);
     raw.extend_from_slice(&digest);
@@ -64,12 +67,21 @@ fn hash_with_salt(salt: &[u8], password: &str) -> String {
 
 /// Checks `password` against a stored hash in constant time for hashes of equal length.
 pub fn verify_password(stored: &str, password: &str) -> bool {
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(stored) else { return false };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(stored) else {
+        return false;
+    };
     if raw.len() != SALT_BYTES + 32 {
         return false;
     }
-    let digest = Sha256::new().chain_update(&raw[..SALT_BYTES]).chain_update(password.as_bytes()).finalize();
-    raw[SALT_BYTES..].iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    let digest = Sha256::new()
+        .chain_update(&raw[..SALT_BYTES])
+        .chain_update(password.as_bytes())
+        .finalize();
+    raw[SALT_BYTES..]
+        .iter()
+        .zip(digest.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// The user database.
@@ -93,12 +105,22 @@ impl Users {
                 loopback_only: true,
             });
         }
-        Self { by_name: records.into_iter().map(|u| (u.name.clone(), u)).collect(), allow_anonymous }
+        Self {
+            by_name: records.into_iter().map(|u| (u.name.clone(), u)).collect(),
+            allow_anonymous,
+        }
     }
 
     /// Checks a login. `peer` is the client's address, `None` for in-process callers.
-    pub fn authenticate(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
-        let Some(record) = self.by_name.get(user) else { return Err(AuthError::BadCredentials) };
+    pub fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let Some(record) = self.by_name.get(user) else {
+            return Err(AuthError::BadCredentials);
+        };
         if !verify_password(&record.password_hash, password) {
             return Err(AuthError::BadCredentials);
         }
@@ -111,7 +133,10 @@ impl Users {
         if !self.allow_anonymous {
             return Err(AuthError::AnonymousRefused);
         }
-        let record = self.by_name.get("guest").ok_or(AuthError::AnonymousRefused)?;
+        let record = self
+            .by_name
+            .get("guest")
+            .ok_or(AuthError::AnonymousRefused)?;
         self.admit(record, peer)
     }
 
@@ -119,7 +144,11 @@ impl Users {
         if record.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
             return Err(AuthError::LoopbackOnly(record.name.clone()));
         }
-        Ok(Principal { name: record.name.clone(), vhosts: record.vhosts.clone(), tags: record.tags.clone() })
+        Ok(Principal {
+            name: record.name.clone(),
+            vhosts: record.vhosts.clone(),
+            tags: record.tags.clone(),
+        })
     }
 }
 
@@ -145,11 +174,22 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let remote: IpAddr = "10.1.2.3".parse().unwrap();
         assert!(users.authenticate("guest", "guest", Some(lo)).is_ok());
-        assert_eq!(users.authenticate("guest", "guest", Some(remote)), Err(AuthError::LoopbackOnly("guest".into())));
-        assert_eq!(users.authenticate("guest", "nope", Some(lo)), Err(AuthError::BadCredentials));
-        assert_eq!(users.authenticate("nobody", "guest", Some(lo)), Err(AuthError::BadCredentials));
+        assert_eq!(
+            users.authenticate("guest", "guest", Some(remote)),
+            Err(AuthError::LoopbackOnly("guest".into()))
+        );
+        assert_eq!(
+            users.authenticate("guest", "nope", Some(lo)),
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(
+            users.authenticate("nobody", "guest", Some(lo)),
+            Err(AuthError::BadCredentials)
+        );
         assert!(users.authenticate_anonymous(Some(lo)).is_ok());
-        assert!(Users::new(vec![], false).authenticate_anonymous(Some(lo)).is_err());
+        assert!(Users::new(vec![], false)
+            .authenticate_anonymous(Some(lo))
+            .is_err());
     }
 
     #[test]
@@ -164,9 +204,14 @@ mod tests {
             }],
             false,
         );
-        let p = users.authenticate("app", "pw", Some("10.0.0.1".parse().unwrap())).unwrap();
+        let p = users
+            .authenticate("app", "pw", Some("10.0.0.1".parse().unwrap()))
+            .unwrap();
         assert!(p.may_open("/prod"));
         assert!(!p.may_open("/"));
-        assert!(users.authenticate("guest", "guest", None).is_err(), "guest only exists by default");
+        assert!(
+            users.authenticate("guest", "guest", None).is_err(),
+            "guest only exists by default"
+        );
     }
 }

@@ -50,7 +50,10 @@ impl Broker {
     pub fn new(config: BrokerConfig, clock: Arc<dyn Clock>) -> Self {
         let mut vhosts = HashMap::new();
         for name in std::iter::once(DEFAULT_VHOST.to_string()).chain(config.vhosts) {
-            vhosts.insert(name.clone(), Vhost::new(&name, config.limits.clone(), clock.clone()));
+            vhosts.insert(
+                name.clone(),
+                Vhost::new(&name, config.limits.clone(), clock.clone()),
+            );
         }
         Broker(Arc::new(Inner {
             vhosts: RwLock::new(vhosts),
@@ -92,7 +95,12 @@ impl Broker {
     }
 
     /// Checks credentials (`peer` is the client's address).
-    pub fn authenticate(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
+    pub fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         self.0.users.authenticate(user, password, peer)
     }
 
@@ -104,8 +112,16 @@ impl Broker {
                 principal.name
             )));
         }
-        let v = self.vhost(vhost).ok_or_else(|| CoreError::NotFound(format!("no vhost '{vhost}'")))?;
-        Ok(Connection { id: self.next_id(), vhost: v, principal, broker: self.clone(), exclusive: Mutex::new(Vec::new()) })
+        let v = self
+            .vhost(vhost)
+            .ok_or_else(|| CoreError::NotFound(format!("no vhost '{vhost}'")))?;
+        Ok(Connection {
+            id: self.next_id(),
+            vhost: v,
+            principal,
+            broker: self.clone(),
+            exclusive: Mutex::new(Vec::new()),
+        })
     }
 
     /// Periodic work on every vhost; the server calls this about once a second.
@@ -150,7 +166,12 @@ impl Connection {
     }
 
     /// Declares a queue owned (if exclusive) by this connection.
-    pub fn declare_queue(&self, name: &str, options: QueueOptions, passive: bool) -> Result<(Arc<Queue>, QueueStats), CoreError> {
+    pub fn declare_queue(
+        &self,
+        name: &str,
+        options: QueueOptions,
+        passive: bool,
+    ) -> Result<(Arc<Queue>, QueueStats), CoreError> {
         let exclusive = options.exclusive;
         let (q, stats) = self.vhost.declare_queue(name, options, passive, self.id)?;
         if exclusive && !passive {

@@ -92,7 +92,9 @@ impl CreditGate {
     pub(crate) fn try_acquire(&self) -> bool {
         let limit = self.limit.load(Ordering::SeqCst);
         self.inflight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .is_ok()
     }
 
@@ -112,13 +114,32 @@ impl CreditGate {
         if n == 0 {
             return Vec::new();
         }
-        let _ = self.inflight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_sub(n)));
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(n))
+            });
         if self.has_waiters.swap(false, Ordering::SeqCst) {
             std::mem::take(&mut *self.waiters.lock())
         } else {
             Vec::new()
         }
     }
+}
+
+/// How a consumer shares its queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Exclusivity {
+    /// Competing consumers, served round-robin.
+    #[default]
+    Shared,
+    /// The only consumer: refused if the queue has consumers, and others are refused while
+    /// it exists (AMQP `basic.consume` exclusive).
+    Sole,
+    /// One active consumer with the others on standby: the oldest `Failover` consumer gets
+    /// every message while it exists, then the next takes over (ActiveMQ's exclusive
+    /// consumer).
+    Failover,
 }
 
 /// How a consumer acknowledges.
@@ -141,8 +162,8 @@ pub struct ConsumerSpec {
     pub gate: Arc<CreditGate>,
     /// Higher priority consumers are served first while they have credit.
     pub priority: i32,
-    /// The only consumer of the queue (AMQP exclusive consume).
-    pub exclusive: bool,
+    /// Whether the consumer shares the queue with others.
+    pub exclusive: Exclusivity,
     /// Where deliveries go.
     pub sink: Sink,
 }

@@ -36,7 +36,11 @@ impl ExchangeKind {
             "fanout" => Self::Fanout,
             "topic" => Self::Topic,
             "headers" => Self::Headers,
-            other => return Err(CoreError::NotImplemented(format!("unknown exchange type '{other}'"))),
+            other => {
+                return Err(CoreError::NotImplemented(format!(
+                    "unknown exchange type '{other}'"
+                )))
+            }
         })
     }
 
@@ -66,7 +70,12 @@ pub struct ExchangeOptions {
 
 impl Default for ExchangeOptions {
     fn default() -> Self {
-        Self { durable: true, auto_delete: false, internal: false, arguments: FieldTable::new() }
+        Self {
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::new(),
+        }
     }
 }
 
@@ -137,8 +146,18 @@ pub struct Exchange {
 
 impl Exchange {
     pub(crate) fn new(name: ByteString, kind: ExchangeKind, options: ExchangeOptions) -> Arc<Self> {
-        let alternate = options.arguments.get("alternate-exchange").and_then(|v| v.as_str()).map(ByteString::from);
-        Arc::new(Self { name, kind, options, alternate, routes: RwLock::new(Routes::default()) })
+        let alternate = options
+            .arguments
+            .get("alternate-exchange")
+            .and_then(|v| v.as_str())
+            .map(ByteString::from);
+        Arc::new(Self {
+            name,
+            kind,
+            options,
+            alternate,
+            routes: RwLock::new(Routes::default()),
+        })
     }
 
     /// The exchange's name.
@@ -166,29 +185,52 @@ impl Exchange {
     }
 
     /// Adds a binding; false if it already existed.
-    pub(crate) fn bind(&self, key: ByteString, arguments: FieldTable, target: Target, max: usize) -> Result<bool, CoreError> {
+    pub(crate) fn bind(
+        &self,
+        key: ByteString,
+        arguments: FieldTable,
+        target: Target,
+        max: usize,
+    ) -> Result<bool, CoreError> {
         let mut r = self.routes.write();
-        if r.all.iter().any(|b| b.key == key && b.arguments == arguments && b.target == target) {
+        if r.all
+            .iter()
+            .any(|b| b.key == key && b.arguments == arguments && b.target == target)
+        {
             return Ok(false);
         }
         if r.all.len() >= max {
-            return Err(CoreError::ResourceLimit(format!("exchange '{}' has too many bindings", self.name)));
+            return Err(CoreError::ResourceLimit(format!(
+                "exchange '{}' has too many bindings",
+                self.name
+            )));
         }
         match self.kind {
-            ExchangeKind::Direct => r.direct.entry(key.clone()).or_default().push(target.clone()),
+            ExchangeKind::Direct => r
+                .direct
+                .entry(key.clone())
+                .or_default()
+                .push(target.clone()),
             ExchangeKind::Topic => {
                 r.topic.insert(&key, target.clone());
             }
             ExchangeKind::Fanout | ExchangeKind::Headers => {}
         }
-        r.all.push(BindingEntry { key, arguments, target });
+        r.all.push(BindingEntry {
+            key,
+            arguments,
+            target,
+        });
         Ok(true)
     }
 
     /// Removes a binding; false if there was none.
     pub(crate) fn unbind(&self, key: &str, arguments: &FieldTable, target: &Target) -> bool {
         let mut r = self.routes.write();
-        let Some(pos) = r.all.iter().position(|b| b.key == key && &b.arguments == arguments && &b.target == target)
+        let Some(pos) = r
+            .all
+            .iter()
+            .position(|b| b.key == key && &b.arguments == arguments && &b.target == target)
         else {
             return false;
         };
@@ -218,9 +260,16 @@ impl Exchange {
     pub(crate) fn unbind_target(&self, target: &Target) -> usize {
         let doomed: Vec<(ByteString, FieldTable)> = {
             let r = self.routes.read();
-            r.all.iter().filter(|b| &b.target == target).map(|b| (b.key.clone(), b.arguments.clone())).collect()
+            r.all
+                .iter()
+                .filter(|b| &b.target == target)
+                .map(|b| (b.key.clone(), b.arguments.clone()))
+                .collect()
         };
-        doomed.iter().filter(|(k, a)| self.unbind(k, a, target)).count()
+        doomed
+            .iter()
+            .filter(|(k, a)| self.unbind(k, a, target))
+            .count()
     }
 
     /// Bindings with this exchange as source.
@@ -252,7 +301,12 @@ impl Exchange {
             Target::Exchange(e) => exchanges.push(e.clone()),
         };
         match self.kind {
-            ExchangeKind::Direct => r.direct.get(&msg.routing_key).into_iter().flatten().for_each(push),
+            ExchangeKind::Direct => r
+                .direct
+                .get(&msg.routing_key)
+                .into_iter()
+                .flatten()
+                .for_each(push),
             ExchangeKind::Fanout => r.all.iter().for_each(|b| push(&b.target)),
             ExchangeKind::Topic => r.topic.for_each_match(&msg.routing_key, &mut push),
             ExchangeKind::Headers => r
@@ -268,18 +322,25 @@ impl Exchange {
 /// also compare arguments whose names start with `x-`. A binding argument of type void
 /// matches on presence alone.
 pub fn headers_match(binding: &FieldTable, headers: &FieldTable) -> bool {
-    let mode = binding.get("x-match").and_then(FieldValue::as_str).unwrap_or("all");
+    let mode = binding
+        .get("x-match")
+        .and_then(FieldValue::as_str)
+        .unwrap_or("all");
     let (any, with_x) = match mode {
         "any" => (true, false),
         "any-with-x" => (true, true),
         "all-with-x" => (false, true),
         _ => (false, false),
     };
-    let mut considered = binding.iter().filter(|(k, _)| *k != "x-match" && (with_x || !k.starts_with("x-")));
+    let mut considered = binding
+        .iter()
+        .filter(|(k, _)| *k != "x-match" && (with_x || !k.starts_with("x-")));
     let hit = |(k, v): (&ByteString, &FieldValue)| match (v, headers.get(k)) {
         (_, None) => false,
         (FieldValue::Void, Some(_)) => true,
-        (want, Some(got)) => want == got || matches!((want.as_i64(), got.as_i64()), (Some(a), Some(b)) if a == b),
+        (want, Some(got)) => {
+            want == got || matches!((want.as_i64(), got.as_i64()), (Some(a), Some(b)) if a == b)
+        }
     };
     if any {
         considered.any(hit)
@@ -308,6 +369,9 @@ mod tests {
         n.insert("n", FieldValue::I32(5));
         let mut hn = FieldTable::new();
         hn.insert("n", FieldValue::I64(5));
-        assert!(headers_match(&n, &hn), "integers compare by value across widths");
+        assert!(
+            headers_match(&n, &hn),
+            "integers compare by value across widths"
+        );
     }
 }

@@ -35,7 +35,10 @@ mod vhost;
 pub use auth::{hash_password, Principal, UserRecord};
 pub use broker::{Broker, BrokerConfig, Connection, DEFAULT_VHOST};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use consumer::{channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver, Sink};
+pub use consumer::{
+    channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver,
+    Exclusivity, Sink,
+};
 pub use error::{AuthError, CoreError};
 pub use exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions};
 pub use limits::CoreLimits;

@@ -22,7 +22,10 @@ pub enum FieldValue {
     U64(u64),
     F32(f32),
     F64(f64),
-    Decimal { scale: u8, value: u32 },
+    Decimal {
+        scale: u8,
+        value: u32,
+    },
     Str(ByteString),
     Bytes(Bytes),
     /// Milliseconds since the Unix epoch.
@@ -194,7 +197,11 @@ pub struct Message {
 
 impl Message {
     /// A message with default properties.
-    pub fn new(exchange: impl Into<ByteString>, routing_key: impl Into<ByteString>, body: Bytes) -> Self {
+    pub fn new(
+        exchange: impl Into<ByteString>,
+        routing_key: impl Into<ByteString>,
+        body: Bytes,
+    ) -> Self {
         Self {
             body,
             properties: Properties::default(),

@@ -18,7 +18,9 @@ use bytestring::ByteString;
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
-use crate::consumer::{AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, Sink};
+use crate::consumer::{
+    AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, Exclusivity, Sink,
+};
 use crate::error::CoreError;
 use crate::message::{DeathReason, FieldTable, Message};
 use crate::queue_args::{Overflow, QueueArgs};
@@ -39,7 +41,12 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        Self { durable: true, exclusive: false, auto_delete: false, arguments: FieldTable::new() }
+        Self {
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        }
     }
 }
 
@@ -87,7 +94,7 @@ struct Slot {
     ack_mode: AckMode,
     gate: Arc<CreditGate>,
     priority: i32,
-    exclusive: bool,
+    exclusive: Exclusivity,
     sink: Sink,
 }
 
@@ -101,6 +108,9 @@ struct State {
     consumers: Vec<Slot>,
     rr: usize,
     next_seq: u64,
+    /// Delivery tags are fresh for every delivery, so a stale ack (from a consumer that is
+    /// gone) can never settle a later redelivery of the same message.
+    next_tag: u64,
     had_consumers: bool,
     last_used_ms: u64,
     deleted: bool,
@@ -164,6 +174,7 @@ impl Queue {
                 consumers: Vec::new(),
                 rr: 0,
                 next_seq: 1,
+                next_tag: 1,
                 had_consumers: false,
                 last_used_ms: now,
                 deleted: false,
@@ -205,7 +216,17 @@ impl Queue {
     /// The consumers, in dispatch order: (id, tag, priority, manual ack).
     pub fn consumers(&self) -> Vec<(u64, ByteString, i32, bool)> {
         let st = self.state.lock();
-        st.consumers.iter().map(|c| (c.id, c.tag.clone(), c.priority, c.ack_mode == AckMode::Manual)).collect()
+        st.consumers
+            .iter()
+            .map(|c| {
+                (
+                    c.id,
+                    c.tag.clone(),
+                    c.priority,
+                    c.ack_mode == AckMode::Manual,
+                )
+            })
+            .collect()
     }
 
     /// Whether the queue was deleted (a handle may outlive deletion).
@@ -214,7 +235,9 @@ impl Queue {
     }
 
     fn arc(&self) -> Arc<Queue> {
-        self.me.upgrade().expect("a queue method runs through an Arc")
+        self.me
+            .upgrade()
+            .expect("a queue method runs through an Arc")
     }
 
     /// Marks the queue used now (for `x-expires`).
@@ -233,7 +256,10 @@ impl Queue {
             }
             let size = msg.size_bytes();
             let full = self.args.max_length.is_some_and(|max| st.ready_len >= max)
-                || self.args.max_length_bytes.is_some_and(|max| st.ready_bytes + size > max);
+                || self
+                    .args
+                    .max_length_bytes
+                    .is_some_and(|max| st.ready_bytes + size > max);
             if full && self.args.overflow != Overflow::DropHead {
                 if self.args.overflow == Overflow::RejectPublishDlx {
                     fx.dead.push((msg, DeathReason::MaxLen));
@@ -256,6 +282,14 @@ impl Queue {
                     expires_at_ms: ttl.map(|t| now.saturating_add(t)),
                 });
                 self.dispatch(&mut st, now, &mut fx);
+                // A zero TTL means "now or never" (RabbitMQ's replacement for `immediate`):
+                // left undelivered, the message expires at once rather than a tick later.
+                if ttl == Some(0) && st.ready[level].back().is_some_and(|e| e.seq == seq) {
+                    let e = st.ready[level].pop_back().expect("checked above");
+                    st.ready_len -= 1;
+                    st.ready_bytes -= size;
+                    fx.dead.push((e.msg, DeathReason::Expired));
+                }
                 self.drop_head_over_limit(&mut st, &mut fx);
                 Enqueued::Accepted
             }
@@ -276,23 +310,36 @@ impl Queue {
             return;
         }
         while self.args.max_length.is_some_and(|max| st.ready_len > max)
-            || self.args.max_length_bytes.is_some_and(|max| st.ready_bytes > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| st.ready_bytes > max)
         {
             // The oldest message of the lowest priority goes first.
-            let Some(level) = st.ready.iter().position(|l| !l.is_empty()) else { break };
+            let Some(level) = st.ready.iter().position(|l| !l.is_empty()) else {
+                break;
+            };
             let e = pop(st, level);
             fx.dead.push((e.msg, DeathReason::MaxLen));
         }
     }
 
     /// Registers a consumer. `owner` is the connection id, checked against exclusivity.
-    pub fn consume(&self, spec: ConsumerSpec, owner: u64, id: u64) -> Result<ConsumerHandle, CoreError> {
+    pub fn consume(
+        &self,
+        spec: ConsumerSpec,
+        owner: u64,
+        id: u64,
+    ) -> Result<ConsumerHandle, CoreError> {
         let now = self.clock.now_ms();
         let mut fx = Effects::default();
         let handle = {
             let mut st = self.state.lock();
             if st.deleted {
-                return Err(CoreError::NotFound(format!("no queue '{}' in vhost", self.name)));
+                return Err(CoreError::NotFound(format!(
+                    "no queue '{}' in vhost",
+                    self.name
+                )));
             }
             if self.owner.is_some_and(|o| o != owner) {
                 return Err(CoreError::ResourceLocked(format!(
@@ -300,16 +347,33 @@ impl Queue {
                     self.name
                 )));
             }
-            if st.consumers.iter().any(|c| c.exclusive) || (spec.exclusive && !st.consumers.is_empty()) {
+            if st
+                .consumers
+                .iter()
+                .any(|c| c.exclusive == Exclusivity::Sole)
+                || (spec.exclusive == Exclusivity::Sole && !st.consumers.is_empty())
+            {
                 return Err(CoreError::AccessRefused(format!(
                     "queue '{}' in vhost has an exclusive consumer",
                     self.name
                 )));
             }
             if st.consumers.len() >= self.consumers_max {
-                return Err(CoreError::ResourceLimit(format!("queue '{}' has too many consumers", self.name)));
+                return Err(CoreError::ResourceLimit(format!(
+                    "queue '{}' has too many consumers",
+                    self.name
+                )));
             }
-            let pos = st.consumers.iter().position(|c| c.priority < spec.priority).unwrap_or(st.consumers.len());
+            // A single active consumer stays active until it goes, whatever the priority
+            // of newcomers: the oldest consumer is first.
+            let pos = if self.args.single_active_consumer {
+                st.consumers.len()
+            } else {
+                st.consumers
+                    .iter()
+                    .position(|c| c.priority < spec.priority)
+                    .unwrap_or(st.consumers.len())
+            };
             let handle = ConsumerHandle {
                 queue: self.arc(),
                 id,
@@ -351,7 +415,12 @@ impl Queue {
                 st.last_used_ms = now;
             }
             if requeue_unacked {
-                let tags: Vec<u64> = st.unacked.iter().filter(|(_, u)| u.consumer_id == id).map(|(t, _)| *t).collect();
+                let tags: Vec<u64> = st
+                    .unacked
+                    .iter()
+                    .filter(|(_, u)| u.consumer_id == id)
+                    .map(|(t, _)| *t)
+                    .collect();
                 for tag in tags {
                     if let Some(u) = st.unacked.remove(&tag) {
                         fx.kicks.extend(u.gate.release(1));
@@ -359,7 +428,11 @@ impl Queue {
                     }
                 }
             }
-            if st.consumers.is_empty() && st.had_consumers && self.options.auto_delete && !st.deleted {
+            if st.consumers.is_empty()
+                && st.had_consumers
+                && self.options.auto_delete
+                && !st.deleted
+            {
                 fx.delete_self = true;
             }
             self.dispatch(&mut st, now, &mut fx);
@@ -368,14 +441,22 @@ impl Queue {
     }
 
     /// Acknowledges delivered messages by tag. Unknown tags are an error (after the known
-    /// ones are settled), as RabbitMQ treats them.
+    /// ones are settled), as RabbitMQ treats them; once the queue is deleted, every tag is
+    /// accepted (its deliveries are gone).
     pub fn ack(&self, tags: &[u64]) -> Result<(), CoreError> {
         self.settle_tags(tags, Settle::Ack)
     }
 
     /// Negatively acknowledges: requeue, or dead-letter as `rejected`.
     pub fn nack(&self, tags: &[u64], requeue: bool) -> Result<(), CoreError> {
-        self.settle_tags(tags, if requeue { Settle::Requeue } else { Settle::Reject })
+        self.settle_tags(
+            tags,
+            if requeue {
+                Settle::Requeue
+            } else {
+                Settle::Reject
+            },
+        )
     }
 
     /// Returns an entry to `ready`, or dead-letters it past the delivery limit.
@@ -383,7 +464,11 @@ impl Queue {
         if st.deleted {
             return;
         }
-        if self.args.delivery_limit.is_some_and(|limit| e.delivery_count > limit) {
+        if self
+            .args
+            .delivery_limit
+            .is_some_and(|limit| e.delivery_count > limit)
+        {
             fx.dead.push((e.msg, DeathReason::DeliveryLimit));
             return;
         }
@@ -398,19 +483,25 @@ impl Queue {
     /// Delivers ready messages while consumers have credit.
     fn dispatch(&self, st: &mut State, now: u64, fx: &mut Effects) {
         while st.ready_len > 0 && !st.consumers.is_empty() {
-            let Some(level) = st.ready.iter().rposition(|l| !l.is_empty()) else { break };
+            let Some(level) = st.ready.iter().rposition(|l| !l.is_empty()) else {
+                break;
+            };
             if st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
                 let e = pop(st, level);
                 fx.dead.push((e.msg, DeathReason::Expired));
                 continue;
             }
-            let Some(ci) = self.pick_consumer(st) else { break };
+            let Some(ci) = self.pick_consumer(st) else {
+                break;
+            };
             let mut e = pop(st, level);
+            let tag = st.next_tag;
+            st.next_tag += 1;
             let slot = &st.consumers[ci];
             let delivery = Delivery {
                 queue: self.arc(),
                 consumer_id: slot.id,
-                tag: e.seq,
+                tag,
                 message: e.msg.clone(),
                 redelivered: e.delivery_count > 0,
                 delivery_count: e.delivery_count,
@@ -419,8 +510,12 @@ impl Queue {
                 Ok(()) => {
                     if slot.ack_mode == AckMode::Manual {
                         e.delivery_count = e.delivery_count.saturating_add(1);
-                        let unacked = Unacked { entry: e, consumer_id: slot.id, gate: slot.gate.clone() };
-                        st.unacked.insert(unacked.entry.seq, unacked);
+                        let unacked = Unacked {
+                            entry: e,
+                            consumer_id: slot.id,
+                            gate: slot.gate.clone(),
+                        };
+                        st.unacked.insert(tag, unacked);
                     }
                 }
                 Err(_) => {
@@ -443,19 +538,29 @@ impl Queue {
     /// with single-active-consumer only the oldest consumer is eligible.
     fn pick_consumer(&self, st: &mut State) -> Option<usize> {
         let me = self.arc();
-        if self.args.single_active_consumer {
-            let first = st.consumers.first()?;
-            if first.gate.try_acquire() {
-                return Some(0);
+        let active = if self.args.single_active_consumer {
+            Some(0)
+        } else {
+            st.consumers
+                .iter()
+                .position(|c| c.exclusive == Exclusivity::Failover)
+        };
+        if let Some(i) = active {
+            let gate = &st.consumers.get(i)?.gate;
+            if gate.try_acquire() {
+                return Some(i);
             }
-            first.gate.wait(&me);
-            return first.gate.try_acquire().then_some(0);
+            gate.wait(&me);
+            return gate.try_acquire().then_some(i);
         }
         let n = st.consumers.len();
         let mut start = 0;
         while start < n {
             let prio = st.consumers[start].priority;
-            let end = st.consumers[start..].iter().position(|c| c.priority != prio).map_or(n, |p| start + p);
+            let end = st.consumers[start..]
+                .iter()
+                .position(|c| c.priority != prio)
+                .map_or(n, |p| start + p);
             let len = end - start;
             for k in 0..len {
                 let i = start + (st.rr + k) % len;
@@ -500,19 +605,31 @@ impl Queue {
     /// Marks the queue deleted, cancels its consumers and drops its messages; returns the
     /// number of ready messages it had.
     pub(crate) fn mark_deleted(&self, reason: &str) -> u64 {
-        let mut st = self.state.lock();
-        if st.deleted {
-            return 0;
-        }
-        st.deleted = true;
-        let n = st.ready_len;
-        for c in st.consumers.drain(..) {
-            let _ = c.sink.send(Event::Cancelled { consumer_id: c.id, reason: reason.to_string() });
-        }
-        st.ready.iter_mut().for_each(VecDeque::clear);
-        st.ready_len = 0;
-        st.ready_bytes = 0;
-        st.unacked.clear();
+        let mut kicks = Vec::new();
+        let n = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return 0;
+            }
+            st.deleted = true;
+            let n = st.ready_len;
+            for c in st.consumers.drain(..) {
+                let _ = c.sink.send(Event::Cancelled {
+                    consumer_id: c.id,
+                    reason: reason.to_string(),
+                });
+            }
+            st.ready.iter_mut().for_each(VecDeque::clear);
+            st.ready_len = 0;
+            st.ready_bytes = 0;
+            // Deliveries still out hold credit on gates that other queues may share
+            // (channel-wide prefetch): give it back, or those queues starve.
+            for (_, u) in st.unacked.drain() {
+                kicks.extend(u.gate.release(1));
+            }
+            n
+        };
+        kick_all(kicks);
         n
     }
 
@@ -532,9 +649,9 @@ impl Queue {
                     fx.dead.push((e.msg, DeathReason::Expired));
                 }
             }
-            self.args
-                .expires_ms
-                .is_some_and(|ttl| st.consumers.is_empty() && now.saturating_sub(st.last_used_ms) >= ttl)
+            self.args.expires_ms.is_some_and(|ttl| {
+                st.consumers.is_empty() && now.saturating_sub(st.last_used_ms) >= ttl
+            })
         };
         self.finish(fx);
         expired_queue
@@ -570,7 +687,11 @@ impl Queue {
             let mut missing = None;
             for &tag in tags {
                 let Some(u) = st.unacked.remove(&tag) else {
-                    missing = Some(tag);
+                    // A deleted queue dropped its deliveries and their credit; settling
+                    // them is harmless, as in RabbitMQ.
+                    if !st.deleted {
+                        missing = Some(tag);
+                    }
                     continue;
                 };
                 fx.kicks.extend(u.gate.release(1));
@@ -583,7 +704,9 @@ impl Queue {
             self.dispatch(&mut st, now, &mut fx);
             match missing {
                 None => Ok(()),
-                Some(tag) => Err(CoreError::PreconditionFailed(format!("unknown delivery tag {tag}"))),
+                Some(tag) => Err(CoreError::PreconditionFailed(format!(
+                    "unknown delivery tag {tag}"
+                ))),
             }
         };
         self.finish(fx);
@@ -599,7 +722,9 @@ enum Settle {
 }
 
 fn pop(st: &mut State, level: usize) -> Entry {
-    let e = st.ready[level].pop_front().expect("caller checked the lane is not empty");
+    let e = st.ready[level]
+        .pop_front()
+        .expect("caller checked the lane is not empty");
     st.ready_len -= 1;
     st.ready_bytes -= e.msg.size_bytes();
     e

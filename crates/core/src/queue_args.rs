@@ -38,7 +38,9 @@ fn non_negative(table: &FieldTable, name: &str) -> Result<Option<u64>, CoreError
         None => Ok(None),
         Some(v) => match v.as_i64() {
             Some(n) if n >= 0 => Ok(Some(n as u64)),
-            _ => Err(CoreError::PreconditionFailed(format!("invalid arg '{name}' for queue: {v:?}"))),
+            _ => Err(CoreError::PreconditionFailed(format!(
+                "invalid arg '{name}' for queue: {v:?}"
+            ))),
         },
     }
 }
@@ -47,7 +49,9 @@ fn string(table: &FieldTable, name: &str) -> Result<Option<ByteString>, CoreErro
     match table.get(name) {
         None => Ok(None),
         Some(FieldValue::Str(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(CoreError::PreconditionFailed(format!("invalid arg '{name}' for queue: {v:?}"))),
+        Some(v) => Err(CoreError::PreconditionFailed(format!(
+            "invalid arg '{name}' for queue: {v:?}"
+        ))),
     }
 }
 
@@ -60,17 +64,25 @@ impl QueueArgs {
             Some("reject-publish") => Overflow::RejectPublish,
             Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
             Some(other) => {
-                return Err(CoreError::PreconditionFailed(format!("invalid arg 'x-overflow' for queue: {other}")))
+                return Err(CoreError::PreconditionFailed(format!(
+                    "invalid arg 'x-overflow' for queue: {other}"
+                )))
             }
         };
         let expires_ms = non_negative(table, "x-expires")?;
         if expires_ms == Some(0) {
-            return Err(CoreError::PreconditionFailed("invalid arg 'x-expires': must be positive".into()));
+            return Err(CoreError::PreconditionFailed(
+                "invalid arg 'x-expires': must be positive".into(),
+            ));
         }
         let max_priority = match non_negative(table, "x-max-priority")? {
             None => None,
             Some(p) if p <= 255 => Some(p as u8),
-            Some(p) => return Err(CoreError::PreconditionFailed(format!("invalid arg 'x-max-priority': {p} > 255"))),
+            Some(p) => {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "invalid arg 'x-max-priority': {p} > 255"
+                )))
+            }
         };
         let single_active_consumer = match table.get("x-single-active-consumer") {
             None => false,
@@ -81,7 +93,8 @@ impl QueueArgs {
                 )))
             }
         };
-        let delivery_limit = non_negative(table, "x-delivery-limit")?.map(|n| n.min(u32::MAX as u64) as u32);
+        let delivery_limit =
+            non_negative(table, "x-delivery-limit")?.map(|n| n.min(u32::MAX as u64) as u32);
         Ok(Self {
             message_ttl_ms: non_negative(table, "x-message-ttl")?,
             expires_ms,

@@ -28,19 +28,30 @@ struct Node<T> {
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Self { words: HashMap::new(), star: None, hash: None, values: Vec::new() }
+        Self {
+            words: HashMap::new(),
+            star: None,
+            hash: None,
+            values: Vec::new(),
+        }
     }
 }
 
 impl<T> Node<T> {
     fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.words.is_empty() && self.star.is_none() && self.hash.is_none()
+        self.values.is_empty()
+            && self.words.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
     }
 }
 
 impl<T> Default for TopicTrie<T> {
     fn default() -> Self {
-        Self { root: Node::default(), len: 0 }
+        Self {
+            root: Node::default(),
+            len: 0,
+        }
     }
 }
 
@@ -98,22 +109,32 @@ impl<T: PartialEq> TopicTrie<T> {
 
 fn remove_at<T: PartialEq>(node: &mut Node<T>, words: &[&str], value: &T) -> bool {
     let Some((first, rest)) = words.split_first() else {
-        let Some(pos) = node.values.iter().position(|v| v == value) else { return false };
+        let Some(pos) = node.values.iter().position(|v| v == value) else {
+            return false;
+        };
         node.values.swap_remove(pos);
         return true;
     };
     let removed;
     match *first {
         "*" | "#" => {
-            let slot = if *first == "*" { &mut node.star } else { &mut node.hash };
-            let Some(child) = slot.as_deref_mut() else { return false };
+            let slot = if *first == "*" {
+                &mut node.star
+            } else {
+                &mut node.hash
+            };
+            let Some(child) = slot.as_deref_mut() else {
+                return false;
+            };
             removed = remove_at(child, rest, value);
             if child.is_empty() {
                 *slot = None;
             }
         }
         w => {
-            let Some(child) = node.words.get_mut(w) else { return false };
+            let Some(child) = node.words.get_mut(w) else {
+                return false;
+            };
             removed = remove_at(child, rest, value);
             if child.is_empty() {
                 node.words.remove(w);
@@ -199,7 +220,11 @@ mod tests {
     }
 
     fn word() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("".to_string())]
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("".to_string())
+        ]
     }
     fn pattern_word() -> impl Strategy<Value = String> {
         prop_oneof![word(), Just("*".to_string()), Just("#".to_string())]

@@ -26,7 +26,10 @@ pub struct Transaction {
 impl Transaction {
     /// An empty transaction bounded by `limits.transaction_ops_max`.
     pub fn new(limits: &CoreLimits) -> Self {
-        Self { ops: Vec::new(), ops_max: limits.transaction_ops_max }
+        Self {
+            ops: Vec::new(),
+            ops_max: limits.transaction_ops_max,
+        }
     }
 
     fn push(&mut self, op: Op) -> Result<(), CoreError> {

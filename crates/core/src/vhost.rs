@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions, Target};
 use crate::limits::CoreLimits;
-use crate::message::{Death, DeathReason, Message};
+use crate::message::{Death, DeathReason, FieldValue, Message};
 use crate::queue::{Enqueued, Queue, QueueOptions, QueueStats};
 use crate::queue_args::QueueArgs;
 
@@ -74,7 +74,14 @@ fn not_found_exchange(name: &str, vhost: &str) -> CoreError {
     CoreError::NotFound(format!("no exchange '{name}' in vhost '{vhost}'"))
 }
 
-fn inequivalent(what: &str, kind: &str, name: &str, vhost: &str, got: impl std::fmt::Debug, have: impl std::fmt::Debug) -> CoreError {
+fn inequivalent(
+    what: &str,
+    kind: &str,
+    name: &str,
+    vhost: &str,
+    got: impl std::fmt::Debug,
+    have: impl std::fmt::Debug,
+) -> CoreError {
     CoreError::PreconditionFailed(format!(
         "inequivalent arg '{what}' for {kind} '{name}' in vhost '{vhost}': received {got:?} but current is {have:?}"
     ))
@@ -84,7 +91,10 @@ fn inequivalent(what: &str, kind: &str, name: &str, vhost: &str, got: impl std::
 pub fn generated_queue_name(prefix: &str) -> String {
     let mut raw = [0u8; 16];
     getrandom::getrandom(&mut raw).expect("the OS random source is available");
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
 }
 
 impl Vhost {
@@ -99,7 +109,10 @@ impl Vhost {
         {
             let mut t = inner.topology.write();
             for (n, kind) in BUILTIN_EXCHANGES {
-                t.exchanges.insert(n.into(), Exchange::new(n.into(), kind, ExchangeOptions::default()));
+                t.exchanges.insert(
+                    n.into(),
+                    Exchange::new(n.into(), kind, ExchangeOptions::default()),
+                );
             }
         }
         Vhost(inner)
@@ -123,29 +136,77 @@ impl Vhost {
         passive: bool,
     ) -> Result<Arc<Exchange>, CoreError> {
         let v = &self.0.name;
+        if name.is_empty() && !passive {
+            return Err(CoreError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
         if let Some(e) = self.exchange(name) {
             if passive {
                 return Ok(e);
             }
             if e.kind() != kind {
-                return Err(inequivalent("type", "exchange", name, v, kind.as_str(), e.kind().as_str()));
+                return Err(inequivalent(
+                    "type",
+                    "exchange",
+                    name,
+                    v,
+                    kind.as_str(),
+                    e.kind().as_str(),
+                ));
             }
             let have = e.options();
             if have.durable != options.durable {
-                return Err(inequivalent("durable", "exchange", name, v, options.durable, have.durable));
+                return Err(inequivalent(
+                    "durable",
+                    "exchange",
+                    name,
+                    v,
+                    options.durable,
+                    have.durable,
+                ));
             }
             if have.auto_delete != options.auto_delete {
-                return Err(inequivalent("auto_delete", "exchange", name, v, options.auto_delete, have.auto_delete));
+                return Err(inequivalent(
+                    "auto_delete",
+                    "exchange",
+                    name,
+                    v,
+                    options.auto_delete,
+                    have.auto_delete,
+                ));
             }
             if have.internal != options.internal {
-                return Err(inequivalent("internal", "exchange", name, v, options.internal, have.internal));
+                return Err(inequivalent(
+                    "internal",
+                    "exchange",
+                    name,
+                    v,
+                    options.internal,
+                    have.internal,
+                ));
+            }
+            // Of the arguments, RabbitMQ compares only this one.
+            let alternate = options
+                .arguments
+                .get("alternate-exchange")
+                .and_then(FieldValue::as_str);
+            if e.alternate().map(|a| &**a) != alternate {
+                return Err(inequivalent(
+                    "alternate-exchange",
+                    "exchange",
+                    name,
+                    v,
+                    alternate,
+                    e.alternate(),
+                ));
             }
             return Ok(e);
         }
         if passive {
             return Err(not_found_exchange(name, v));
         }
-        if name.starts_with("amq.") || name.is_empty() {
+        if name.starts_with("amq.") {
             return Err(CoreError::AccessRefused(format!(
                 "exchange name '{name}' contains reserved prefix 'amq.*'"
             )));
@@ -155,7 +216,9 @@ impl Vhost {
             return Ok(e.clone());
         }
         if t.exchanges.len() >= self.0.limits.exchanges_max {
-            return Err(CoreError::ResourceLimit(format!("vhost '{v}' has too many exchanges")));
+            return Err(CoreError::ResourceLimit(format!(
+                "vhost '{v}' has too many exchanges"
+            )));
         }
         let e = Exchange::new(name.into(), kind, options);
         t.exchanges.insert(name.into(), e.clone());
@@ -166,12 +229,18 @@ impl Vhost {
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), CoreError> {
         let v = &self.0.name;
         if name.is_empty() || name.starts_with("amq.") {
-            return Err(CoreError::AccessRefused(format!("operation not permitted on the default exchange or '{name}'")));
+            return Err(CoreError::AccessRefused(format!(
+                "operation not permitted on the default exchange or '{name}'"
+            )));
         }
         let mut t = self.0.topology.write();
-        let Some(e) = t.exchanges.get(name).cloned() else { return Err(not_found_exchange(name, v)) };
+        let Some(e) = t.exchanges.get(name).cloned() else {
+            return Err(not_found_exchange(name, v));
+        };
         if if_unused && e.binding_count() > 0 {
-            return Err(CoreError::PreconditionFailed(format!("exchange '{name}' in vhost '{v}' in use")));
+            return Err(CoreError::PreconditionFailed(format!(
+                "exchange '{name}' in vhost '{v}' in use"
+            )));
         }
         t.exchanges.remove(name);
         let target = Target::Exchange(e);
@@ -203,7 +272,9 @@ impl Vhost {
 
     /// A queue by name that `owner` may use (exclusive queues belong to one connection).
     pub fn queue_for(&self, name: &str, owner: u64) -> Result<Arc<Queue>, CoreError> {
-        let q = self.queue(name).ok_or_else(|| not_found_queue(name, &self.0.name))?;
+        let q = self
+            .queue(name)
+            .ok_or_else(|| not_found_queue(name, &self.0.name))?;
         if q.owner().is_some_and(|o| o != owner) {
             return Err(CoreError::ResourceLocked(format!(
                 "cannot obtain exclusive access to locked queue '{name}' in vhost '{}'",
@@ -240,7 +311,11 @@ impl Vhost {
         } else {
             name
         };
-        let args = QueueArgs::parse(&options.arguments)?;
+        let mut args = QueueArgs::parse(&options.arguments)?;
+        // Before the equivalence check: the stored arguments carry the default too.
+        if args.max_length.is_none() {
+            args.max_length = self.0.limits.queue_length_default_max;
+        }
         let mut t = self.0.topology.write();
         if let Some(q) = t.queues.get(name).cloned() {
             drop(t);
@@ -251,27 +326,53 @@ impl Vhost {
             }
             let have = q.options();
             if have.durable != options.durable {
-                return Err(inequivalent("durable", "queue", name, v, options.durable, have.durable));
+                return Err(inequivalent(
+                    "durable",
+                    "queue",
+                    name,
+                    v,
+                    options.durable,
+                    have.durable,
+                ));
             }
             if have.exclusive != options.exclusive {
-                return Err(inequivalent("exclusive", "queue", name, v, options.exclusive, have.exclusive));
+                return Err(inequivalent(
+                    "exclusive",
+                    "queue",
+                    name,
+                    v,
+                    options.exclusive,
+                    have.exclusive,
+                ));
             }
             if have.auto_delete != options.auto_delete {
-                return Err(inequivalent("auto_delete", "queue", name, v, options.auto_delete, have.auto_delete));
+                return Err(inequivalent(
+                    "auto_delete",
+                    "queue",
+                    name,
+                    v,
+                    options.auto_delete,
+                    have.auto_delete,
+                ));
             }
             if q.args() != &args {
-                return Err(inequivalent("arguments", "queue", name, v, &options.arguments, &have.arguments));
+                return Err(inequivalent(
+                    "arguments",
+                    "queue",
+                    name,
+                    v,
+                    &options.arguments,
+                    &have.arguments,
+                ));
             }
             q.touch();
             let stats = q.stats();
             return Ok((q, stats));
         }
         if t.queues.len() >= self.0.limits.queues_max {
-            return Err(CoreError::ResourceLimit(format!("vhost '{v}' has too many queues")));
-        }
-        let mut args = args;
-        if args.max_length.is_none() {
-            args.max_length = self.0.limits.queue_length_default_max;
+            return Err(CoreError::ResourceLimit(format!(
+                "vhost '{v}' has too many queues"
+            )));
         }
         let q = Queue::new(
             name.into(),
@@ -288,14 +389,26 @@ impl Vhost {
     }
 
     /// Deletes a queue; returns the number of ready messages it held.
-    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, owner: u64) -> Result<u64, CoreError> {
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        owner: u64,
+    ) -> Result<u64, CoreError> {
         let q = self.queue_for(name, owner)?;
         let stats = q.stats();
         if if_unused && stats.consumers > 0 {
-            return Err(CoreError::PreconditionFailed(format!("queue '{name}' in vhost '{}' in use", self.0.name)));
+            return Err(CoreError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.0.name
+            )));
         }
         if if_empty && (stats.messages > 0 || stats.unacked > 0) {
-            return Err(CoreError::PreconditionFailed(format!("queue '{name}' in vhost '{}' is not empty", self.0.name)));
+            return Err(CoreError::PreconditionFailed(format!(
+                "queue '{name}' in vhost '{}' is not empty",
+                self.0.name
+            )));
         }
         Ok(self.remove_queue(&q))
     }
@@ -336,15 +449,34 @@ impl Vhost {
     }
 
     /// Binds a queue to an exchange.
-    pub fn bind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: crate::FieldTable, owner: u64) -> Result<(), CoreError> {
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: crate::FieldTable,
+        owner: u64,
+    ) -> Result<(), CoreError> {
         let q = self.queue_for(queue, owner)?;
         let e = self.bindable_source(exchange)?;
-        e.bind(key.into(), arguments, Target::Queue(q), self.0.limits.bindings_max)?;
+        e.bind(
+            key.into(),
+            arguments,
+            Target::Queue(q),
+            self.0.limits.bindings_max,
+        )?;
         Ok(())
     }
 
     /// Removes a queue binding (absent bindings are not an error, as in RabbitMQ).
-    pub fn unbind_queue(&self, queue: &str, exchange: &str, key: &str, arguments: &crate::FieldTable, owner: u64) -> Result<(), CoreError> {
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: &crate::FieldTable,
+        owner: u64,
+    ) -> Result<(), CoreError> {
         let q = self.queue_for(queue, owner)?;
         let e = self.bindable_source(exchange)?;
         if e.unbind(key, arguments, &Target::Queue(q)) {
@@ -354,15 +486,32 @@ impl Vhost {
     }
 
     /// Binds exchange `destination` to exchange `source`.
-    pub fn bind_exchange(&self, destination: &str, source: &str, key: &str, arguments: crate::FieldTable) -> Result<(), CoreError> {
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: crate::FieldTable,
+    ) -> Result<(), CoreError> {
         let d = self.bindable_source(destination)?;
         let s = self.bindable_source(source)?;
-        s.bind(key.into(), arguments, Target::Exchange(d), self.0.limits.bindings_max)?;
+        s.bind(
+            key.into(),
+            arguments,
+            Target::Exchange(d),
+            self.0.limits.bindings_max,
+        )?;
         Ok(())
     }
 
     /// Removes an exchange-to-exchange binding.
-    pub fn unbind_exchange(&self, destination: &str, source: &str, key: &str, arguments: &crate::FieldTable) -> Result<(), CoreError> {
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        arguments: &crate::FieldTable,
+    ) -> Result<(), CoreError> {
         let d = self.bindable_source(destination)?;
         let s = self.bindable_source(source)?;
         if s.unbind(key, arguments, &Target::Exchange(d)) {
@@ -373,14 +522,18 @@ impl Vhost {
 
     fn bindable_source(&self, name: &str) -> Result<Arc<Exchange>, CoreError> {
         if name.is_empty() {
-            return Err(CoreError::AccessRefused("operation not permitted on the default exchange".into()));
+            return Err(CoreError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
         }
-        self.exchange(name).ok_or_else(|| not_found_exchange(name, &self.0.name))
+        self.exchange(name)
+            .ok_or_else(|| not_found_exchange(name, &self.0.name))
     }
 
     /// Every binding in the vhost (for the admin API).
     pub fn bindings(&self) -> Vec<BindingInfo> {
-        let exchanges: Vec<Arc<Exchange>> = self.0.topology.read().exchanges.values().cloned().collect();
+        let exchanges: Vec<Arc<Exchange>> =
+            self.0.topology.read().exchanges.values().cloned().collect();
         exchanges.iter().flat_map(|e| e.bindings()).collect()
     }
 
@@ -396,7 +549,9 @@ impl Vhost {
 
     /// Publishes a message to `msg.exchange` with `msg.routing_key`.
     pub fn publish(&self, msg: Arc<Message>) -> Result<PublishOutcome, CoreError> {
-        let e = self.exchange(&msg.exchange).ok_or_else(|| not_found_exchange(&msg.exchange, &self.0.name))?;
+        let e = self
+            .exchange(&msg.exchange)
+            .ok_or_else(|| not_found_exchange(&msg.exchange, &self.0.name))?;
         if e.options().internal {
             return Err(CoreError::AccessRefused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",
@@ -414,6 +569,19 @@ impl Vhost {
                 self.delete_queue_if_same(q.name(), Arc::as_ptr(&q));
             }
         }
+    }
+}
+
+/// Whether dead-lettering a message with `deaths` (newest first) into `queue` closes a
+/// cycle with no client in it: the message died in `queue` before, and neither that death
+/// nor any since was a rejection. Such a target is skipped. Only the stretch since the last
+/// death in `queue` counts: an old rejection elsewhere does not license a loop that has run
+/// without one since (it would bounce forever, or recurse without bound when the queues
+/// overflow into each other).
+fn is_automatic_cycle(deaths: &[Death], queue: &str) -> bool {
+    match deaths.iter().position(|d| d.queue == queue) {
+        None => false,
+        Some(last) => deaths[..=last].iter().all(|d| d.reason.is_automatic()),
     }
 }
 
@@ -438,36 +606,58 @@ impl VhostInner {
             }
             return queues;
         }
-        self.route_from(e, msg, &mut queues, 0);
+        self.route_from(e, msg, &mut queues, &mut SmallVec::new(), 0);
         queues.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
         queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
         queues
     }
 
-    fn route_from(&self, e: &Arc<Exchange>, msg: &Message, queues: &mut SmallVec<[Arc<Queue>; 4]>, hops: usize) -> bool {
+    /// Routes through `e` and the exchanges it leads to; true if that reached a queue.
+    /// `seen` holds each exchange visited for this message with its result, so that each
+    /// is routed through once: cycles and diamonds of exchange bindings cost one visit per
+    /// exchange, not one per path (which grows exponentially with the hop limit).
+    fn route_from(
+        &self,
+        e: &Arc<Exchange>,
+        msg: &Message,
+        queues: &mut SmallVec<[Arc<Queue>; 4]>,
+        seen: &mut SmallVec<[(*const Exchange, bool); 4]>,
+        hops: usize,
+    ) -> bool {
+        if let Some(&(_, routed)) = seen.iter().find(|(x, _)| *x == Arc::as_ptr(e)) {
+            return routed;
+        }
+        let slot = seen.len();
+        seen.push((Arc::as_ptr(e), false));
         let before = queues.len();
         let mut next = SmallVec::<[Arc<Exchange>; 2]>::new();
         e.route(msg, queues, &mut next);
         let mut routed = queues.len() > before;
         if hops < self.limits.exchange_hops_max {
             for n in next {
-                routed |= self.route_from(&n, msg, queues, hops + 1);
+                routed |= self.route_from(&n, msg, queues, seen, hops + 1);
             }
             if !routed {
-                if let Some(alt) = e.alternate().and_then(|a| self.topology.read().exchanges.get(a).cloned()) {
-                    routed = self.route_from(&alt, msg, queues, hops + 1);
+                if let Some(alt) = e
+                    .alternate()
+                    .and_then(|a| self.topology.read().exchanges.get(a).cloned())
+                {
+                    routed = self.route_from(&alt, msg, queues, seen, hops + 1);
                 }
             }
         }
+        seen[slot].1 = routed;
         routed
     }
 
     /// Republishes messages that died in `queue` to its dead-letter exchange, if it has
     /// one; otherwise they are dropped. Dead-letter cycles without a client in them are
-    /// broken as RabbitMQ breaks them: a message is not routed back into a queue it already died in unless a rejection is in its history.
+    /// broken as RabbitMQ breaks them (see [`is_automatic_cycle`]).
     pub(crate) fn dead_letter(&self, queue: &Queue, dead: Vec<(Arc<Message>, DeathReason)>) {
         let args = queue.args();
-        let Some(dlx) = &args.dead_letter_exchange else { return };
+        let Some(dlx) = &args.dead_letter_exchange else {
+            return;
+        };
         let Some(e) = self.topology.read().exchanges.get(dlx).cloned() else {
             tracing::debug!(queue = %queue.name(), dlx = %dlx, "dead-letter exchange missing; message dropped");
             return;
@@ -476,7 +666,11 @@ impl VhostInner {
         for (msg, reason) in dead {
             let mut m = Message::clone(&msg);
             let original_expiration_ms = m.properties.expiration_ms.take();
-            match m.deaths.iter().position(|d| d.queue == *queue.name() && d.reason == reason) {
+            match m
+                .deaths
+                .iter()
+                .position(|d| d.queue == *queue.name() && d.reason == reason)
+            {
                 Some(pos) => {
                     let mut d = m.deaths.remove(pos);
                     d.count += 1;
@@ -502,9 +696,7 @@ impl VhostInner {
             }
             m.exchange = dlx.clone();
             let mut targets = self.route(&e, &m);
-            if m.deaths.iter().all(|d| d.reason.is_automatic()) {
-                targets.retain(|q| !m.deaths.iter().any(|d| d.queue == *q.name()));
-            }
+            targets.retain(|q| !is_automatic_cycle(&m.deaths, q.name()));
             deliver(&targets, &Arc::new(m));
         }
     }

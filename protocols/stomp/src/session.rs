@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
-    EventReceiver, Queue, QueueOptions, Sink, Transaction, DEFAULT_VHOST,
+    EventReceiver, Exclusivity, Queue, QueueOptions, Sink, Transaction, DEFAULT_VHOST,
 };
 
 use crate::adapter::{self, MessageFrame, SubscribeOptions};
@@ -605,10 +605,14 @@ impl Session {
             },
             gate: CreditGate::new(limit),
             priority,
-            exclusive: matches!(
-                h.get("exclusive").or(h.get("activemq.exclusive")),
-                Some("true")
-            ),
+            // RabbitMQ's `exclusive` refuses other consumers; ActiveMQ's keeps them on standby.
+            exclusive: if h.get("exclusive") == Some("true") {
+                Exclusivity::Sole
+            } else if h.get("activemq.exclusive") == Some("true") {
+                Exclusivity::Failover
+            } else {
+                Exclusivity::Shared
+            },
             sink: self.sink.clone(),
         };
         let handle = conn.consume(&sq.name, spec)?;
@@ -868,7 +872,7 @@ fn temp_queue(
         ack_mode: AckMode::Auto,
         gate: CreditGate::new(conn.broker().limits().consumer_unacked_max),
         priority: 0,
-        exclusive: true,
+        exclusive: Exclusivity::Sole,
         sink: sink.clone(),
     };
     let handle = conn.consume(q.name(), spec)?;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferromq_core::{
-    channel, AckMode, Broker, BrokerConfig, Connection, ConsumerHandle, ConsumerSpec, CoreError, CreditGate,
-    Delivery, Event, EventReceiver, FieldTable, FieldValue, ManualClock, Message, PublishOutcome, Queue,
-    QueueOptions,
+    channel, AckMode, Broker, BrokerConfig, Connection, ConsumerHandle, ConsumerSpec, CoreError,
+    CreditGate, Delivery, Event, EventReceiver, Exclusivity, FieldTable, FieldValue, ManualClock,
+    Message, PublishOutcome, Queue, QueueOptions,
 };
 
 /// Where the manual clock starts: an arbitrary, realistic epoch time.
@@ -29,7 +29,11 @@ impl Env {
         let clock = Arc::new(ManualClock::new(T0_MS));
         let broker = Broker::new(config, clock.clone());
         let conn = connect(&broker);
-        Self { clock, broker, conn }
+        Self {
+            clock,
+            broker,
+            conn,
+        }
     }
 
     /// Another connection to the same vhost.
@@ -52,7 +56,10 @@ impl Env {
     }
 
     pub fn bind(&self, queue: &str, exchange: &str, key: &str) {
-        self.conn.vhost().bind_queue(queue, exchange, key, FieldTable::new(), self.conn.id()).unwrap();
+        self.conn
+            .vhost()
+            .bind_queue(queue, exchange, key, FieldTable::new(), self.conn.id())
+            .unwrap();
     }
 
     pub fn publish(&self, exchange: &str, key: &str, body: &str) -> PublishOutcome {
@@ -67,15 +74,36 @@ impl Env {
     }
 
     pub fn consume(&self, queue: &str, prefetch: u32) -> Sub {
-        Sub::new(&self.conn, queue, ConsumerOpts { prefetch, ..Default::default() }).unwrap()
+        Sub::new(
+            &self.conn,
+            queue,
+            ConsumerOpts {
+                prefetch,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     pub fn consume_auto(&self, queue: &str, prefetch: u32) -> Sub {
-        Sub::new(&self.conn, queue, ConsumerOpts { prefetch, auto_ack: true, ..Default::default() }).unwrap()
+        Sub::new(
+            &self.conn,
+            queue,
+            ConsumerOpts {
+                prefetch,
+                auto_ack: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     pub fn stats(&self, queue: &str) -> ferromq_core::QueueStats {
-        self.conn.vhost().queue(queue).unwrap_or_else(|| panic!("queue '{queue}' exists")).stats()
+        self.conn
+            .vhost()
+            .queue(queue)
+            .unwrap_or_else(|| panic!("queue '{queue}' exists"))
+            .stats()
     }
 
     pub fn exists(&self, queue: &str) -> bool {
@@ -101,7 +129,10 @@ pub fn s(v: &str) -> FieldValue {
 }
 
 pub fn options(args: &[(&str, FieldValue)]) -> QueueOptions {
-    QueueOptions { arguments: table(args), ..Default::default() }
+    QueueOptions {
+        arguments: table(args),
+        ..Default::default()
+    }
 }
 
 pub fn declare(conn: &Connection, name: &str, args: &[(&str, FieldValue)]) -> Arc<Queue> {
@@ -113,7 +144,9 @@ pub fn msg(exchange: &str, key: &str, body: &str) -> Message {
 }
 
 pub fn publish(conn: &Connection, exchange: &str, key: &str, body: &str) -> PublishOutcome {
-    conn.vhost().publish(Arc::new(msg(exchange, key, body))).unwrap()
+    conn.vhost()
+        .publish(Arc::new(msg(exchange, key, body)))
+        .unwrap()
 }
 
 pub fn publish_msg(conn: &Connection, m: Message) -> Result<PublishOutcome, CoreError> {
@@ -133,13 +166,19 @@ pub struct ConsumerOpts {
     pub prefetch: u32,
     pub auto_ack: bool,
     pub priority: i32,
-    pub exclusive: bool,
+    pub exclusive: Exclusivity,
     pub gate: Option<Arc<CreditGate>>,
 }
 
 impl Default for ConsumerOpts {
     fn default() -> Self {
-        Self { prefetch: 100, auto_ack: false, priority: 0, exclusive: false, gate: None }
+        Self {
+            prefetch: 100,
+            auto_ack: false,
+            priority: 0,
+            exclusive: Exclusivity::Shared,
+            gate: None,
+        }
     }
 }
 
@@ -156,7 +195,11 @@ impl Sub {
         let gate = opts.gate.unwrap_or_else(|| CreditGate::new(opts.prefetch));
         let spec = ConsumerSpec {
             tag: format!("ctag-{queue}").into(),
-            ack_mode: if opts.auto_ack { AckMode::Auto } else { AckMode::Manual },
+            ack_mode: if opts.auto_ack {
+                AckMode::Auto
+            } else {
+                AckMode::Manual
+            },
             gate: gate.clone(),
             priority: opts.priority,
             exclusive: opts.exclusive,
@@ -175,7 +218,11 @@ impl Sub {
     pub fn next(&mut self) -> Option<Delivery> {
         match self.event()? {
             Event::Deliver(d) => {
-                assert_eq!(d.consumer_id, self.handle.id(), "delivery for this consumer");
+                assert_eq!(
+                    d.consumer_id,
+                    self.handle.id(),
+                    "delivery for this consumer"
+                );
                 Some(d)
             }
             other => panic!("expected a delivery, got {other:?}"),
