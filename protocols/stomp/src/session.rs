@@ -499,9 +499,9 @@ impl Session {
                 temp_queue(conn, cfg, sink, temp, subs, by_consumer, name)
             })?
         };
-        let user = self.conn().principal().name.clone();
+        let user = self.conn().principal().name.as_str();
         let mut msg =
-            adapter::message_from_send(h, f.body, exchange, key, &user, self.broker.now_ms())?;
+            adapter::message_from_send(h, f.body, exchange, key, user, self.broker.now_ms())?;
         if let Some(reply_to) = msg.properties.reply_to.clone() {
             if let Ok(Destination::TempQueue(name)) = Destination::parse(&reply_to) {
                 let conn = self.conn.as_ref().expect("connected");

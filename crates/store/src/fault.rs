@@ -1,0 +1,86 @@
+//! [`FaultInjector`]: failed writes, failed fsyncs and a full disk, on demand.
+//!
+//! The file journal consults it before every write, fsync and segment create (see
+//! `disk.rs`); [`MemStore`](crate::MemStore) consults it on append. It lives in the public API,
+//! not behind `cfg(test)`, so that the core's and the server's fault tests can use it too.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// A handle shared by a test and the store it configures; cloning shares the same switches.
+/// Inert by default.
+#[derive(Clone, Debug, Default)]
+pub struct FaultInjector {
+    inner: Arc<Switches>,
+}
+
+#[derive(Debug, Default)]
+struct Switches {
+    fsync_failures: AtomicU32,
+    write_failures: AtomicU32,
+    disk_full: AtomicBool,
+}
+
+/// What the store should do instead of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteFault {
+    /// Fail with EIO before writing anything.
+    Eio,
+    /// Write the first half of the buffer, then fail with ENOSPC, as a real full disk does.
+    DiskFull,
+}
+
+impl FaultInjector {
+    /// A fresh, inert injector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `count` fsyncs of segment files fail with EIO without syncing anything.
+    pub fn fail_fsyncs(&self, count: u32) {
+        self.inner.fsync_failures.store(count, Ordering::SeqCst);
+    }
+
+    /// The next `count` writes fail with EIO before writing anything.
+    pub fn fail_writes(&self, count: u32) {
+        self.inner.write_failures.store(count, Ordering::SeqCst);
+    }
+
+    /// While set, writes and segment creates fail with ENOSPC (a write first writes half of
+    /// its buffer, leaving a torn record as a real full disk would).
+    pub fn set_disk_full(&self, full: bool) {
+        self.inner.disk_full.store(full, Ordering::SeqCst);
+    }
+
+    /// Disarms every fault.
+    pub fn clear(&self) {
+        self.fail_fsyncs(0);
+        self.fail_writes(0);
+        self.set_disk_full(false);
+    }
+
+    pub(crate) fn on_fsync(&self) -> bool {
+        take_one(&self.inner.fsync_failures)
+    }
+
+    pub(crate) fn on_write(&self) -> Option<WriteFault> {
+        if self.inner.disk_full.load(Ordering::SeqCst) {
+            Some(WriteFault::DiskFull)
+        } else if take_one(&self.inner.write_failures) {
+            Some(WriteFault::Eio)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn on_create(&self) -> bool {
+        self.inner.disk_full.load(Ordering::SeqCst)
+    }
+}
+
+/// Decrements `counter` if positive; true if it did (the fault fires).
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
