@@ -121,9 +121,9 @@ pub async fn serve_connection<S>(
         }
     }
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
-    if let Some(user) = session.user() {
+    if let Some((id, user)) = session.identity() {
         tracing::info!(
-            conn = session.connection_id(),
+            conn = id,
             protocol = "stomp",
             ?peer,
             user,

@@ -88,6 +88,7 @@ pub struct Session {
     temp_queues: HashMap<ByteString, ByteString>,
     hb: Heartbeat,
     scratch: String,
+    identity: Option<(u64, String)>,
 }
 
 fn err<T>(message: &str, detail: impl Into<String>) -> Result<T, StompError> {
@@ -126,6 +127,7 @@ impl Session {
                 ..Default::default()
             },
             scratch: String::new(),
+            identity: None,
         };
         (s, rx)
     }
@@ -140,14 +142,12 @@ impl Session {
         self.conn.is_some()
     }
 
-    /// The core's connection id, once connected.
-    pub fn connection_id(&self) -> Option<u64> {
-        self.conn.as_ref().map(Connection::id)
-    }
-
-    /// The authenticated user, once connected.
-    pub fn user(&self) -> Option<&str> {
-        self.conn.as_ref().map(|c| c.principal().name.as_str())
+    /// The core's connection id and the authenticated user, once CONNECT succeeded (kept
+    /// after the session closes, for the closing log line).
+    pub fn identity(&self) -> Option<(u64, &str)> {
+        self.identity
+            .as_ref()
+            .map(|(id, user)| (*id, user.as_str()))
     }
 
     /// Bytes arrived from the client.
@@ -444,6 +444,7 @@ impl Session {
             version = version.as_str(),
             "connection opened"
         );
+        self.identity = Some((conn.id(), conn.principal().name.clone()));
         self.conn = Some(conn);
         Ok(Flow::Continue)
     }
