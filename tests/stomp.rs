@@ -359,3 +359,65 @@ async fn shutdown_says_goodbye_to_every_connection() {
         "listener closed"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_queue_under_a_subscriber_ends_its_subscription_with_an_error() {
+    let server = broker(|_| {}).await;
+    let addr = server.stomp_addr().unwrap();
+    let mut c = Client::connect(addr).await;
+    c.subscribe("s", "/queue/doomed", "client-individual").await;
+    let vhost = server.broker().vhost("/").unwrap();
+    vhost.delete_queue("doomed", false, false, 0).unwrap();
+    let f = c.frame().await;
+    assert_eq!(f.command, Command::Error, "{f:?}");
+    assert_eq!(f.headers.get("message"), Some("Subscription cancelled"));
+    c.expect_closed().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_reject_publish_queue_refuses_a_receipted_send() {
+    let server = broker(|_| {}).await;
+    let addr = server.stomp_addr().unwrap();
+    let mut args = ferromq_core::FieldTable::new();
+    args.insert("x-max-length", ferromq_core::FieldValue::I64(1));
+    args.insert(
+        "x-overflow",
+        ferromq_core::FieldValue::Str("reject-publish".into()),
+    );
+    let options = ferromq_core::QueueOptions {
+        arguments: args,
+        ..Default::default()
+    };
+    server
+        .broker()
+        .vhost("/")
+        .unwrap()
+        .declare_queue("full", options, false, 0)
+        .unwrap();
+    let mut p = Client::connect(addr).await;
+    p.send("/queue/full", b"fits", &[]).await;
+    p.send_frame(
+        Command::Send,
+        &[("destination", "/queue/full"), ("receipt", "r2")],
+        b"overflows",
+    )
+    .await;
+    let f = p.frame().await;
+    assert_eq!(f.command, Command::Error, "{f:?}");
+    assert_eq!(f.headers.get("message"), Some("Message rejected"));
+    assert_eq!(f.headers.get("receipt-id"), Some("r2"));
+    p.expect_closed().await;
+    assert_eq!(
+        server
+            .broker()
+            .vhost("/")
+            .unwrap()
+            .queue("full")
+            .unwrap()
+            .stats()
+            .messages,
+        1
+    );
+    server.shutdown().await;
+}

@@ -25,9 +25,10 @@ pub enum CoreError {
     /// An argument is malformed (bad type or value).
     #[error("INVALID_ARGUMENT - {0}")]
     InvalidArgument(String),
-    /// The operation is not supported.
-    #[error("NOT_IMPLEMENTED - {0}")]
-    NotImplemented(String),
+    /// The request names something that does not exist as a kind (an unknown exchange
+    /// type); a connection-level fault in AMQP.
+    #[error("COMMAND_INVALID - {0}")]
+    CommandInvalid(String),
 }
 
 impl CoreError {
@@ -39,7 +40,7 @@ impl CoreError {
             CoreError::ResourceLocked(_) => 405,
             CoreError::PreconditionFailed(_) | CoreError::InvalidArgument(_) => 406,
             CoreError::ResourceLimit(_) => 506,
-            CoreError::NotImplemented(_) => 540,
+            CoreError::CommandInvalid(_) => 503,
         }
     }
 }

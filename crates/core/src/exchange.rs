@@ -37,7 +37,7 @@ impl ExchangeKind {
             "topic" => Self::Topic,
             "headers" => Self::Headers,
             other => {
-                return Err(CoreError::NotImplemented(format!(
+                return Err(CoreError::CommandInvalid(format!(
                     "unknown exchange type '{other}'"
                 )))
             }

@@ -857,3 +857,16 @@ fn exchange_chains_longer_than_the_hop_limit_are_cut() {
     env.publish("e0", "", "x");
     assert_eq!(landed(&env, &["near", "far"]), ["near"]);
 }
+
+#[test]
+fn unknown_exchange_types_are_command_invalid() {
+    let err = ferromq_core::ExchangeKind::parse("x-consistent-hash").unwrap_err();
+    assert!(matches!(err, CoreError::CommandInvalid(_)), "{err:?}");
+    assert_eq!(err.reply_code(), 503);
+    for kind in ["direct", "fanout", "topic", "headers"] {
+        assert_eq!(
+            ferromq_core::ExchangeKind::parse(kind).unwrap().as_str(),
+            kind
+        );
+    }
+}

@@ -252,16 +252,7 @@ impl Store for Journal {
     }
 
     fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
-        self.shared
-            .epoch
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
-                (epoch >= current).then_some(epoch)
-            })
-            .map(|_| ())
-            .map_err(|current| StoreError::EpochRegressed {
-                current,
-                requested: epoch,
-            })
+        crate::store::raise_epoch(&self.shared.epoch, epoch)
     }
 
     async fn compact(&self) -> Result<Vec<Moved>, StoreError> {

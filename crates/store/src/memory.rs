@@ -137,15 +137,7 @@ impl Store for MemStore {
     }
 
     fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
-        self.epoch
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
-                (epoch >= current).then_some(epoch)
-            })
-            .map(|_| ())
-            .map_err(|current| StoreError::EpochRegressed {
-                current,
-                requested: epoch,
-            })
+        crate::store::raise_epoch(&self.epoch, epoch)
     }
 
     async fn compact(&self) -> Result<Vec<Moved>, StoreError> {

@@ -2,6 +2,7 @@
 //! [`Journal`](crate::Journal) (files) and [`MemStore`](crate::MemStore) (tests).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -97,4 +98,16 @@ pub trait Store: Send + Sync {
 
     /// Counters and sizes.
     fn stats(&self) -> StoreStats;
+}
+
+/// Raises `cell` to `epoch`; epochs never go down (a writer of an older epoch is fenced).
+pub(crate) fn raise_epoch(cell: &AtomicU64, epoch: u64) -> Result<(), StoreError> {
+    cell.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
+        (epoch >= current).then_some(epoch)
+    })
+    .map(|_| ())
+    .map_err(|current| StoreError::EpochRegressed {
+        current,
+        requested: epoch,
+    })
 }

@@ -54,7 +54,7 @@ impl From<CoreError> for StompError {
                 "precondition_failed"
             }
             CoreError::ResourceLimit(_) => "resource_limit",
-            CoreError::NotImplemented(_) => "not_implemented",
+            CoreError::CommandInvalid(_) => "command_invalid",
         };
         Self::new(message, e.to_string())
     }
