@@ -11,6 +11,9 @@ use parking_lot::{Mutex, RwLock};
 use crate::auth::{Principal, UserRecord, Users};
 use crate::clock::Clock;
 use crate::consumer::{ConsumerHandle, ConsumerSpec};
+use crate::durable::{
+    Durable, DurableConfig, Persister, Recovered, RecoveryReport, SyncState, SyncWaiter,
+};
 use crate::error::{AuthError, CoreError};
 use crate::limits::CoreLimits;
 use crate::queue::{Queue, QueueOptions, QueueStats};
@@ -36,6 +39,18 @@ struct Inner {
     limits: CoreLimits,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
+    durable: Option<Arc<Durable>>,
+}
+
+/// A broker opened on a journal: run `persister` on the runtime before serving clients.
+#[derive(Debug)]
+pub struct Opened {
+    /// The broker, with its durable state restored.
+    pub broker: Broker,
+    /// The task that writes the journal; it ends after [`Broker::close`].
+    pub persister: Persister,
+    /// What was restored.
+    pub report: RecoveryReport,
 }
 
 /// A cloneable handle to the whole broker.
@@ -46,13 +61,18 @@ pub struct Broker(Arc<Inner>);
 pub const DEFAULT_VHOST: &str = "/";
 
 impl Broker {
-    /// A broker with the default vhost and the configured ones.
+    /// A broker with the default vhost and the configured ones, and no store: durable
+    /// queues and persistent messages last as long as the process.
     pub fn new(config: BrokerConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, clock, None)
+    }
+
+    fn build(config: BrokerConfig, clock: Arc<dyn Clock>, durable: Option<Arc<Durable>>) -> Self {
         let mut vhosts = HashMap::new();
         for name in std::iter::once(DEFAULT_VHOST.to_string()).chain(config.vhosts) {
             vhosts.insert(
                 name.clone(),
-                Vhost::new(&name, config.limits.clone(), clock.clone()),
+                Vhost::new(&name, config.limits.clone(), clock.clone(), durable.clone()),
             );
         }
         Broker(Arc::new(Inner {
@@ -61,7 +81,92 @@ impl Broker {
             limits: config.limits,
             clock,
             next_id: AtomicU64::new(1),
+            durable,
         }))
+    }
+
+    /// Opens the journal in `durable.journal.dir`, restores the durable exchanges, queues,
+    /// bindings and unsettled persistent messages it holds (flagged redelivered), and
+    /// returns the broker with the persister task to run. Blocking: call it before serving
+    /// (or from `spawn_blocking`).
+    pub fn open(
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+        durable: DurableConfig,
+    ) -> Result<Opened, CoreError> {
+        let started = std::time::Instant::now();
+        let mut recovered = Recovered::default();
+        let mut damage = None;
+        let (journal, found) = ferromq_store::Journal::open(durable.journal.clone(), |r| {
+            if damage.is_none() {
+                let lsn = r.lsn;
+                if let Err(e) = recovered.apply(r) {
+                    damage = Some(format!("record {lsn}: {e}"));
+                }
+            }
+        })
+        .map_err(|e| CoreError::Storage(e.to_string()))?;
+        if let Some(d) = damage {
+            return Err(CoreError::Storage(format!(
+                "journal in {} cannot be replayed: {d}",
+                durable.journal.dir.display()
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (synced_tx, synced_rx) = tokio::sync::watch::channel(SyncState::default());
+        let handle = Arc::new(Durable::new(
+            tx,
+            synced_rx,
+            recovered.pid_max + 1,
+            durable.backlog_max_bytes,
+        ));
+        let broker = Self::build(config, clock, Some(handle.clone()));
+        let mut report = recovered.restore(|v| broker.vhost(v));
+        report.truncated = found.truncated.map(|t| {
+            format!(
+                "{} at offset {} ({} bytes)",
+                t.path.display(),
+                t.offset,
+                t.bytes
+            )
+        });
+        let persister = Persister::new(
+            crate::durable::persister_parts(journal, rx, handle, synced_tx, durable),
+            &mut recovered,
+        );
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(Opened {
+            broker,
+            persister,
+            report,
+        })
+    }
+
+    /// Waits on the synced watermark for [`PublishOutcome::ticket`](crate::PublishOutcome);
+    /// `None` for a broker without a store.
+    pub fn sync_waiter(&self) -> Option<SyncWaiter> {
+        self.0.durable.as_ref().map(|d| d.waiter())
+    }
+
+    /// True unless producers of persistent messages should pause (the journal is behind).
+    pub fn has_durable_capacity(&self) -> bool {
+        self.0.durable.as_ref().is_none_or(|d| d.has_capacity())
+    }
+
+    /// Resolves once producers of persistent messages may go on (flow control).
+    pub async fn durable_capacity(&self) {
+        if let Some(d) = &self.0.durable {
+            d.capacity().await;
+        }
+    }
+
+    /// Writes and fsyncs everything submitted and closes the journal; the persister task
+    /// then ends. Publishes after this are not stored.
+    pub async fn close(&self) -> Result<(), CoreError> {
+        match &self.0.durable {
+            Some(d) => d.close().await,
+            None => Ok(()),
+        }
     }
 
     /// The user database.

@@ -29,6 +29,10 @@ pub enum CoreError {
     /// type); a connection-level fault in AMQP.
     #[error("COMMAND_INVALID - {0}")]
     CommandInvalid(String),
+    /// The journal failed (an I/O error); what was not confirmed may not be stored. A
+    /// connection-level fault in AMQP.
+    #[error("INTERNAL_ERROR - {0}")]
+    Storage(String),
 }
 
 impl CoreError {
@@ -41,6 +45,7 @@ impl CoreError {
             CoreError::PreconditionFailed(_) | CoreError::InvalidArgument(_) => 406,
             CoreError::ResourceLimit(_) => 506,
             CoreError::CommandInvalid(_) => 503,
+            CoreError::Storage(_) => 541,
         }
     }
 }

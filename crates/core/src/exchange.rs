@@ -185,12 +185,15 @@ impl Exchange {
     }
 
     /// Adds a binding; false if it already existed.
+    /// `on_add` runs under the binding lock when the binding is new (to journal it in
+    /// order with concurrent changes).
     pub(crate) fn bind(
         &self,
         key: ByteString,
         arguments: FieldTable,
         target: Target,
         max: usize,
+        on_add: impl FnOnce(),
     ) -> Result<bool, CoreError> {
         let mut r = self.routes.write();
         if r.all
@@ -216,6 +219,7 @@ impl Exchange {
             }
             ExchangeKind::Fanout | ExchangeKind::Headers => {}
         }
+        on_add();
         r.all.push(BindingEntry {
             key,
             arguments,
@@ -224,8 +228,15 @@ impl Exchange {
         Ok(true)
     }
 
-    /// Removes a binding; false if there was none.
-    pub(crate) fn unbind(&self, key: &str, arguments: &FieldTable, target: &Target) -> bool {
+    /// Removes a binding; false if there was none. `on_remove` runs under the binding lock
+    /// when one was removed.
+    pub(crate) fn unbind(
+        &self,
+        key: &str,
+        arguments: &FieldTable,
+        target: &Target,
+        on_remove: impl FnOnce(),
+    ) -> bool {
         let mut r = self.routes.write();
         let Some(pos) = r
             .all
@@ -234,6 +245,7 @@ impl Exchange {
         else {
             return false;
         };
+        on_remove();
         let entry = r.all.swap_remove(pos);
         // A topic or direct binding with the same key but other arguments may remain.
         let still = r.all.iter().any(|b| b.key == key && &b.target == target);
@@ -268,7 +280,7 @@ impl Exchange {
         };
         doomed
             .iter()
-            .filter(|(k, a)| self.unbind(k, a, target))
+            .filter(|(k, a)| self.unbind(k, a, target, || {}))
             .count()
     }
 

@@ -14,14 +14,18 @@
 //! - `message.rs`: the message model. `txn.rs`: transactions. `auth.rs`: users.
 //! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
 //!
-//! Durability is not here yet: durable queues and persistent messages behave as transient
-//! ones until the store (`crates/store`) is attached.
+//! - `durable/`: journaling durable state through `crates/store`, and restoring it.
+//!
+//! A broker made with [`Broker::new`] keeps everything in memory; [`Broker::open`] attaches
+//! a journal, restores what it holds, and journals durable exchanges, queues, bindings and
+//! the persistent messages routed to durable queues from then on.
 #![warn(missing_docs)]
 
 pub mod auth;
 mod broker;
 pub mod clock;
 mod consumer;
+mod durable;
 mod error;
 mod exchange;
 mod limits;
@@ -33,12 +37,13 @@ mod txn;
 mod vhost;
 
 pub use auth::{hash_password, Principal, UserRecord};
-pub use broker::{Broker, BrokerConfig, Connection, DEFAULT_VHOST};
+pub use broker::{Broker, BrokerConfig, Connection, Opened, DEFAULT_VHOST};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consumer::{
     channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver,
     Exclusivity, Sink,
 };
+pub use durable::{DurableConfig, Persister, RecoveryReport, SyncTicket, SyncWaiter};
 pub use error::{AuthError, CoreError};
 pub use exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions};
 pub use limits::CoreLimits;

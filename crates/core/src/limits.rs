@@ -43,3 +43,14 @@ impl Default for CoreLimits {
         }
     }
 }
+
+/// Default bytes of journal records the core may have submitted that the journal has not
+/// yet taken, before producers of persistent messages are paused. Together with the
+/// journal's own append queue (8 MiB) this bounds the memory a producer faster than the
+/// disk can pin; 64 MiB absorbs bursts of large messages without pausing anyone.
+pub const DURABLE_BACKLOG_MAX_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Default free-space floor of the journal's file system. Below it persistent publishes
+/// are refused, so the journal never meets ENOSPC halfway through a record; 256 MiB leaves
+/// room for acks and deletions (which free space) and for segments already being written.
+pub const DISK_FREE_MIN_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;

@@ -16,11 +16,13 @@ use std::sync::{Arc, Weak};
 
 use bytestring::ByteString;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use crate::clock::Clock;
 use crate::consumer::{
     AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, Exclusivity, Sink,
 };
+use crate::durable::{codec, Durable, Meta};
 use crate::error::CoreError;
 use crate::message::{DeathReason, FieldTable, Message};
 use crate::queue_args::{Overflow, QueueArgs};
@@ -78,6 +80,10 @@ struct Entry {
     msg: Arc<Message>,
     delivery_count: u32,
     expires_at_ms: Option<u64>,
+    /// The message's persistent id when this queue journals it; 0 otherwise.
+    pid: u64,
+    /// Restored from the journal at start: it may have been delivered before the restart.
+    recovered: bool,
 }
 
 #[derive(Debug)]
@@ -122,6 +128,24 @@ pub(crate) struct Effects {
     dead: Vec<(Arc<Message>, DeathReason)>,
     kicks: Vec<Weak<Queue>>,
     delete_self: bool,
+    /// Journaled messages that left the queue; one settle record after dead-lettering
+    /// (so a crash in between duplicates a dead message rather than losing it).
+    settled: SmallVec<[u64; 8]>,
+}
+
+impl Effects {
+    /// `e` leaves the queue for good.
+    fn settle(&mut self, e: &Entry) {
+        if e.pid != 0 {
+            self.settled.push(e.pid);
+        }
+    }
+
+    /// `e` leaves the queue for good, to the dead-letter exchange.
+    fn die(&mut self, e: Entry, reason: DeathReason) {
+        self.settle(&e);
+        self.dead.push((e.msg, reason));
+    }
 }
 
 /// A queue. Shared as `Arc<Queue>` by the vhost's topology, bindings and deliveries.
@@ -136,7 +160,16 @@ pub struct Queue {
     me: Weak<Queue>,
     clock: Arc<dyn Clock>,
     consumers_max: usize,
+    /// The journal, for a durable queue of a broker with a store.
+    journal: Option<Journal>,
     state: Mutex<State>,
+}
+
+/// A journaled queue's handle on the persister, and its names for settle records.
+#[derive(Debug)]
+struct Journal {
+    durable: Arc<Durable>,
+    vhost: ByteString,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -145,16 +178,29 @@ impl std::fmt::Debug for dyn Clock {
     }
 }
 
+/// What a queue gets from the vhost that makes it.
+pub(crate) struct Home {
+    pub vhost: Weak<VhostInner>,
+    pub clock: Arc<dyn Clock>,
+    pub consumers_max: usize,
+    /// The persister and the vhost's name, if this queue is journaled.
+    pub journal: Option<(Arc<Durable>, ByteString)>,
+}
+
 impl Queue {
     pub(crate) fn new(
         name: ByteString,
         options: QueueOptions,
         args: QueueArgs,
         owner: Option<u64>,
-        vhost: Weak<VhostInner>,
-        clock: Arc<dyn Clock>,
-        consumers_max: usize,
+        home: Home,
     ) -> Arc<Self> {
+        let Home {
+            vhost,
+            clock,
+            consumers_max,
+            journal,
+        } = home;
         let levels = args.max_priority.map_or(1, |p| p as usize + 1);
         let now = clock.now_ms();
         Arc::new_cyclic(|me| Queue {
@@ -166,6 +212,7 @@ impl Queue {
             me: me.clone(),
             clock,
             consumers_max,
+            journal: journal.map(|(durable, vhost)| Journal { durable, vhost }),
             state: Mutex::new(State {
                 ready: (0..levels).map(|_| VecDeque::new()).collect(),
                 ready_len: 0,
@@ -229,6 +276,11 @@ impl Queue {
             .collect()
     }
 
+    /// True if the queue journals the persistent messages it holds.
+    pub(crate) fn is_journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Whether the queue was deleted (a handle may outlive deletion).
     pub fn is_deleted(&self) -> bool {
         self.state.lock().deleted
@@ -247,11 +299,23 @@ impl Queue {
 
     /// Adds a message; delivers it at once if a consumer has credit.
     pub fn enqueue(&self, msg: Arc<Message>) -> Enqueued {
+        self.enqueue_journaled(msg, 0)
+    }
+
+    /// Adds a message that the journal holds under `pid` (0: not journaled here).
+    pub(crate) fn enqueue_journaled(&self, msg: Arc<Message>, pid: u64) -> Enqueued {
         let now = self.clock.now_ms();
         let mut fx = Effects::default();
         let outcome = {
             let mut st = self.state.lock();
             if st.deleted {
+                // Routed here just before the queue went: the journal must not keep the
+                // message on its account.
+                if pid != 0 {
+                    fx.settled.push(pid);
+                }
+                drop(st);
+                self.finish(fx);
                 return Enqueued::Accepted;
             }
             let size = msg.size_bytes();
@@ -261,6 +325,9 @@ impl Queue {
                     .max_length_bytes
                     .is_some_and(|max| st.ready_bytes + size > max);
             if full && self.args.overflow != Overflow::DropHead {
+                if pid != 0 {
+                    fx.settled.push(pid);
+                }
                 if self.args.overflow == Overflow::RejectPublishDlx {
                     fx.dead.push((msg, DeathReason::MaxLen));
                 }
@@ -280,6 +347,8 @@ impl Queue {
                     msg,
                     delivery_count: 0,
                     expires_at_ms: ttl.map(|t| now.saturating_add(t)),
+                    pid,
+                    recovered: false,
                 });
                 self.dispatch(&mut st, now, &mut fx);
                 // A zero TTL means "now or never" (RabbitMQ's replacement for `immediate`):
@@ -288,7 +357,7 @@ impl Queue {
                     let e = st.ready[level].pop_back().expect("checked above");
                     st.ready_len -= 1;
                     st.ready_bytes -= size;
-                    fx.dead.push((e.msg, DeathReason::Expired));
+                    fx.die(e, DeathReason::Expired);
                 }
                 self.drop_head_over_limit(&mut st, &mut fx);
                 Enqueued::Accepted
@@ -320,7 +389,7 @@ impl Queue {
                 break;
             };
             let e = pop(st, level);
-            fx.dead.push((e.msg, DeathReason::MaxLen));
+            fx.die(e, DeathReason::MaxLen);
         }
     }
 
@@ -469,7 +538,7 @@ impl Queue {
             .delivery_limit
             .is_some_and(|limit| e.delivery_count > limit)
         {
-            fx.dead.push((e.msg, DeathReason::DeliveryLimit));
+            fx.die(e, DeathReason::DeliveryLimit);
             return;
         }
         let level = self.level_of(&e.msg);
@@ -488,7 +557,7 @@ impl Queue {
             };
             if st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
                 let e = pop(st, level);
-                fx.dead.push((e.msg, DeathReason::Expired));
+                fx.die(e, DeathReason::Expired);
                 continue;
             }
             let Some(ci) = self.pick_consumer(st) else {
@@ -503,7 +572,7 @@ impl Queue {
                 consumer_id: slot.id,
                 tag,
                 message: e.msg.clone(),
-                redelivered: e.delivery_count > 0,
+                redelivered: e.delivery_count > 0 || e.recovered,
                 delivery_count: e.delivery_count,
             };
             match slot.sink.send(Event::Deliver(delivery)) {
@@ -516,6 +585,8 @@ impl Queue {
                             gate: slot.gate.clone(),
                         };
                         st.unacked.insert(tag, unacked);
+                    } else {
+                        fx.settle(&e);
                     }
                 }
                 Err(_) => {
@@ -594,11 +665,20 @@ impl Queue {
 
     /// Removes every ready message; returns how many.
     pub fn purge(&self) -> u64 {
-        let mut st = self.state.lock();
-        let n = st.ready_len;
-        st.ready.iter_mut().for_each(VecDeque::clear);
-        st.ready_len = 0;
-        st.ready_bytes = 0;
+        let mut fx = Effects::default();
+        let n = {
+            let mut st = self.state.lock();
+            let n = st.ready_len;
+            for lane in st.ready.iter_mut() {
+                for e in lane.drain(..) {
+                    fx.settle(&e);
+                }
+            }
+            st.ready_len = 0;
+            st.ready_bytes = 0;
+            n
+        };
+        self.finish(fx);
         n
     }
 
@@ -606,6 +686,7 @@ impl Queue {
     /// number of ready messages it had.
     pub(crate) fn mark_deleted(&self, reason: &str) -> u64 {
         let mut kicks = Vec::new();
+        let mut fx = Effects::default();
         let n = {
             let mut st = self.state.lock();
             if st.deleted {
@@ -619,16 +700,22 @@ impl Queue {
                     reason: reason.to_string(),
                 });
             }
-            st.ready.iter_mut().for_each(VecDeque::clear);
+            for lane in st.ready.iter_mut() {
+                for e in lane.drain(..) {
+                    fx.settle(&e);
+                }
+            }
             st.ready_len = 0;
             st.ready_bytes = 0;
             // Deliveries still out hold credit on gates that other queues may share
             // (channel-wide prefetch): give it back, or those queues starve.
             for (_, u) in st.unacked.drain() {
                 kicks.extend(u.gate.release(1));
+                fx.settle(&u.entry);
             }
             n
         };
+        self.submit_settled(&fx.settled);
         kick_all(kicks);
         n
     }
@@ -646,7 +733,7 @@ impl Queue {
             for level in 0..st.ready.len() {
                 while st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
                     let e = pop(&mut st, level);
-                    fx.dead.push((e.msg, DeathReason::Expired));
+                    fx.die(e, DeathReason::Expired);
                 }
             }
             self.args.expires_ms.is_some_and(|ttl| {
@@ -658,7 +745,7 @@ impl Queue {
     }
 
     fn finish(&self, fx: Effects) {
-        if fx.dead.is_empty() && fx.kicks.is_empty() && !fx.delete_self {
+        if fx.dead.is_empty() && fx.kicks.is_empty() && !fx.delete_self && fx.settled.is_empty() {
             return;
         }
         let vhost = self.vhost.upgrade();
@@ -667,6 +754,7 @@ impl Queue {
                 v.dead_letter(self, fx.dead);
             }
         }
+        self.submit_settled(&fx.settled);
         let me = self.me.as_ptr();
         kick_all(fx.kicks.into_iter().filter(|w| w.as_ptr() != me).collect());
         if fx.delete_self {
@@ -674,6 +762,50 @@ impl Queue {
                 crate::vhost::Vhost::from_inner(v).delete_queue_if_same(&self.name, me);
             }
         }
+    }
+}
+
+impl Queue {
+    /// Journals that this queue let go of `pids`, as one record.
+    fn submit_settled(&self, pids: &[u64]) {
+        let (Some(j), false) = (&self.journal, pids.is_empty()) else {
+            return;
+        };
+        let mut enc =
+            codec::Enc::with_capacity(16 + j.vhost.len() + self.name.len() + 8 * pids.len());
+        enc.str(&j.vhost).str(&self.name).u32(pids.len() as u32);
+        for &pid in pids {
+            enc.u64(pid);
+        }
+        j.durable.submit(
+            codec::kind::SETTLE,
+            enc.finish(),
+            Meta::Settle {
+                pids: pids.to_vec(),
+            },
+        );
+    }
+
+    /// Puts back a message restored from the journal at start (no consumers exist yet).
+    pub(crate) fn restore(&self, msg: Arc<Message>, pid: u64, published_ms: u64) {
+        let mut st = self.state.lock();
+        let ttl = match (self.args.message_ttl_ms, msg.properties.expiration_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let level = self.level_of(&msg);
+        st.ready_len += 1;
+        st.ready_bytes += msg.size_bytes();
+        st.ready[level].push_back(Entry {
+            seq,
+            msg,
+            delivery_count: 0,
+            expires_at_ms: ttl.map(|t| published_ms.saturating_add(t)),
+            pid,
+            recovered: true,
+        });
     }
 }
 
@@ -696,9 +828,9 @@ impl Queue {
                 };
                 fx.kicks.extend(u.gate.release(1));
                 match outcome {
-                    Settle::Ack => {}
+                    Settle::Ack => fx.settle(&u.entry),
                     Settle::Requeue => self.requeue(&mut st, u.entry, &mut fx),
-                    Settle::Reject => fx.dead.push((u.entry.msg, DeathReason::Rejected)),
+                    Settle::Reject => fx.die(u.entry, DeathReason::Rejected),
                 }
             }
             self.dispatch(&mut st, now, &mut fx);

@@ -14,11 +14,12 @@ use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::clock::Clock;
+use crate::durable::{codec, Durable, Meta, SyncTicket};
 use crate::error::CoreError;
 use crate::exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions, Target};
 use crate::limits::CoreLimits;
 use crate::message::{Death, DeathReason, FieldValue, Message};
-use crate::queue::{Enqueued, Queue, QueueOptions, QueueStats};
+use crate::queue::{Enqueued, Home, Queue, QueueOptions, QueueStats};
 use crate::queue_args::QueueArgs;
 
 /// The result of publishing one message.
@@ -28,6 +29,9 @@ pub struct PublishOutcome {
     pub accepted: usize,
     /// Queues that refused it (full, `reject-publish`): a publisher confirm must nack.
     pub rejected: usize,
+    /// Set when the message was journaled (persistent, routed to durable queues): confirm
+    /// it to the producer only once a [`SyncWaiter`](crate::SyncWaiter) says it is synced.
+    pub ticket: Option<SyncTicket>,
 }
 
 impl PublishOutcome {
@@ -51,6 +55,7 @@ pub struct VhostInner {
     limits: CoreLimits,
     clock: Arc<dyn Clock>,
     me: Weak<VhostInner>,
+    durable: Option<Arc<Durable>>,
 }
 
 /// A cloneable handle to a vhost.
@@ -98,13 +103,19 @@ pub fn generated_queue_name(prefix: &str) -> String {
 }
 
 impl Vhost {
-    pub(crate) fn new(name: &str, limits: CoreLimits, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        limits: CoreLimits,
+        clock: Arc<dyn Clock>,
+        durable: Option<Arc<Durable>>,
+    ) -> Self {
         let inner = Arc::new_cyclic(|me| VhostInner {
             name: name.into(),
             topology: RwLock::new(Topology::default()),
             limits,
             clock,
             me: me.clone(),
+            durable,
         });
         {
             let mut t = inner.topology.write();
@@ -220,6 +231,18 @@ impl Vhost {
                 "vhost '{v}' has too many exchanges"
             )));
         }
+        if let (true, Some(d)) = (options.durable, &self.0.durable) {
+            let mut enc = codec::Enc::with_capacity(64);
+            enc.str(v)
+                .str(name)
+                .str(kind.as_str())
+                .exchange_options(&options);
+            d.submit(
+                codec::kind::EXCHANGE_DECLARE,
+                enc.finish(),
+                self.0.object_meta(name),
+            );
+        }
         let e = Exchange::new(name.into(), kind, options);
         t.exchanges.insert(name.into(), e.clone());
         Ok(e)
@@ -243,6 +266,9 @@ impl Vhost {
             )));
         }
         t.exchanges.remove(name);
+        if e.options().durable {
+            self.0.journal_object(codec::kind::EXCHANGE_DELETE, name);
+        }
         let target = Target::Exchange(e);
         let sources: Vec<Arc<Exchange>> = t.exchanges.values().cloned().collect();
         drop(t);
@@ -374,14 +400,28 @@ impl Vhost {
                 "vhost '{v}' has too many queues"
             )));
         }
+        let journal = match &self.0.durable {
+            Some(d) if options.durable && !options.exclusive => {
+                let mut enc = codec::Enc::with_capacity(64);
+                enc.str(v)
+                    .str(name)
+                    .u8(options.auto_delete as u8)
+                    .table(&options.arguments);
+                d.submit(
+                    codec::kind::QUEUE_DECLARE,
+                    enc.finish(),
+                    self.0.object_meta(name),
+                );
+                Some((d.clone(), v.clone()))
+            }
+            _ => None,
+        };
         let q = Queue::new(
             name.into(),
             options.clone(),
             args,
             options.exclusive.then_some(owner),
-            self.0.me.clone(),
-            self.0.clock.clone(),
-            self.0.limits.consumers_per_queue_max,
+            self.0.home(journal),
         );
         t.queues.insert(name.into(), q.clone());
         let stats = q.stats();
@@ -429,6 +469,10 @@ impl Vhost {
             match t.queues.get(q.name()) {
                 Some(cur) if Arc::ptr_eq(cur, q) => {
                     t.queues.remove(q.name());
+                    // Under the lock, so that a redeclaration's record comes after it.
+                    if q.is_journaled() {
+                        self.0.journal_object(codec::kind::QUEUE_DELETE, q.name());
+                    }
                 }
                 _ => return 0,
             }
@@ -459,11 +503,17 @@ impl Vhost {
     ) -> Result<(), CoreError> {
         let q = self.queue_for(queue, owner)?;
         let e = self.bindable_source(exchange)?;
+        let journal = e.options().durable && q.is_journaled();
+        let record = journal.then(|| {
+            self.0
+                .binding_record(exchange, false, queue, key, &arguments)
+        });
         e.bind(
             key.into(),
             arguments,
             Target::Queue(q),
             self.0.limits.bindings_max,
+            || self.0.journal_binding(codec::kind::BIND, record),
         )?;
         Ok(())
     }
@@ -479,7 +529,14 @@ impl Vhost {
     ) -> Result<(), CoreError> {
         let q = self.queue_for(queue, owner)?;
         let e = self.bindable_source(exchange)?;
-        if e.unbind(key, arguments, &Target::Queue(q)) {
+        let journal = e.options().durable && q.is_journaled();
+        let record = journal.then(|| {
+            self.0
+                .binding_record(exchange, false, queue, key, arguments)
+        });
+        if e.unbind(key, arguments, &Target::Queue(q), || {
+            self.0.journal_binding(codec::kind::UNBIND, record)
+        }) {
             self.auto_delete_exchange(&e);
         }
         Ok(())
@@ -495,11 +552,17 @@ impl Vhost {
     ) -> Result<(), CoreError> {
         let d = self.bindable_source(destination)?;
         let s = self.bindable_source(source)?;
+        let journal = s.options().durable && d.options().durable && self.0.durable.is_some();
+        let record = journal.then(|| {
+            self.0
+                .binding_record(source, true, destination, key, &arguments)
+        });
         s.bind(
             key.into(),
             arguments,
             Target::Exchange(d),
             self.0.limits.bindings_max,
+            || self.0.journal_binding(codec::kind::BIND, record),
         )?;
         Ok(())
     }
@@ -514,7 +577,14 @@ impl Vhost {
     ) -> Result<(), CoreError> {
         let d = self.bindable_source(destination)?;
         let s = self.bindable_source(source)?;
-        if s.unbind(key, arguments, &Target::Exchange(d)) {
+        let journal = s.options().durable && d.options().durable && self.0.durable.is_some();
+        let record = journal.then(|| {
+            self.0
+                .binding_record(source, true, destination, key, arguments)
+        });
+        if s.unbind(key, arguments, &Target::Exchange(d), || {
+            self.0.journal_binding(codec::kind::UNBIND, record)
+        }) {
             self.auto_delete_exchange(&s);
         }
         Ok(())
@@ -559,7 +629,77 @@ impl Vhost {
             )));
         }
         let queues = self.0.route(&e, &msg);
-        Ok(deliver(&queues, &msg))
+        if msg.properties.persistent {
+            if let Some(d) = &self.0.durable {
+                if queues.iter().any(|q| q.is_journaled()) {
+                    d.admit()?;
+                }
+            }
+        }
+        Ok(self.0.deliver(&queues, &msg))
+    }
+
+    /// Puts back a durable exchange from the journal (not journaled again).
+    pub(crate) fn restore_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+        options: ExchangeOptions,
+    ) {
+        let e = Exchange::new(name.into(), kind, options);
+        self.0.topology.write().exchanges.insert(name.into(), e);
+    }
+
+    /// Puts back a durable queue from the journal (not journaled again).
+    pub(crate) fn restore_queue(
+        &self,
+        name: &str,
+        auto_delete: bool,
+        arguments: crate::FieldTable,
+    ) -> Result<Arc<Queue>, CoreError> {
+        let mut args = QueueArgs::parse(&arguments)?;
+        if args.max_length.is_none() {
+            args.max_length = self.0.limits.queue_length_default_max;
+        }
+        let options = QueueOptions {
+            durable: true,
+            exclusive: false,
+            auto_delete,
+            arguments,
+        };
+        let journal = self.0.durable.clone().map(|d| (d, self.0.name.clone()));
+        let q = Queue::new(name.into(), options, args, None, self.0.home(journal));
+        self.0
+            .topology
+            .write()
+            .queues
+            .insert(name.into(), q.clone());
+        Ok(q)
+    }
+
+    /// Puts back a binding from the journal (not journaled again); false if an end is
+    /// missing.
+    pub(crate) fn restore_binding(
+        &self,
+        source: &str,
+        destination_is_exchange: bool,
+        destination: &str,
+        key: &str,
+        arguments: crate::FieldTable,
+    ) -> bool {
+        let (Some(s), target) = (
+            self.exchange(source),
+            if destination_is_exchange {
+                self.exchange(destination).map(Target::Exchange)
+            } else {
+                self.queue(destination).map(Target::Queue)
+            },
+        ) else {
+            return false;
+        };
+        let Some(target) = target else { return false };
+        s.bind(key.into(), arguments, target, usize::MAX, || {})
+            .is_ok()
     }
 
     /// Periodic work: message TTL at queue heads, queue expiry.
@@ -585,18 +725,108 @@ fn is_automatic_cycle(deaths: &[Death], queue: &str) -> bool {
     }
 }
 
-fn deliver(queues: &[Arc<Queue>], msg: &Arc<Message>) -> PublishOutcome {
-    let mut out = PublishOutcome::default();
-    for q in queues {
-        match q.enqueue(msg.clone()) {
-            Enqueued::Accepted => out.accepted += 1,
-            Enqueued::Rejected => out.rejected += 1,
+impl VhostInner {
+    /// Journals a persistent message bound for durable queues (before any queue can hand
+    /// it to a consumer, whose ack must come after it in the journal), then enqueues it.
+    fn deliver(&self, queues: &[Arc<Queue>], msg: &Arc<Message>) -> PublishOutcome {
+        let mut out = PublishOutcome::default();
+        let mut pid = 0;
+        if let (true, Some(d)) = (msg.properties.persistent, &self.durable) {
+            let journaled = queues.iter().filter(|q| q.is_journaled()).count();
+            if journaled > 0 {
+                pid = d.next_pid();
+                let mut enc = codec::Enc::with_capacity(
+                    128 + msg.body.len() + queues.iter().map(|q| q.name().len() + 4).sum::<usize>(),
+                );
+                enc.u64(pid)
+                    .u64(self.clock.now_ms())
+                    .str(&self.name)
+                    .u32(journaled as u32);
+                for q in queues.iter().filter(|q| q.is_journaled()) {
+                    enc.str(q.name());
+                }
+                enc.message(msg);
+                out.ticket = Some(d.submit(
+                    codec::kind::PUBLISH,
+                    enc.finish(),
+                    Meta::Publish {
+                        pid,
+                        queues: journaled as u32,
+                    },
+                ));
+            }
+        }
+        for q in queues {
+            let outcome = if q.is_journaled() {
+                q.enqueue_journaled(msg.clone(), pid)
+            } else {
+                q.enqueue(msg.clone())
+            };
+            match outcome {
+                Enqueued::Accepted => out.accepted += 1,
+                Enqueued::Rejected => out.rejected += 1,
+            }
+        }
+        out
+    }
+
+    fn home(&self, journal: Option<(Arc<Durable>, ByteString)>) -> Home {
+        Home {
+            vhost: self.me.clone(),
+            clock: self.clock.clone(),
+            consumers_max: self.limits.consumers_per_queue_max,
+            journal,
         }
     }
-    out
-}
 
-impl VhostInner {
+    fn object_meta(&self, name: &str) -> Meta {
+        Meta::Object {
+            vhost: self.name.clone(),
+            name: name.into(),
+        }
+    }
+
+    /// Journals the deletion of a durable exchange or queue.
+    fn journal_object(&self, kind: u8, name: &str) {
+        if let Some(d) = &self.durable {
+            let mut enc = codec::Enc::with_capacity(32 + name.len());
+            enc.str(&self.name).str(name);
+            d.submit(kind, enc.finish(), self.object_meta(name));
+        }
+    }
+
+    /// The payload naming a binding, and its bookkeeping.
+    fn binding_record(
+        &self,
+        source: &str,
+        destination_is_exchange: bool,
+        destination: &str,
+        key: &str,
+        arguments: &crate::FieldTable,
+    ) -> (bytes::Bytes, Meta) {
+        let mut enc = codec::Enc::with_capacity(64);
+        enc.str(&self.name)
+            .str(source)
+            .u8(destination_is_exchange as u8)
+            .str(destination)
+            .str(key)
+            .table(arguments);
+        let meta = Meta::Binding {
+            vhost: self.name.clone(),
+            source: source.into(),
+            destination: destination.into(),
+            destination_is_exchange,
+        };
+        (enc.finish(), meta)
+    }
+
+    /// Journals a binding change (called under the exchange's binding lock).
+    fn journal_binding(&self, kind: u8, record: Option<(bytes::Bytes, Meta)>) {
+        if let (Some(d), Some((payload, meta))) = (&self.durable, record) {
+            d.submit(kind, payload, meta);
+        }
+    }
+
     /// The queues `msg` goes to from exchange `e`, deduplicated.
     fn route(&self, e: &Arc<Exchange>, msg: &Message) -> SmallVec<[Arc<Queue>; 4]> {
         let mut queues = SmallVec::new();
@@ -697,7 +927,7 @@ impl VhostInner {
             m.exchange = dlx.clone();
             let mut targets = self.route(&e, &m);
             targets.retain(|q| !is_automatic_cycle(&m.deaths, q.name()));
-            deliver(&targets, &Arc::new(m));
+            self.deliver(&targets, &Arc::new(m));
         }
     }
 }

@@ -21,6 +21,10 @@ use crate::store::{Moved, Store, StoreStats};
 use crate::watermark::{self, Progress, Watermark, Watermarks};
 use crate::writer::{Active, AppendRequest, Command, Shared, Writer, WriterConfig};
 
+/// A record queued by [`Journal::submit`]; [`Journal::submitted`] turns it into its LSN.
+#[must_use = "a submitted record's LSN is needed to release it"]
+pub struct Submitted(oneshot::Receiver<Result<Lsn, StoreError>>);
+
 /// An append-only journal of segment files in one directory.
 ///
 /// Open it with [`Journal::open`], use it through [`Store`], and [`close`](Journal::close) it
@@ -180,6 +184,25 @@ impl Journal {
         rx.await.unwrap_or_else(|_| Err(self.dead()))
     }
 
+    /// Queues a record, waiting only for queue space (backpressure), and returns a ticket
+    /// for its LSN. Records are written in the order their `submit` calls complete, so a
+    /// single task can submit a run of records back to back and collect their LSNs later,
+    /// keeping group commit busy instead of waiting for each write.
+    pub async fn submit(&self, kind: u8, payload: Bytes) -> Result<Submitted, StoreError> {
+        if payload.len() > self.record_payload_max_bytes as usize {
+            return Err(StoreError::RecordTooLarge {
+                len: payload.len(),
+                max: self.record_payload_max_bytes,
+            });
+        }
+        Ok(Submitted(self.enqueue(kind, payload, None).await?))
+    }
+
+    /// The LSN of a submitted record, once it is [`Watermark::Appended`].
+    pub async fn submitted(&self, ticket: Submitted) -> Result<Lsn, StoreError> {
+        self.appended(ticket.0).await
+    }
+
     /// Sends a command to the writer; false if it is gone.
     pub(crate) fn command(&self, cmd: Command) -> bool {
         self.tx.send(cmd).is_ok()
@@ -245,6 +268,10 @@ impl Store for Journal {
 
     fn contains(&self, lsn: Lsn) -> bool {
         self.shared.space().contains(lsn)
+    }
+
+    fn protects(&self, tomb: Lsn, target: Lsn) -> bool {
+        self.shared.space().protects(tomb, target)
     }
 
     fn epoch(&self) -> u64 {

@@ -55,7 +55,7 @@ mod writer;
 pub use config::JournalConfig;
 pub use error::{Corruption, IoOp, StoreError};
 pub use fault::FaultInjector;
-pub use journal::Journal;
+pub use journal::{Journal, Submitted};
 pub use memory::MemStore;
 pub use record::{Lsn, Record};
 pub use recovery::{Recovery, Truncation};

@@ -132,6 +132,10 @@ impl Store for MemStore {
         self.lock().contains_key(&lsn)
     }
 
+    fn protects(&self, _tomb: Lsn, target: Lsn) -> bool {
+        self.contains(target)
+    }
+
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }

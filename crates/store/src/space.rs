@@ -179,6 +179,26 @@ impl Space {
         self.holds(lsn) || on_disk(&self.forwards) || on_disk(&self.ghosts)
     }
 
+    /// The first LSN of the segment holding `lsn`.
+    fn segment_key(&self, lsn: Lsn) -> Option<Lsn> {
+        self.segment_of(lsn).map(|(seg, _)| seg.first_lsn)
+    }
+
+    /// True if `target`, or a copy of it recovery would hand over, is on disk in a segment
+    /// other than the one holding `tomb` (or its copy).
+    pub(crate) fn protects(&self, tomb: Lsn, target: Lsn) -> bool {
+        let tomb_segment = self.segment_key(self.forward(tomb));
+        [
+            Some(target),
+            self.forwards.get(&target).copied(),
+            self.ghosts.get(&target).copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| self.segment_key(l))
+        .any(|seg| Some(seg) != tomb_segment)
+    }
+
     pub(crate) fn is_live(&self, lsn: Lsn) -> bool {
         self.segment_of(lsn)
             .is_some_and(|(seg, i)| seg.entries[i] & DEAD == 0)
@@ -466,6 +486,14 @@ mod tests {
         assert_eq!(space.seal(3), Some(3));
         space.remove(3);
         assert!(!space.contains(2));
+    }
+
+    #[test]
+    fn a_tomb_protects_targets_in_other_segments_only() {
+        let space = space_with(&[(1, 2), (3, 2)], 3);
+        assert!(space.protects(3, 1), "target in an earlier segment");
+        assert!(!space.protects(4, 3), "target in the tomb's own segment");
+        assert!(!space.protects(4, 99), "target gone");
     }
 
     #[test]

@@ -86,6 +86,13 @@ pub trait Store: Send + Sync {
     /// True while the record (or its compaction copy) is on disk, live or released.
     fn contains(&self, lsn: Lsn) -> bool;
 
+    /// True while `tomb` (a record that cancels `target`) must stay live: recovery could
+    /// still hand over `target` (or a compaction copy of it) from a segment that may
+    /// outlive `tomb`'s. A target in the tomb's own segment needs no protection, since the
+    /// two leave the disk together; this is what lets a segment whose records cancel each
+    /// other be deleted.
+    fn protects(&self, tomb: Lsn, target: Lsn) -> bool;
+
     /// The epoch stamped on records written from now on.
     fn epoch(&self) -> u64;
 

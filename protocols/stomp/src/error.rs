@@ -55,6 +55,7 @@ impl From<CoreError> for StompError {
             }
             CoreError::ResourceLimit(_) => "resource_limit",
             CoreError::CommandInvalid(_) => "command_invalid",
+            CoreError::Storage(_) => "internal_error",
         };
         Self::new(message, e.to_string())
     }

@@ -1,0 +1,292 @@
+//! Durability: the core's side of the journal (`crates/store`).
+//!
+//! Core operations stay synchronous. Each one that changes durable state (a durable
+//! exchange, queue or binding; a persistent message routed to durable queues; the settling
+//! of such a message in one queue) hands an [`Op`] to the [`persister`] task over an
+//! unbounded channel *before* its effect can be observed by anyone else: a publish is
+//! submitted before the message is enqueued, so the ack that a consumer sends for it can
+//! only be submitted after. The channel keeps that order, and the persister writes records
+//! in channel order, so the journal never holds an ack before the publish it settles.
+//!
+//! Every op has a sequence number. A producer that needs its publish confirmed at the
+//! `synced` watermark gets a [`SyncTicket`] and waits on a [`SyncWaiter`]; sequence numbers
+//! are taken from an atomic counter, so they may reach the channel slightly out of order,
+//! and the persister reports the highest number below which *every* op is synced.
+//!
+//! Memory is bounded by flow control: the bytes of ops submitted but not yet taken by the
+//! journal are counted, and [`Durable::has_capacity`]/[`Durable::capacity`] let a protocol
+//! stop reading from a producer's socket while that backlog is over its bound (the journal
+//! itself bounds what is queued for its writer thread).
+//!
+//! # Layout
+//! - `codec.rs`: record kinds and payload encoding.
+//! - `persister.rs`: the task that owns the journal, the LSN of every live record, and the
+//!   rules for releasing them.
+//! - `recovery.rs`: rebuilding vhosts from the records on disk at start.
+
+pub(crate) mod codec;
+mod persister;
+mod recovery;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+pub use persister::Persister;
+pub(crate) use recovery::Recovered;
+pub use recovery::RecoveryReport;
+
+use crate::error::CoreError;
+use ferromq_store::StoreError;
+
+/// How the broker stores durable state.
+#[derive(Clone, Debug)]
+pub struct DurableConfig {
+    /// The journal: directory, segment size, fsync batching.
+    pub journal: ferromq_store::JournalConfig,
+    /// Bytes of records submitted by the core but not yet taken by the journal, beyond
+    /// which producers of persistent messages are paused.
+    pub backlog_max_bytes: u64,
+    /// Persistent publishes are refused while the journal's file system has less free space
+    /// than this; 0 disables the check.
+    pub disk_free_min_bytes: u64,
+    /// How often the persister releases settled records, checks free space and compacts.
+    pub tick_ms: u64,
+    /// How often sparse segments are compacted; 0 never.
+    pub compaction_interval_ms: u64,
+}
+
+impl DurableConfig {
+    /// Defaults for a journal in `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            journal: ferromq_store::JournalConfig::new(dir),
+            backlog_max_bytes: crate::limits::DURABLE_BACKLOG_MAX_BYTES_DEFAULT,
+            disk_free_min_bytes: crate::limits::DISK_FREE_MIN_BYTES_DEFAULT,
+            tick_ms: 1000,
+            compaction_interval_ms: 30_000,
+        }
+    }
+}
+
+/// Identifies a submitted op; it is durable once a [`SyncWaiter`] says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SyncTicket(pub(crate) u64);
+
+impl SyncTicket {
+    /// The later of two tickets (waiting for it covers both).
+    pub fn max(self, other: SyncTicket) -> SyncTicket {
+        std::cmp::max(self, other)
+    }
+}
+
+/// What the persister publishes to waiters.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SyncState {
+    /// Every op with a sequence number up to this one is synced.
+    pub synced: u64,
+    /// The journal failed: ops above `synced` never will be.
+    pub failed: Option<Arc<str>>,
+}
+
+/// Waits for [`SyncTicket`]s. One per connection; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SyncWaiter(watch::Receiver<SyncState>);
+
+impl SyncWaiter {
+    /// `Some(Ok)` once the ticket is synced, `Some(Err)` if it never will be, `None` while
+    /// it is pending.
+    pub fn poll(&self, t: SyncTicket) -> Option<Result<(), CoreError>> {
+        let s = self.0.borrow();
+        if s.synced >= t.0 {
+            return Some(Ok(()));
+        }
+        s.failed
+            .as_ref()
+            .map(|e| Err(CoreError::Storage(format!("journal failed: {e}"))))
+    }
+
+    /// Resolves once the ticket is synced, or with the error that means it never will be.
+    pub async fn wait(&mut self, t: SyncTicket) -> Result<(), CoreError> {
+        let closed = self
+            .0
+            .wait_for(|s| s.synced >= t.0 || s.failed.is_some())
+            .await
+            .is_err();
+        match self.poll(t) {
+            Some(outcome) => outcome,
+            None if closed => Err(CoreError::Storage("journal closed".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves when the synced point moves (or the journal fails or closes); for a
+    /// connection task that waits on several tickets in a `select!`.
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What a record does to the persister's bookkeeping.
+#[derive(Debug)]
+pub(crate) enum Meta {
+    /// Declares or deletes (by `kind`) an exchange or a queue.
+    Object { vhost: ByteString, name: ByteString },
+    /// Adds or removes (by `kind`) a binding; the payload names it.
+    Binding {
+        vhost: ByteString,
+        source: ByteString,
+        destination: ByteString,
+        destination_is_exchange: bool,
+    },
+    /// A message bound for `queues` durable queues.
+    Publish { pid: u64, queues: u32 },
+    /// Messages settled in one queue.
+    Settle { pids: Vec<u64> },
+}
+
+/// One record to write.
+#[derive(Debug)]
+pub(crate) struct Op {
+    pub seq: u64,
+    pub kind: u8,
+    pub payload: Bytes,
+    pub meta: Meta,
+}
+
+pub(crate) enum Command {
+    Op(Op),
+    Close(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The core's handle on the persister. Shared by every vhost.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    tx: mpsc::UnboundedSender<Command>,
+    next_seq: AtomicU64,
+    next_pid: AtomicU64,
+    backlog_bytes: AtomicU64,
+    backlog_max_bytes: u64,
+    capacity: Notify,
+    synced: watch::Receiver<SyncState>,
+    /// Free space is below the floor.
+    disk_alarm: AtomicBool,
+}
+
+pub(crate) fn persister_parts(
+    journal: ferromq_store::Journal,
+    rx: mpsc::UnboundedReceiver<Command>,
+    durable: Arc<Durable>,
+    synced_tx: watch::Sender<SyncState>,
+    config: DurableConfig,
+) -> persister::Parts {
+    persister::Parts {
+        journal,
+        rx,
+        durable,
+        synced_tx,
+        config,
+    }
+}
+
+impl Durable {
+    pub(crate) fn new(
+        tx: mpsc::UnboundedSender<Command>,
+        synced: watch::Receiver<SyncState>,
+        next_pid: u64,
+        backlog_max_bytes: u64,
+    ) -> Self {
+        Durable {
+            tx,
+            next_seq: AtomicU64::new(1),
+            next_pid: AtomicU64::new(next_pid),
+            backlog_bytes: AtomicU64::new(0),
+            backlog_max_bytes,
+            capacity: Notify::new(),
+            synced,
+            disk_alarm: AtomicBool::new(false),
+        }
+    }
+
+    /// Submits a record; returns its ticket. Never blocks.
+    pub(crate) fn submit(&self, kind: u8, payload: Bytes, meta: Meta) -> SyncTicket {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.backlog_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let op = Op {
+            seq,
+            kind,
+            payload,
+            meta,
+        };
+        // A closed channel means the broker is shutting down: the op is lost like any
+        // other unconfirmed one, and its ticket never resolves as synced.
+        let _ = self.tx.send(Command::Op(op));
+        SyncTicket(seq)
+    }
+
+    /// A fresh persistent-message id.
+    pub(crate) fn next_pid(&self) -> u64 {
+        self.next_pid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Refuses a persistent publish while free disk space is below the floor, or after
+    /// the journal failed.
+    pub(crate) fn admit(&self) -> Result<(), CoreError> {
+        if let Some(e) = &self.synced.borrow().failed {
+            return Err(CoreError::Storage(format!("journal failed: {e}")));
+        }
+        if self.disk_alarm.load(Ordering::Relaxed) {
+            return Err(CoreError::ResourceLimit(
+                "free disk space is below the configured floor; persistent messages are refused"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True while the backlog is within bounds.
+    pub(crate) fn has_capacity(&self) -> bool {
+        self.backlog_bytes.load(Ordering::Relaxed) <= self.backlog_max_bytes
+    }
+
+    /// Resolves once the backlog is within bounds.
+    pub(crate) async fn capacity(&self) {
+        loop {
+            let notified = self.capacity.notified();
+            if self.has_capacity() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn taken(&self, bytes: u64) {
+        let before = self.backlog_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if before > self.backlog_max_bytes && before - bytes <= self.backlog_max_bytes {
+            self.capacity.notify_waiters();
+        }
+    }
+
+    pub(crate) fn waiter(&self) -> SyncWaiter {
+        SyncWaiter(self.synced.clone())
+    }
+
+    /// Asks the persister to write everything submitted, fsync and close the journal.
+    pub(crate) async fn close(&self) -> Result<(), CoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(tx)).is_err() {
+            return Ok(());
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(CoreError::Storage(e.to_string())),
+            Err(_) => Ok(()),
+        }
+    }
+}

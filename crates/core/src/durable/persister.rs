@@ -1,0 +1,487 @@
+//! The persister: the one task that writes the core's records and decides when each may be
+//! released.
+//!
+//! It owns the journal and every LSN the core cares about, so none of this bookkeeping is
+//! shared or locked:
+//! - a declaration (exchange, queue) or a binding is live until deleted or unbound;
+//! - a published message is live until the last durable queue it went to settles it;
+//! - a record that cancels others (a delete, an unbind, a settle) is a *tombstone*: it stays
+//!   live while any record it cancels is still on disk, since recovery would otherwise find
+//!   the cancelled record without it and bring it back.
+//!
+//! Ops are taken from the channel in batches; each batch is handed to the journal back to
+//! back (so the writer thread group-commits it), then the LSNs are collected in order and
+//! the bookkeeping updated. A second task waits for each batch to be synced and publishes
+//! the synced sequence number to the [`SyncWaiter`](super::SyncWaiter)s.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, warn};
+
+use super::codec::kind;
+use super::recovery::{binding_ends_with, ObjectKey, Recovered, Tomb};
+use super::{Command, Durable, Meta, Op, SyncState};
+use ferromq_store::{Journal, Lsn, Moved, Store, StoreError, Submitted};
+
+/// Ops taken from the channel per batch: bounds the LSN tickets held at once.
+const BATCH_OPS_MAX: usize = 4096;
+
+struct BindingBook {
+    lsn: Lsn,
+    vhost: bytestring::ByteString,
+    source: bytestring::ByteString,
+    destination: bytestring::ByteString,
+    destination_is_exchange: bool,
+}
+
+struct MessageBook {
+    lsn: Lsn,
+    remaining: u32,
+}
+
+/// The persister task; run it with [`Persister::run`] on the runtime that serves clients.
+pub struct Persister {
+    journal: Arc<Journal>,
+    dir: PathBuf,
+    rx: mpsc::UnboundedReceiver<Command>,
+    durable: Arc<Durable>,
+    synced_tx: watch::Sender<SyncState>,
+    tick: Duration,
+    compaction_every_ticks: u64,
+    disk_free_min_bytes: u64,
+    exchanges: HashMap<ObjectKey, Lsn>,
+    queues: HashMap<ObjectKey, Lsn>,
+    bindings: HashMap<Bytes, BindingBook>,
+    messages: HashMap<u64, MessageBook>,
+    tombs: Vec<Tomb>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for Persister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persister")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Parts {
+    pub journal: Journal,
+    pub rx: mpsc::UnboundedReceiver<Command>,
+    pub durable: Arc<Durable>,
+    pub synced_tx: watch::Sender<SyncState>,
+    pub config: super::DurableConfig,
+}
+
+impl Persister {
+    pub(crate) fn new(parts: Parts, recovered: &mut Recovered) -> Self {
+        let journal = Arc::new(parts.journal);
+        for lsn in recovered.dead.drain(..) {
+            journal.release(lsn);
+        }
+        let cfg = &parts.config;
+        let tick_ms = cfg.tick_ms.max(1);
+        Persister {
+            dir: cfg.journal.dir.clone(),
+            journal,
+            rx: parts.rx,
+            durable: parts.durable,
+            synced_tx: parts.synced_tx,
+            tick: Duration::from_millis(tick_ms),
+            compaction_every_ticks: if cfg.compaction_interval_ms == 0 {
+                0
+            } else {
+                (cfg.compaction_interval_ms / tick_ms).max(1)
+            },
+            disk_free_min_bytes: cfg.disk_free_min_bytes,
+            exchanges: recovered
+                .exchanges
+                .iter()
+                .map(|(k, e)| (k.clone(), e.lsn))
+                .collect(),
+            queues: recovered
+                .queues
+                .iter()
+                .map(|(k, q)| (k.clone(), q.lsn))
+                .collect(),
+            bindings: recovered
+                .bindings
+                .iter()
+                .map(|(k, b)| {
+                    (
+                        k.clone(),
+                        BindingBook {
+                            lsn: b.lsn,
+                            vhost: b.vhost.clone(),
+                            source: b.source.clone(),
+                            destination: b.destination.clone(),
+                            destination_is_exchange: b.destination_is_exchange,
+                        },
+                    )
+                })
+                .collect(),
+            messages: recovered
+                .messages
+                .iter()
+                .map(|(pid, m)| {
+                    (
+                        *pid,
+                        MessageBook {
+                            lsn: m.lsn,
+                            remaining: m.remaining,
+                        },
+                    )
+                })
+                .collect(),
+            tombs: std::mem::take(&mut recovered.tombs),
+            failed: false,
+        }
+    }
+
+    /// Serves ops until the broker closes the durable layer (or every handle is gone),
+    /// then writes and fsyncs what is left and closes the journal.
+    pub async fn run(mut self) {
+        let (batch_tx, batch_rx) = mpsc::unbounded_channel();
+        let syncer = tokio::spawn(syncer(
+            self.journal.clone(),
+            batch_rx,
+            self.synced_tx.clone(),
+        ));
+        self.check_disk();
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
+        let mut compaction: Option<tokio::task::JoinHandle<Result<Vec<Moved>, StoreError>>> = None;
+        let close_reply = loop {
+            tokio::select! {
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { break None };
+                    let mut batch = Vec::new();
+                    let mut close = None;
+                    match cmd {
+                        Command::Op(op) => batch.push(op),
+                        Command::Close(reply) => close = Some(reply),
+                    }
+                    while close.is_none() && batch.len() < BATCH_OPS_MAX {
+                        match self.rx.try_recv() {
+                            Ok(Command::Op(op)) => batch.push(op),
+                            Ok(Command::Close(reply)) => close = Some(reply),
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_batch(batch, &batch_tx).await;
+                    if let Some(reply) = close {
+                        break Some(reply);
+                    }
+                }
+                _ = ticker.tick() => {
+                    ticks += 1;
+                    self.release_tombs();
+                    self.check_disk();
+                    if compaction.is_none()
+                        && self.compaction_every_ticks > 0
+                        && ticks.is_multiple_of(self.compaction_every_ticks)
+                        && !self.failed
+                    {
+                        let j = self.journal.clone();
+                        compaction = Some(tokio::spawn(async move { j.compact().await }));
+                    }
+                }
+                done = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
+                    compaction = None;
+                    match done {
+                        Ok(Ok(moved)) => self.apply_moves(&moved),
+                        Ok(Err(e)) => warn!(dir = %self.dir.display(), %e, "journal compaction failed"),
+                        Err(e) => warn!(%e, "journal compaction task ended abnormally"),
+                    }
+                }
+            }
+        };
+        if let Some(task) = compaction.take() {
+            task.abort();
+        }
+        // Ops sent before the close request were taken above; late ones are dropped.
+        drop(batch_tx);
+        let _ = syncer.await;
+        let result = self.journal.close().await;
+        if let Err(e) = &result {
+            error!(dir = %self.dir.display(), %e, "closing the journal failed");
+        }
+        if let Some(reply) = close_reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    async fn write_batch(&mut self, batch: Vec<Op>, synced: &mpsc::UnboundedSender<Batch>) {
+        let mut tickets: Vec<(Op, Submitted)> = Vec::with_capacity(batch.len());
+        let mut seqs = Vec::with_capacity(batch.len());
+        for op in batch {
+            let len = op.payload.len() as u64;
+            if !self.failed {
+                match self.journal.submit(op.kind, op.payload.clone()).await {
+                    Ok(t) => {
+                        seqs.push(op.seq);
+                        tickets.push((op, t));
+                    }
+                    Err(e) => self.fail(&e),
+                }
+            }
+            self.durable.taken(len);
+        }
+        let mut last = 0;
+        for (op, ticket) in tickets {
+            match self.journal.submitted(ticket).await {
+                Ok(lsn) => {
+                    last = lsn;
+                    self.apply(op, lsn);
+                }
+                Err(e) => {
+                    self.fail(&e);
+                    return;
+                }
+            }
+        }
+        if last > 0 {
+            let _ = synced.send(Batch { seqs, lsn: last });
+        }
+    }
+
+    fn fail(&mut self, e: &StoreError) {
+        if !self.failed {
+            error!(dir = %self.dir.display(), %e, "journal failed; persistent publishes are refused");
+            self.failed = true;
+            let text: Arc<str> = e.to_string().into();
+            self.synced_tx
+                .send_modify(|s| s.failed = Some(text.clone()));
+        }
+    }
+
+    fn apply(&mut self, op: Op, lsn: Lsn) {
+        match op.meta {
+            Meta::Object { vhost, name } => {
+                let key = (vhost, name);
+                match op.kind {
+                    kind::EXCHANGE_DECLARE => {
+                        if let Some(old) = self.exchanges.insert(key, lsn) {
+                            self.journal.release(old);
+                        }
+                    }
+                    kind::QUEUE_DECLARE => {
+                        if let Some(old) = self.queues.insert(key, lsn) {
+                            self.journal.release(old);
+                        }
+                    }
+                    _ => {
+                        let is_queue = op.kind == kind::QUEUE_DELETE;
+                        let map = if is_queue {
+                            &mut self.queues
+                        } else {
+                            &mut self.exchanges
+                        };
+                        let mut targets: SmallVec<[Lsn; 4]> =
+                            map.remove(&key).into_iter().collect();
+                        self.bindings.retain(|_, b| {
+                            let gone = binding_ends_with(
+                                (
+                                    &b.vhost,
+                                    &b.source,
+                                    &b.destination,
+                                    b.destination_is_exchange,
+                                ),
+                                &key,
+                                is_queue,
+                            );
+                            if gone {
+                                targets.push(b.lsn);
+                            }
+                            !gone
+                        });
+                        self.cancel(lsn, targets);
+                    }
+                }
+            }
+            Meta::Binding {
+                vhost,
+                source,
+                destination,
+                destination_is_exchange,
+            } => {
+                if op.kind == kind::BIND {
+                    let book = BindingBook {
+                        lsn,
+                        vhost,
+                        source,
+                        destination,
+                        destination_is_exchange,
+                    };
+                    if let Some(old) = self.bindings.insert(op.payload, book) {
+                        self.journal.release(old.lsn);
+                    }
+                } else {
+                    let targets = self
+                        .bindings
+                        .remove(&op.payload)
+                        .map(|b| b.lsn)
+                        .into_iter()
+                        .collect();
+                    self.cancel(lsn, targets);
+                }
+            }
+            Meta::Publish { pid, queues } => {
+                if queues == 0 {
+                    self.journal.release(lsn);
+                } else {
+                    self.messages.insert(
+                        pid,
+                        MessageBook {
+                            lsn,
+                            remaining: queues,
+                        },
+                    );
+                }
+            }
+            Meta::Settle { pids } => {
+                let mut targets = SmallVec::new();
+                for pid in pids {
+                    if let Some(m) = self.messages.get_mut(&pid) {
+                        targets.push(m.lsn);
+                        m.remaining -= 1;
+                        if m.remaining == 0 {
+                            self.messages.remove(&pid);
+                        }
+                    }
+                }
+                self.cancel(lsn, targets);
+            }
+        }
+    }
+
+    /// `lsn` cancels `targets`: they are released now; it stays until they leave the disk.
+    fn cancel(&mut self, lsn: Lsn, targets: SmallVec<[Lsn; 4]>) {
+        for &t in &targets {
+            self.journal.release(t);
+        }
+        if targets.iter().any(|&t| self.journal.protects(lsn, t)) {
+            self.tombs.push(Tomb { lsn, targets });
+        } else {
+            self.journal.release(lsn);
+        }
+    }
+
+    fn release_tombs(&mut self) {
+        let journal = &self.journal;
+        self.tombs.retain_mut(|t| {
+            let tomb = t.lsn;
+            t.targets.retain(|l| journal.protects(tomb, *l));
+            if t.targets.is_empty() {
+                journal.release(t.lsn);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn apply_moves(&mut self, moved: &[Moved]) {
+        if moved.is_empty() {
+            return;
+        }
+        let map: HashMap<Lsn, Lsn> = moved.iter().map(|m| (m.old, m.new)).collect();
+        let fwd = |l: &mut Lsn| {
+            if let Some(n) = map.get(l) {
+                *l = *n;
+            }
+        };
+        self.exchanges.values_mut().for_each(fwd);
+        self.queues.values_mut().for_each(fwd);
+        self.bindings.values_mut().for_each(|b| fwd(&mut b.lsn));
+        self.messages.values_mut().for_each(|m| fwd(&mut m.lsn));
+        for t in &mut self.tombs {
+            fwd(&mut t.lsn);
+            t.targets.iter_mut().for_each(fwd);
+        }
+        debug!(records = moved.len(), "journal compaction moved records");
+    }
+
+    fn check_disk(&self) {
+        if self.disk_free_min_bytes == 0 {
+            return;
+        }
+        match free_bytes(&self.dir) {
+            Some(free) => {
+                let low = free < self.disk_free_min_bytes;
+                let was = self
+                    .durable
+                    .disk_alarm
+                    .swap(low, std::sync::atomic::Ordering::Relaxed);
+                if low != was {
+                    if low {
+                        warn!(dir = %self.dir.display(), free_bytes = free, floor_bytes = self.disk_free_min_bytes,
+                            "free disk space below the floor; persistent publishes are refused");
+                    } else {
+                        warn!(dir = %self.dir.display(), free_bytes = free,
+                            "free disk space back above the floor; persistent publishes accepted");
+                    }
+                }
+            }
+            None => debug!(dir = %self.dir.display(), "cannot read free disk space"),
+        }
+    }
+}
+
+/// Free bytes available to unprivileged users on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid NUL-terminated string and `st` points to writable memory
+    // of the right type; statvfs initialises it fully when it returns 0.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+struct Batch {
+    seqs: Vec<u64>,
+    lsn: Lsn,
+}
+
+/// Waits for each batch to be synced and advances the synced sequence number past every op
+/// below which all are synced.
+async fn syncer(
+    journal: Arc<Journal>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    tx: watch::Sender<SyncState>,
+) {
+    let mut mark = tx.borrow().synced;
+    let mut ahead = BTreeSet::new();
+    while let Some(batch) = rx.recv().await {
+        if let Err(e) = journal.wait_synced(batch.lsn).await {
+            let text: Arc<str> = e.to_string().into();
+            tx.send_modify(|s| s.failed = Some(text));
+            return;
+        }
+        for s in batch.seqs {
+            if s == mark + 1 {
+                mark = s;
+                while ahead.remove(&(mark + 1)) {
+                    mark += 1;
+                }
+            } else {
+                ahead.insert(s);
+            }
+        }
+        tx.send_modify(|s| s.synced = mark);
+    }
+}

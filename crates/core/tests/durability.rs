@@ -1,0 +1,378 @@
+//! Durability through the core: what a restart restores from the journal.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use ferromq_core::{
+    Broker, BrokerConfig, Connection, DurableConfig, ExchangeKind, ExchangeOptions, FieldTable,
+    ManualClock, Message, QueueOptions,
+};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir()
+            .join("ferromq-core-tests")
+            .join(format!("{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running broker on a journal, and its persister task.
+struct Node {
+    broker: Broker,
+    conn: Connection,
+    persister: tokio::task::JoinHandle<()>,
+    report: ferromq_core::RecoveryReport,
+}
+
+fn config(dir: &Path) -> DurableConfig {
+    let mut c = DurableConfig::new(dir);
+    c.journal.segment_size_max_bytes = 64 * 1024;
+    c.tick_ms = 10;
+    c.compaction_interval_ms = 50;
+    c.disk_free_min_bytes = 0;
+    c
+}
+
+fn start(dir: &Path) -> Node {
+    start_with(config(dir))
+}
+
+fn start_with(cfg: DurableConfig) -> Node {
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let opened = Broker::open(BrokerConfig::default(), clock, cfg).expect("open broker");
+    let persister = tokio::spawn(opened.persister.run());
+    let conn = connect(&opened.broker);
+    Node {
+        broker: opened.broker,
+        conn,
+        persister,
+        report: opened.report,
+    }
+}
+
+impl Node {
+    async fn stop(self) {
+        self.broker.close().await.expect("clean close");
+        drop(self.conn);
+        self.persister.await.unwrap();
+    }
+
+    fn durable_queue(&self, name: &str) {
+        self.conn
+            .declare_queue(name, QueueOptions::default(), false)
+            .unwrap();
+    }
+
+    fn transient_queue(&self, name: &str) {
+        let o = QueueOptions {
+            durable: false,
+            ..Default::default()
+        };
+        self.conn.declare_queue(name, o, false).unwrap();
+    }
+
+    fn persistent(&self, exchange: &str, key: &str, body: &str) -> ferromq_core::PublishOutcome {
+        let mut m = Message::new(exchange, key, Bytes::copy_from_slice(body.as_bytes()));
+        m.properties.persistent = true;
+        self.conn.vhost().publish(Arc::new(m)).unwrap()
+    }
+
+    fn transient(&self, exchange: &str, key: &str, body: &str) {
+        publish(&self.conn, exchange, key, body);
+    }
+
+    fn sub(&self, queue: &str) -> Sub {
+        Sub::new(&self.conn, queue, ConsumerOpts::default()).unwrap()
+    }
+
+    fn messages(&self, queue: &str) -> u64 {
+        self.conn.vhost().queue(queue).unwrap().stats().messages
+    }
+}
+
+#[tokio::test]
+async fn persistent_messages_in_durable_queues_survive_in_order_and_redelivered() {
+    let dir = TempDir::new("messages");
+    let n = start(&dir.0);
+    n.durable_queue("d");
+    n.transient_queue("t");
+    for i in 0..5 {
+        let out = n.persistent("", "d", &format!("p{i}"));
+        assert!(out.ticket.is_some(), "journaled");
+    }
+    n.transient("", "d", "transient-in-durable");
+    n.persistent("", "t", "persistent-in-transient");
+    let mut sub = n.sub("d");
+    let got = sub.drain();
+    assert_eq!(got.len(), 6);
+    assert!(!got[0].redelivered);
+    ack(&got[1]);
+    ack(&got[3]);
+    // got[0], got[2], got[4] stay unacked; the consumer goes away without acking.
+    drop(sub);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert!(
+        n.conn.vhost().queue("t").is_none(),
+        "non-durable queue is gone"
+    );
+    assert_eq!(n.report.queues, 1);
+    assert_eq!(n.report.messages, 3);
+    let mut sub = n.sub("d");
+    let got = sub.drain();
+    assert_eq!(bodies(&got), ["p0", "p2", "p4"]);
+    assert!(got.iter().all(|d| d.redelivered), "flagged redelivered");
+    ack_all(&got);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("d"), 0, "acked ones do not come back");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn tickets_resolve_once_synced() {
+    let dir = TempDir::new("tickets");
+    let n = start(&dir.0);
+    n.durable_queue("d");
+    let mut waiter = n.broker.sync_waiter().expect("a store is attached");
+    let mut last = None;
+    for i in 0..100 {
+        last = n.persistent("", "d", &format!("m{i}")).ticket;
+    }
+    waiter.wait(last.unwrap()).await.expect("synced");
+    assert_eq!(waiter.poll(last.unwrap()), Some(Ok(())));
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn topology_is_restored_and_deletions_stick() {
+    let dir = TempDir::new("topology");
+    let n = start(&dir.0);
+    let v = n.conn.vhost().clone();
+    v.declare_exchange("x", ExchangeKind::Topic, ExchangeOptions::default(), false)
+        .unwrap();
+    let transient_x = ExchangeOptions {
+        durable: false,
+        ..Default::default()
+    };
+    v.declare_exchange("tx", ExchangeKind::Fanout, transient_x, false)
+        .unwrap();
+    v.declare_exchange(
+        "gone",
+        ExchangeKind::Direct,
+        ExchangeOptions::default(),
+        false,
+    )
+    .unwrap();
+    n.durable_queue("q1");
+    n.durable_queue("q2");
+    n.durable_queue("dead");
+    let id = n.conn.id();
+    v.bind_queue("q1", "x", "a.*", FieldTable::new(), id)
+        .unwrap();
+    v.bind_queue("q2", "x", "#", FieldTable::new(), id).unwrap();
+    v.bind_queue("q2", "x", "b", FieldTable::new(), id).unwrap();
+    v.unbind_queue("q2", "x", "b", &FieldTable::new(), id)
+        .unwrap();
+    v.bind_queue("dead", "amq.fanout", "", FieldTable::new(), id)
+        .unwrap();
+    v.bind_exchange("x", "amq.direct", "to-x", FieldTable::new())
+        .unwrap();
+    n.persistent("", "dead", "lost with its queue");
+    v.delete_queue("dead", false, false, id).unwrap();
+    v.delete_exchange("gone", false).unwrap();
+    n.stop().await;
+
+    let n = start(&dir.0);
+    let v = n.conn.vhost().clone();
+    assert!(v.exchange("x").is_some());
+    assert!(v.exchange("tx").is_none(), "transient exchange");
+    assert!(v.exchange("gone").is_none(), "deleted exchange");
+    assert!(v.queue("dead").is_none(), "deleted queue");
+    let mut keys: Vec<_> = v
+        .bindings()
+        .into_iter()
+        .map(|b| format!("{}->{}:{}", b.source, b.destination, b.key))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["amq.direct->x:to-x", "x->q1:a.*", "x->q2:#"]);
+    // Routing works through the restored bindings.
+    n.persistent("amq.direct", "to-x", "via e2e");
+    assert_eq!(n.messages("q1"), 0);
+    assert_eq!(n.messages("q2"), 1);
+    n.persistent("x", "a.b", "both");
+    assert_eq!(n.messages("q1"), 1);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("q1"), 1);
+    assert_eq!(n.messages("q2"), 2);
+    // A redeclared queue after a delete starts empty, and survives.
+    let id = n.conn.id();
+    n.conn.vhost().delete_queue("q1", false, false, id).unwrap();
+    n.durable_queue("q1");
+    n.persistent("", "q1", "new");
+    n.stop().await;
+
+    let n = start(&dir.0);
+    let mut sub = n.sub("q1");
+    assert_eq!(sub.drain_bodies(), ["new"]);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_in_two_queues_is_settled_per_queue() {
+    let dir = TempDir::new("fanout");
+    let n = start(&dir.0);
+    n.durable_queue("a");
+    n.durable_queue("b");
+    let id = n.conn.id();
+    let v = n.conn.vhost();
+    v.bind_queue("a", "amq.fanout", "", FieldTable::new(), id)
+        .unwrap();
+    v.bind_queue("b", "amq.fanout", "", FieldTable::new(), id)
+        .unwrap();
+    n.persistent("amq.fanout", "", "m");
+    let mut sa = n.sub("a");
+    ack(&sa.expect());
+    drop(sa);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("a"), 0);
+    assert_eq!(n.messages("b"), 1);
+    n.conn.vhost().purge_queue("b", n.conn.id()).unwrap();
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("b"), 0, "purge is journaled");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn dead_lettered_messages_move_durably() {
+    let dir = TempDir::new("dlx");
+    let n = start(&dir.0);
+    n.durable_queue("dlq");
+    let id = n.conn.id();
+    n.conn
+        .vhost()
+        .bind_queue("dlq", "amq.fanout", "", FieldTable::new(), id)
+        .unwrap();
+    n.conn
+        .declare_queue(
+            "work",
+            options(&[("x-dead-letter-exchange", s("amq.fanout"))]),
+            false,
+        )
+        .unwrap();
+    n.persistent("", "work", "poison");
+    let mut sub = n.sub("work");
+    let d = sub.expect();
+    d.queue.nack(&[d.tag], false).unwrap();
+    drop(sub);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("work"), 0);
+    let mut sub = n.sub("dlq");
+    let d = sub.expect();
+    assert_eq!(body(&d), "poison");
+    assert_eq!(d.message.deaths.len(), 1, "death history is journaled");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn acked_records_are_reclaimed_from_disk() {
+    let dir = TempDir::new("reclaim");
+    let n = start(&dir.0);
+    n.durable_queue("d");
+    let body = "x".repeat(1000);
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let mut sub = n.sub("d");
+    let mut last = None;
+    for _ in 0..10 {
+        for _ in 0..100 {
+            last = n.persistent("", "d", &body).ticket;
+        }
+        ack_all(&sub.drain());
+    }
+    waiter.wait(last.unwrap()).await.unwrap();
+    let segments = |p: &Path| {
+        std::fs::read_dir(p)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count()
+    };
+    // ~1 MB went through 64 KiB segments; once the tombstones' targets are gone, only a
+    // few segments remain.
+    let mut left = usize::MAX;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        left = segments(&dir.0);
+        if left <= 3 {
+            break;
+        }
+    }
+    assert!(left <= 3, "{left} segments left");
+    drop(sub);
+    n.stop().await;
+    let n = start(&dir.0);
+    assert_eq!(n.messages("d"), 0);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn persistent_publishes_are_refused_below_the_disk_floor() {
+    let dir = TempDir::new("floor");
+    let mut cfg = config(&dir.0);
+    cfg.disk_free_min_bytes = u64::MAX;
+    let n = start_with(cfg);
+    n.durable_queue("d");
+    // The persister checks the floor when it starts.
+    let mut refused = None;
+    for _ in 0..100 {
+        let mut m = Message::new("", "d", Bytes::from_static(b"x"));
+        m.properties.persistent = true;
+        match n.conn.vhost().publish(Arc::new(m)) {
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    let e = refused.expect("refused");
+    assert_eq!(e.reply_code(), 506, "{e}");
+    // Transient messages, and persistent ones to non-durable queues, still flow.
+    n.transient("", "d", "t");
+    n.transient_queue("t");
+    n.persistent("", "t", "p");
+    n.stop().await;
+}
