@@ -50,6 +50,8 @@ pub struct Config {
     pub stomp: StompSection,
     /// Core bounds.
     pub limits: LimitsSection,
+    /// The journal of durable state.
+    pub store: StoreSection,
     /// Users; when none are given, `guest`/`guest` exists and may connect from loopback.
     pub users: Vec<UserSection>,
     /// Milliseconds between housekeeping passes (message TTL at queue heads, queue expiry).
@@ -68,6 +70,7 @@ impl Default for Config {
             listeners: Listeners::default(),
             stomp: StompSection::default(),
             limits: LimitsSection::default(),
+            store: StoreSection::default(),
             users: Vec::new(),
             housekeeping_interval_ms: 1_000,
             shutdown_timeout_ms: 10_000,
@@ -206,6 +209,62 @@ impl LimitsSection {
             transaction_ops_max: self.transaction_ops_max,
             ..Default::default()
         }
+    }
+}
+
+/// `[store]`: the journal under `data_dir/journal`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Journal durable state; `false` keeps everything in memory (nothing survives a
+    /// restart).
+    pub enabled: bool,
+    /// Size at which a segment file is sealed and the next one started.
+    pub segment_size_max_bytes: u64,
+    /// Longest wait for more records before an fsync (group commit); 0 syncs as soon as
+    /// the writer's queue is empty.
+    pub fsync_delay_max_us: u64,
+    /// Unsynced bytes that force an fsync.
+    pub fsync_batch_max_bytes: u64,
+    /// Largest record, so largest persistent message (body plus properties).
+    pub record_max_bytes: u32,
+    /// Bytes of records waiting for the journal beyond which persistent producers pause.
+    pub backlog_max_bytes: u64,
+    /// Persistent publishes are refused while the journal's file system has less free
+    /// space than this; 0 turns the check off.
+    pub disk_free_min_bytes: u64,
+    /// How often sparse segments are rewritten; 0 never.
+    pub compaction_interval_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = ferromq_core::DurableConfig::new("");
+        Self {
+            enabled: true,
+            segment_size_max_bytes: d.journal.segment_size_max_bytes,
+            fsync_delay_max_us: d.journal.sync_delay_max_us,
+            fsync_batch_max_bytes: d.journal.sync_batch_max_bytes,
+            record_max_bytes: d.journal.record_payload_max_bytes,
+            backlog_max_bytes: d.backlog_max_bytes,
+            disk_free_min_bytes: d.disk_free_min_bytes,
+            compaction_interval_ms: d.compaction_interval_ms,
+        }
+    }
+}
+
+impl StoreSection {
+    /// The core's durability settings for a journal in `dir`.
+    pub fn to_durable(&self, dir: PathBuf) -> ferromq_core::DurableConfig {
+        let mut d = ferromq_core::DurableConfig::new(dir);
+        d.journal.segment_size_max_bytes = self.segment_size_max_bytes;
+        d.journal.sync_delay_max_us = self.fsync_delay_max_us;
+        d.journal.sync_batch_max_bytes = self.fsync_batch_max_bytes;
+        d.journal.record_payload_max_bytes = self.record_max_bytes;
+        d.backlog_max_bytes = self.backlog_max_bytes;
+        d.disk_free_min_bytes = self.disk_free_min_bytes;
+        d.compaction_interval_ms = self.compaction_interval_ms;
+        d
     }
 }
 

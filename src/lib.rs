@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferromq_core::{Broker, SystemClock};
+use ferromq_core::{Broker, RecoveryReport, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,6 +44,12 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another broker uses the data directory.
+    #[error("data directory {0} is in use by another broker (lock file {0}/LOCK)")]
+    Locked(std::path::PathBuf),
+    /// The journal could not be opened or replayed.
+    #[error("cannot restore durable state: {0}")]
+    Store(ferromq_core::CoreError),
 }
 
 /// A running broker.
@@ -53,6 +59,9 @@ pub struct Server {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
+    persister: Option<tokio::task::JoinHandle<()>>,
+    recovery: Option<RecoveryReport>,
+    _lock: Option<std::fs::File>,
 }
 
 impl Server {
@@ -64,6 +73,11 @@ impl Server {
     /// The broker core.
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// What was restored from the journal at start (`None` without a store).
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
     }
 
     /// A token that stops the server when cancelled.
@@ -82,6 +96,13 @@ impl Server {
         {
             tracing::warn!("shutdown timed out; some connections did not close in time");
         }
+        // Connections are gone: write what they left and close the journal.
+        if let Err(e) = self.broker.close().await {
+            tracing::error!(%e, "closing the journal failed");
+        }
+        if let Some(p) = self.persister {
+            let _ = p.await;
+        }
     }
 
     /// Waits until the shutdown token fires, then shuts down.
@@ -97,7 +118,39 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
+    let (broker, persister, recovery, lock) = if config.store.enabled {
+        let lock = lock_data_dir(&config.data_dir)?;
+        let durable = config.store.to_durable(config.data_dir.join("journal"));
+        let broker_config = config.broker_config();
+        let opened = tokio::task::spawn_blocking(move || {
+            Broker::open(broker_config, Arc::new(SystemClock), durable)
+        })
+        .await
+        .expect("journal recovery does not panic")
+        .map_err(StartError::Store)?;
+        let r = &opened.report;
+        tracing::info!(
+            records = r.records,
+            exchanges = r.exchanges,
+            queues = r.queues,
+            bindings = r.bindings,
+            messages = r.messages,
+            orphaned = r.orphaned,
+            truncated = r.truncated.as_deref().unwrap_or("no"),
+            elapsed_ms = r.elapsed_ms,
+            "durable state restored"
+        );
+        let persister = tokio::spawn(opened.persister.run());
+        (
+            opened.broker,
+            Some(persister),
+            Some(opened.report),
+            Some(lock),
+        )
+    } else {
+        let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
+        (broker, None, None, None)
+    };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -144,5 +197,30 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         shutdown,
         tasks,
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        persister,
+        recovery,
+        _lock: lock,
     })
+}
+
+/// Takes an exclusive lock on `dir/LOCK` for the life of the returned file, so that two
+/// brokers never write one journal.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor we own; it has no memory effects.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StartError::Locked(dir.to_path_buf()));
+    }
+    Ok(file)
 }

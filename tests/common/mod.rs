@@ -80,6 +80,18 @@ impl Client {
         self.stream.write_all(&out).await.expect("write");
     }
 
+    /// Like `send_frame`, but reports a dead connection instead of panicking.
+    pub async fn try_send_frame(
+        &mut self,
+        cmd: Command,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> bool {
+        let mut out = BytesMut::new();
+        encode_parts(&mut out, self.version, cmd, headers, &Headers::new(), body);
+        self.stream.write_all(&out).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
     }

@@ -12,7 +12,7 @@ use crate::auth::{Principal, UserRecord, Users};
 use crate::clock::Clock;
 use crate::consumer::{ConsumerHandle, ConsumerSpec};
 use crate::durable::{
-    Durable, DurableConfig, Persister, Recovered, RecoveryReport, SyncState, SyncWaiter,
+    Durable, DurableConfig, Persister, Recovered, RecoveryReport, SyncState, SyncTicket, SyncWaiter,
 };
 use crate::error::{AuthError, CoreError};
 use crate::limits::CoreLimits;
@@ -146,6 +146,13 @@ impl Broker {
     /// `None` for a broker without a store.
     pub fn sync_waiter(&self) -> Option<SyncWaiter> {
         self.0.durable.as_ref().map(|d| d.waiter())
+    }
+
+    /// A ticket covering every journal record submitted so far (by any connection): once it
+    /// is synced, so is everything this connection did before asking. `None` without a
+    /// store.
+    pub fn sync_point(&self) -> Option<SyncTicket> {
+        self.0.durable.as_ref().map(|d| d.sync_point())
     }
 
     /// True unless producers of persistent messages should pause (the journal is behind).

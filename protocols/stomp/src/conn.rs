@@ -41,7 +41,8 @@ pub async fn serve_connection<S>(
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
     let (mut session, mut events) =
-        Session::new(config.clone(), broker, peer.map(|p| p.ip()), now());
+        Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    let mut synced = session.sync_waiter();
     let mut decoder = Decoder::new(config.limits.clone());
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
@@ -53,12 +54,19 @@ pub async fn serve_connection<S>(
         let deadline = session
             .next_deadline_ms()
             .map(|ms| start + Duration::from_millis(ms));
+        // Flow control: while the journal is behind, producers are not read from.
+        let may_read = broker.has_durable_capacity();
+        let receipts_due = session.has_pending_receipts();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 flow = session.on_shutdown(&mut wbuf);
             }
-            read = reader.read_buf(&mut rbuf) => {
+            _ = broker.durable_capacity(), if !may_read => {}
+            _ = changed(&mut synced), if receipts_due => {
+                flow = session.on_synced(&mut wbuf);
+            }
+            read = reader.read_buf(&mut rbuf), if may_read => {
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
@@ -147,6 +155,13 @@ fn on_events(
         n += 1;
     }
     flow
+}
+
+async fn changed(waiter: &mut Option<ferromq_core::SyncWaiter>) {
+    match waiter {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

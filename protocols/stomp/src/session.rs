@@ -8,7 +8,7 @@
 //!   subscriptions; each names its subscription, whose `pending` holds the delivery.
 //! - Every subscription's pending count is bounded by its credit gate (its prefetch).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -16,7 +16,8 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
-    EventReceiver, Exclusivity, Queue, QueueOptions, Sink, Transaction, DEFAULT_VHOST,
+    EventReceiver, Exclusivity, Queue, QueueOptions, Sink, SyncTicket, SyncWaiter, Transaction,
+    DEFAULT_VHOST,
 };
 
 use crate::adapter::{self, MessageFrame, SubscribeOptions};
@@ -89,6 +90,15 @@ pub struct Session {
     hb: Heartbeat,
     scratch: String,
     identity: Option<(u64, String)>,
+    /// Tells when journaled messages are synced (brokers with a store).
+    sync: Option<SyncWaiter>,
+    /// The journal ticket of the frame being handled (a persistent SEND or a COMMIT).
+    frame_ticket: Option<SyncTicket>,
+    /// RECEIPTs held until their ticket is synced, in order; a receipt for a frame with
+    /// no ticket queues behind earlier ones, so receipts keep frame order.
+    pending_receipts: VecDeque<(SyncTicket, ByteString)>,
+    /// DISCONNECT arrived while receipts were pending: close once they are sent.
+    closing: bool,
 }
 
 fn err<T>(message: &str, detail: impl Into<String>) -> Result<T, StompError> {
@@ -105,6 +115,7 @@ impl Session {
     ) -> (Self, EventReceiver) {
         let (sink, rx) = ferromq_core::channel();
         let connect_deadline_ms = now_ms + cfg.connect_timeout_ms;
+        let sync = broker.sync_waiter();
         let s = Session {
             cfg,
             broker,
@@ -128,8 +139,63 @@ impl Session {
             },
             scratch: String::new(),
             identity: None,
+            sync,
+            frame_ticket: None,
+            pending_receipts: VecDeque::new(),
+            closing: false,
         };
         (s, rx)
+    }
+
+    /// A waiter for the journal, if the broker has one, for the connection to learn when
+    /// [`Session::on_synced`] has work.
+    pub fn sync_waiter(&self) -> Option<SyncWaiter> {
+        self.sync.clone()
+    }
+
+    /// True while RECEIPTs wait for the journal.
+    pub fn has_pending_receipts(&self) -> bool {
+        !self.pending_receipts.is_empty()
+    }
+
+    /// The journal's synced point moved: sends the RECEIPTs that are now due (or an ERROR
+    /// if the journal failed), and closes after a DISCONNECT that waited for them.
+    pub fn on_synced(&mut self, out: &mut BytesMut) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        let Some(sync) = &self.sync else {
+            return Flow::Continue;
+        };
+        while let Some((t, _)) = self.pending_receipts.front() {
+            match sync.poll(*t) {
+                None => break,
+                Some(Ok(())) => {
+                    let (_, r) = self.pending_receipts.pop_front().expect("front exists");
+                    self.write_receipt(&r, out);
+                }
+                Some(Err(e)) => {
+                    let (_, r) = self.pending_receipts.pop_front().expect("front exists");
+                    return self.fail(e.into(), Some(&r), out);
+                }
+            }
+        }
+        if self.closing && self.pending_receipts.is_empty() {
+            self.close();
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    fn write_receipt(&self, receipt: &str, out: &mut BytesMut) {
+        encode_parts(
+            out,
+            self.version,
+            Command::Receipt,
+            &[("receipt-id", receipt)],
+            &Headers::new(),
+            &[],
+        );
     }
 
     /// The negotiated version (1.0 until CONNECT is handled).
@@ -226,6 +292,10 @@ impl Session {
         if self.closed {
             return Flow::Close;
         }
+        if self.closing {
+            // After DISCONNECT nothing more is taken; the pending receipts still go out.
+            return Flow::Continue;
+        }
         let Item::Frame(frame) = item else {
             return Flow::Continue;
         };
@@ -242,21 +312,32 @@ impl Session {
                 ),
             }
         } else {
+            self.frame_ticket = None;
             self.on_frame(frame)
         };
         match result {
             Ok(flow) => {
                 if let Some(r) = receipt {
                     if self.conn.is_some() {
-                        encode_parts(
-                            out,
-                            self.version,
-                            Command::Receipt,
-                            &[("receipt-id", &r)],
-                            &Headers::new(),
-                            &[],
-                        );
+                        // A persistent SEND is receipted once it is synced.
+                        let wait = self
+                            .frame_ticket
+                            .take()
+                            .or(self.pending_receipts.back().map(|p| p.0));
+                        match wait {
+                            Some(t) if self.sync.is_some() => {
+                                self.pending_receipts.push_back((t, r));
+                            }
+                            _ => self.write_receipt(&r, out),
+                        }
                     }
+                }
+                if flow == Flow::Close && !self.pending_receipts.is_empty() {
+                    self.closing = true;
+                }
+                if !self.pending_receipts.is_empty() {
+                    // Some may be synced already, and no later change would announce them.
+                    return self.on_synced(out);
                 }
                 if flow == Flow::Close {
                     self.close();
@@ -454,8 +535,11 @@ impl Session {
             Command::Send => self.on_send(f)?,
             Command::Subscribe => self.on_subscribe(&f.headers)?,
             Command::Unsubscribe => self.on_unsubscribe(&f.headers)?,
-            Command::Ack => self.on_ack(&f.headers, true)?,
-            Command::Nack => self.on_ack(&f.headers, false)?,
+            Command::Ack | Command::Nack => {
+                self.on_ack(&f.headers, f.command == Command::Ack)?;
+                // Its receipt waits until the settlement is journaled (if it was).
+                self.frame_ticket = self.broker.sync_point();
+            }
             Command::Begin => self.on_begin(&f.headers)?,
             Command::Commit => self.on_commit(&f.headers)?,
             Command::Abort => self.on_abort(&f.headers)?,
@@ -524,6 +608,7 @@ impl Session {
             return txn.core.publish(msg).map_err(Into::into);
         }
         let outcome = self.conn().vhost().publish(msg)?;
+        self.frame_ticket = outcome.ticket;
         if outcome.rejected > 0 && h.get("receipt").is_some() {
             return err("Message rejected", format!("a queue for '{dest_s}' is full and refuses new messages (x-overflow reject-publish)"));
         }
@@ -757,7 +842,8 @@ impl Session {
             .get("transaction")
             .ok_or_else(|| StompError::missing_header("COMMIT", "transaction"))?;
         let mut txn = self.txns.remove(t).ok_or_else(|| unknown_txn(t))?;
-        txn.core.commit(self.conn().vhost())?;
+        let outcomes = txn.core.commit(self.conn().vhost())?;
+        self.frame_ticket = outcomes.iter().filter_map(|o| o.ticket).max();
         Ok(())
     }
 

@@ -230,6 +230,11 @@ impl Durable {
         SyncTicket(seq)
     }
 
+    /// The ticket of the latest op submitted.
+    pub(crate) fn sync_point(&self) -> SyncTicket {
+        SyncTicket(self.next_seq.load(Ordering::Relaxed) - 1)
+    }
+
     /// A fresh persistent-message id.
     pub(crate) fn next_pid(&self) -> u64 {
         self.next_pid.fetch_add(1, Ordering::Relaxed)
