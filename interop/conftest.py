@@ -57,9 +57,10 @@ def free_port() -> int:
 
 
 class BrokerAddr(tuple):
-    """`(host, port)` of a running broker, with a handle on its process.
+    """`(host, port)` of a running broker's STOMP listener, with a handle on its process.
 
-    Unpacks like the tuple the tests mostly need (`host, port = broker`).
+    Unpacks like the tuple the STOMP tests mostly need (`host, port = broker`);
+    `amqp_port` is the AMQP 0-9-1 listener's port.
     """
 
     def __new__(cls, proc: "BrokerProcess"):
@@ -79,6 +80,10 @@ class BrokerAddr(tuple):
     def pid(self) -> int:
         return self.process.proc.pid
 
+    @property
+    def amqp_port(self) -> int:
+        return self.process.amqp_port
+
 
 class BrokerProcess:
     """One `ferromq serve` child process."""
@@ -89,6 +94,7 @@ class BrokerProcess:
         self.extra_env = dict(env or {})
         self.host = "127.0.0.1"
         self.port = 0
+        self.amqp_port = 0
         self.proc: subprocess.Popen | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="ferromq-interop-"))
         self.log_path = self.tmp / "stderr.log"
@@ -109,12 +115,14 @@ class BrokerProcess:
         binary = broker_binary()
         for attempt in range(3):
             self.port = free_port()
+            self.amqp_port = free_port()
             # Every FERROMQ_* variable is a config key to the broker (FERROMQ_BIN would be
             # an unknown one), so none is inherited: a test gets exactly what it asks for.
             env = {k: v for k, v in os.environ.items() if not k.startswith("FERROMQ_")}
             env.update(
                 {
                     "FERROMQ_LISTENERS__STOMP": f"{self.host}:{self.port}",
+                    "FERROMQ_LISTENERS__AMQP": f"{self.host}:{self.amqp_port}",
                     "FERROMQ_DATA_DIR": str(self.tmp / "data"),
                     "FERROMQ_LOG": "info",
                 }
@@ -147,9 +155,28 @@ class BrokerProcess:
         )
 
     def _wait_ready(self) -> bool:
-        """Waits until the port accepts a STOMP connection: CONNECT, then DISCONNECT with a
-        receipt, then the broker's close, so the probe holds no connection slot afterwards."""
+        """Waits until the STOMP port accepts a STOMP connection (CONNECT, then DISCONNECT
+        with a receipt, then the broker's close, so the probe holds no connection slot
+        afterwards) and the AMQP port accepts a TCP connection."""
         deadline = time.monotonic() + START_TIMEOUT_S
+        if not self._wait_stomp(deadline):
+            return False
+        return self._wait_amqp(deadline)
+
+    def _wait_amqp(self, deadline: float) -> bool:
+        if self.extra_env.get("FERROMQ_LISTENERS__AMQP", None) == "":
+            return True
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection((self.host, self.amqp_port), timeout=2.0).close()
+                return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def _wait_stomp(self, deadline: float) -> bool:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False

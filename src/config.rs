@@ -3,7 +3,8 @@
 //!
 //! An environment variable names a key path with `__` between levels:
 //! `FERROMQ_LISTENERS__STOMP=127.0.0.1:7000` sets `[listeners] stomp`,
-//! `FERROMQ_STOMP__CONNECTIONS_MAX=50` sets `[stomp] connections_max`. Values are read as
+//! `FERROMQ_STOMP__CONNECTIONS_MAX=50` sets `[stomp] connections_max`,
+//! `FERROMQ_LISTENERS__AMQP=127.0.0.1:5673` sets `[listeners] amqp`. Values are read as
 //! TOML when they parse as TOML (numbers, booleans, arrays), otherwise as strings.
 
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub struct Config {
     pub listeners: Listeners,
     /// STOMP settings.
     pub stomp: StompSection,
+    /// AMQP 0-9-1 settings.
+    pub amqp: AmqpSection,
     /// Core bounds.
     pub limits: LimitsSection,
     /// The journal of durable state.
@@ -69,6 +72,7 @@ impl Default for Config {
             vhosts: Vec::new(),
             listeners: Listeners::default(),
             stomp: StompSection::default(),
+            amqp: AmqpSection::default(),
             limits: LimitsSection::default(),
             store: StoreSection::default(),
             users: Vec::new(),
@@ -84,12 +88,15 @@ impl Default for Config {
 pub struct Listeners {
     /// STOMP over TCP.
     pub stomp: String,
+    /// AMQP 0-9-1 over TCP.
+    pub amqp: String,
 }
 
 impl Default for Listeners {
     fn default() -> Self {
         Self {
             stomp: "127.0.0.1:61613".into(),
+            amqp: "127.0.0.1:5672".into(),
         }
     }
 }
@@ -98,6 +105,11 @@ impl Listeners {
     /// The STOMP address, or `None` when turned off.
     pub fn stomp_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         parse_addr("listeners.stomp", &self.stomp)
+    }
+
+    /// The AMQP address, or `None` when turned off.
+    pub fn amqp_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_addr("listeners.amqp", &self.amqp)
     }
 }
 
@@ -165,6 +177,68 @@ impl StompSection {
             transactions_max: self.transactions_max,
             topic_backlog_max: self.topic_backlog_max,
             connections_max: self.connections_max,
+            ..Default::default()
+        }
+    }
+}
+
+/// `[amqp]`; see `ferromq_amqp::Limits` for the meaning of each.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct AmqpSection {
+    pub frame_max_bytes: u32,
+    pub channel_max: u16,
+    pub heartbeat_s: u16,
+    pub body_max_bytes: u64,
+    pub unconfirmed_max: usize,
+    pub consumers_per_channel_max: usize,
+    pub table_depth_max: usize,
+    pub handshake_timeout_ms: u64,
+    pub close_timeout_ms: u64,
+    pub write_stall_timeout_ms: u64,
+    pub connections_max: usize,
+}
+
+impl Default for AmqpSection {
+    fn default() -> Self {
+        let d = ferromq_amqp::Limits::default();
+        Self {
+            frame_max_bytes: d.frame_max_bytes,
+            channel_max: d.channel_max,
+            heartbeat_s: d.heartbeat_s,
+            body_max_bytes: d.body_max_bytes,
+            unconfirmed_max: d.unconfirmed_max,
+            consumers_per_channel_max: d.consumers_per_channel_max,
+            table_depth_max: d.table_depth_max,
+            handshake_timeout_ms: d.handshake_timeout_ms,
+            close_timeout_ms: d.close_timeout_ms,
+            write_stall_timeout_ms: d.write_stall_timeout_ms,
+            connections_max: d.connections_max,
+        }
+    }
+}
+
+impl AmqpSection {
+    /// The AMQP crate's configuration. `frame_max_bytes` below the protocol minimum
+    /// (4096) is raised to it.
+    pub fn to_amqp(&self) -> ferromq_amqp::AmqpConfig {
+        ferromq_amqp::AmqpConfig {
+            limits: ferromq_amqp::Limits {
+                frame_max_bytes: self
+                    .frame_max_bytes
+                    .max(ferromq_amqp::limits::FRAME_MIN_SIZE_BYTES),
+                channel_max: self.channel_max.max(1),
+                heartbeat_s: self.heartbeat_s,
+                body_max_bytes: self.body_max_bytes,
+                unconfirmed_max: self.unconfirmed_max.max(1),
+                consumers_per_channel_max: self.consumers_per_channel_max,
+                table_depth_max: self.table_depth_max.max(1),
+                handshake_timeout_ms: self.handshake_timeout_ms,
+                close_timeout_ms: self.close_timeout_ms,
+                write_stall_timeout_ms: self.write_stall_timeout_ms,
+                connections_max: self.connections_max,
+            },
             ..Default::default()
         }
     }
@@ -331,6 +405,7 @@ impl Config {
                     message: e.to_string(),
                 })?;
         config.listeners.stomp_addr()?;
+        config.listeners.amqp_addr()?;
         Ok(config)
     }
 
@@ -413,6 +488,11 @@ mod tests {
             Some("127.0.0.1:7000".parse().unwrap())
         );
         assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            c.listeners.amqp_addr().unwrap(),
+            Some("127.0.0.1:5672".parse().unwrap())
+        );
+        assert_eq!(c.amqp.to_amqp().limits.frame_max_bytes, 131_072);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

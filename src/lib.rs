@@ -56,6 +56,7 @@ pub enum StartError {
 pub struct Server {
     broker: Broker,
     stomp_addr: Option<SocketAddr>,
+    amqp_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -68,6 +69,11 @@ impl Server {
     /// The STOMP listener's bound address.
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
         self.stomp_addr
+    }
+
+    /// The AMQP listener's bound address.
+    pub fn amqp_addr(&self) -> Option<SocketAddr> {
+        self.amqp_addr
     }
 
     /// The broker core.
@@ -178,6 +184,30 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         ));
     }
 
+    let mut amqp_addr = None;
+    if let Some(addr) = config.listeners.amqp_addr()? {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                protocol: "AMQP",
+                addr,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            protocol: "AMQP",
+            addr,
+            source,
+        })?;
+        tracing::info!(protocol = "amqp", addr = %bound, "listening");
+        amqp_addr = Some(bound);
+        tasks.spawn(ferromq_amqp::serve(
+            listener,
+            config.amqp.to_amqp(),
+            broker.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));
     let (b, stop) = (broker.clone(), shutdown.clone());
     tasks.spawn(async move {
@@ -194,6 +224,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     Ok(Server {
         broker,
         stomp_addr,
+        amqp_addr,
         shutdown,
         tasks,
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),

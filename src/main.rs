@@ -10,7 +10,7 @@ use ferromq::Config;
 const ENV_HELP: &str = "\
 CONFIGURATION:
   With no --config, ferromq runs with its embedded default: data in ./data, and every
-  listener on 127.0.0.1 at its usual port (STOMP 61613). The guest/guest user may connect
+  listener on 127.0.0.1 at its usual port (AMQP 5672, STOMP 61613). The guest/guest user may connect
   from loopback only.
 
   A TOML file (--config) overrides the defaults; FERROMQ_* environment variables override
@@ -18,6 +18,8 @@ CONFIGURATION:
     FERROMQ_LISTENERS__STOMP=0.0.0.0:61613     [listeners] stomp
     FERROMQ_LISTENERS__STOMP=                  turn the STOMP listener off
     FERROMQ_STOMP__CONNECTIONS_MAX=5000        [stomp] connections_max
+    FERROMQ_LISTENERS__AMQP=0.0.0.0:5672       [listeners] amqp
+    FERROMQ_AMQP__HEARTBEAT_S=30               [amqp] heartbeat_s
     FERROMQ_DATA_DIR=/var/lib/ferromq          data_dir
     FERROMQ_LOG=debug                          log (RUST_LOG also works and wins)
 

@@ -663,6 +663,64 @@ impl Queue {
         self.finish(fx);
     }
 
+    /// Takes the next ready message outside of any consumer (AMQP `basic.get`). Expired
+    /// messages at the head are dead-lettered on the way. With [`AckMode::Manual`] the
+    /// delivery waits for [`Queue::ack`] / [`Queue::nack`] under its tag like a consumer's
+    /// (`holder` is recorded as its consumer id, so use one no consumer has, such as 0);
+    /// with [`AckMode::Auto`] it is settled at once. Returns the delivery and the number of
+    /// messages still ready; `None` when the queue is empty or deleted.
+    pub fn get(&self, ack_mode: AckMode, holder: u64) -> Option<(Delivery, u64)> {
+        let now = self.clock.now_ms();
+        let mut fx = Effects::default();
+        let got = {
+            let mut st = self.state.lock();
+            st.last_used_ms = now;
+            let mut got = None;
+            while !st.deleted {
+                let Some(level) = st.ready.iter().rposition(|l| !l.is_empty()) else {
+                    break;
+                };
+                let mut e = pop(&mut st, level);
+                if is_expired(&e, now) {
+                    fx.die(e, DeathReason::Expired);
+                    continue;
+                }
+                let tag = st.next_tag;
+                st.next_tag += 1;
+                let delivery = Delivery {
+                    queue: self.arc(),
+                    consumer_id: holder,
+                    tag,
+                    message: e.msg.clone(),
+                    redelivered: e.delivery_count > 0 || e.recovered,
+                    delivery_count: e.delivery_count,
+                };
+                if ack_mode == AckMode::Manual {
+                    e.delivery_count = e.delivery_count.saturating_add(1);
+                    // A gate of its own, so that the invariant "every unacked entry holds
+                    // one credit of its gate" holds without touching any consumer's credit.
+                    let gate = CreditGate::new(1);
+                    let _ = gate.try_acquire();
+                    st.unacked.insert(
+                        tag,
+                        Unacked {
+                            entry: e,
+                            consumer_id: holder,
+                            gate,
+                        },
+                    );
+                } else {
+                    fx.settle(&e);
+                }
+                got = Some((delivery, st.ready_len));
+                break;
+            }
+            got
+        };
+        self.finish(fx);
+        got
+    }
+
     /// Removes every ready message; returns how many.
     pub fn purge(&self) -> u64 {
         let mut fx = Effects::default();

@@ -77,6 +77,11 @@ impl DurableConfig {
 pub struct SyncTicket(pub(crate) u64);
 
 impl SyncTicket {
+    /// The ticket of op number `seq`; for tests of protocol state machines.
+    pub fn from_seq(seq: u64) -> SyncTicket {
+        SyncTicket(seq)
+    }
+
     /// The later of two tickets (waiting for it covers both).
     pub fn max(self, other: SyncTicket) -> SyncTicket {
         std::cmp::max(self, other)

@@ -1,0 +1,204 @@
+//! The tokio glue: read bytes, decode, drive the session, write, run the timers.
+//!
+//! One task per connection. Reads, deliveries and timers are multiplexed with `select!`;
+//! writes happen in between and are bounded by `write_stall_timeout_ms`, so a client
+//! that stops reading is disconnected instead of pinning memory (its deliveries are
+//! already bounded by credit). Confirms are flushed once per batch of frames read, so a
+//! pipelining publisher gets them coalesced (`multiple`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapter::{Broker, Event, EventReceiver};
+use crate::codec::Decoder;
+use crate::session::{Flow, Session};
+use crate::AmqpConfig;
+
+/// Deliveries encoded per wake-up before the socket is written, so a busy consumer gets
+/// batched writes without starving reads.
+const EVENT_BATCH_MAX: usize = 256;
+/// Once this much output is buffered it is written before more deliveries are encoded.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// How long the last frames (`connection.close` at shutdown) may take to write.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs one AMQP connection over any byte stream until it closes or `shutdown` fires.
+pub async fn serve_connection<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    config: Arc<AmqpConfig>,
+    broker: Broker,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let now = move || start.elapsed().as_millis() as u64;
+    let (mut session, mut events) =
+        Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    let mut synced = None;
+    let mut decoder = Decoder::new(session.frame_max(), config.limits.table_depth_max);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let write_timeout = Duration::from_millis(config.limits.write_stall_timeout_ms);
+
+    let mut flow = Flow::Continue;
+    // Frames are left in `rbuf` when the output grew past a batch (a client pipelining
+    // `basic.get`s of large messages): they are handled after that output is written.
+    let mut unread = false;
+    while flow == Flow::Continue {
+        if unread {
+            (flow, unread) = drain(&mut session, &mut decoder, &mut rbuf, &mut wbuf, now());
+        } else {
+            let deadline = session
+                .next_deadline_ms()
+                .map(|ms| start + Duration::from_millis(ms));
+            if synced.is_none() {
+                synced = session.sync_waiter();
+            }
+            // Flow control: while the journal is behind, publishers are not read from
+            // (and clients that asked are told with connection.blocked).
+            let may_read = broker.has_durable_capacity();
+            session.set_blocked((!may_read).then_some("journal backlog"), &mut wbuf);
+            let confirms_due = session.has_pending_sync();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    flow = session.on_shutdown(&mut wbuf);
+                }
+                _ = broker.durable_capacity(), if !may_read => {}
+                _ = changed(&mut synced), if confirms_due => {
+                    session.on_synced(&mut wbuf);
+                }
+                read = reader.read_buf(&mut rbuf), if may_read => {
+                    match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let t = now();
+                            session.on_read(t);
+                            (flow, unread) = drain(&mut session, &mut decoder, &mut rbuf, &mut wbuf, t);
+                            if rbuf.capacity() - rbuf.len() < 4096 {
+                                rbuf.reserve(16 * 1024);
+                            }
+                        }
+                    }
+                }
+                ev = events.recv() => {
+                    if let Some(ev) = ev {
+                        flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    flow = session.on_timer(now(), &mut wbuf);
+                }
+            }
+        }
+        if !wbuf.is_empty() {
+            let stopping = shutdown.is_cancelled() || flow == Flow::Close;
+            let limit = if stopping {
+                write_timeout.min(GOODBYE_TIMEOUT)
+            } else {
+                write_timeout
+            };
+            let written = tokio::select! {
+                r = tokio::time::timeout(limit, writer.write_all(&wbuf)) => r,
+                // A write interrupted midway cannot be resumed with a goodbye after it.
+                _ = shutdown.cancelled(), if !stopping => break,
+            };
+            match written {
+                Ok(Ok(())) => {
+                    wbuf.clear();
+                    session.on_write(now());
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::debug!(?peer, "AMQP client stopped reading; closing connection");
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
+    if let Some((id, user)) = session.identity() {
+        tracing::info!(
+            conn = id,
+            protocol = "amqp",
+            ?peer,
+            user,
+            "connection closed"
+        );
+    }
+    session.close();
+}
+
+/// Handles the frames buffered in `rbuf` until it runs dry, the connection is to close,
+/// or the output passed a write batch. Returns the flow and whether frames may remain.
+fn drain(
+    session: &mut Session,
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    now_ms: u64,
+) -> (Flow, bool) {
+    loop {
+        if wbuf.len() >= WRITE_BATCH_BYTES {
+            session.flush(wbuf);
+            return (Flow::Continue, true);
+        }
+        match decoder.decode(rbuf) {
+            Ok(Some(frame)) => {
+                let flow = session.on_frame(frame, now_ms, wbuf);
+                decoder.set_frame_max(session.frame_max());
+                if flow == Flow::Close {
+                    return (flow, false);
+                }
+            }
+            Ok(None) => {
+                session.flush(wbuf);
+                return (Flow::Continue, false);
+            }
+            Err(e) => {
+                // The stream cannot be framed any more: whatever follows is not read.
+                rbuf.clear();
+                return (session.on_decode_error(e, wbuf), false);
+            }
+        }
+    }
+}
+
+fn on_events(
+    session: &mut Session,
+    first: Event,
+    events: &mut EventReceiver,
+    wbuf: &mut BytesMut,
+) -> Flow {
+    let mut flow = session.on_event(first, wbuf);
+    let mut n = 1;
+    while flow == Flow::Continue && n < EVENT_BATCH_MAX && wbuf.len() < WRITE_BATCH_BYTES {
+        let Ok(ev) = events.try_recv() else { break };
+        flow = session.on_event(ev, wbuf);
+        n += 1;
+    }
+    flow
+}
+
+async fn changed(waiter: &mut Option<crate::adapter::SyncWaiter>) {
+    match waiter {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,107 @@
+//! AMQP 0-9-1 for ferromq: RabbitMQ client applications (pika, lapin, amqplib, the Java
+//! client...) connect unchanged.
+//!
+//! # Layout
+//! - `codec.rs`: bytes <-> frames (framing here, method parsing by `amq-protocol`);
+//!   `nesting.rs` bounds field-table nesting before the parser recurses.
+//! - `session.rs`: the connection state machine (handshake, tune, heartbeats, channel
+//!   table, connection errors); no I/O. `handshake.rs` holds its pure parts (server
+//!   properties, SASL PLAIN/AMQPLAIN, tune negotiation).
+//! - `channel.rs`: one channel's state (content assembly, exchange/queue/tx/confirm
+//!   methods, channel errors); `basic.rs` its `basic.*` methods; `confirms.rs` the
+//!   in-order publisher confirm list.
+//! - `adapter/`: the only modules that import the core: topology calls, properties in,
+//!   deliveries out (`wire.rs`), direct reply-to.
+//! - `conn.rs`: the tokio glue for one connection.
+//! - `error.rs`: reply codes, and errors typed by blast radius (channel or connection).
+//! - `limits.rs`: every bound, with reasons.
+//!
+//! The mapping from AMQP concepts to the core, and every deviation from RabbitMQ, is in
+//! this crate's README.md.
+#![warn(missing_docs)]
+
+mod adapter;
+mod basic;
+mod channel;
+pub mod codec;
+mod confirms;
+mod conn;
+pub mod error;
+pub mod handshake;
+pub mod limits;
+mod nesting;
+pub mod session;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use conn::serve_connection;
+pub use error::AmqpError;
+pub use limits::Limits;
+
+/// Settings of the AMQP listener and its connections.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    /// Every bound (frame size, channels, heartbeat, body size...).
+    pub limits: Limits,
+    /// `product` in the server properties.
+    pub product: String,
+    /// `version` in the server properties.
+    pub version: String,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            product: "ferromq".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// Accepts AMQP connections on `listener` until `shutdown` fires, then waits for every
+/// connection to say goodbye (`connection.close` 320) and end.
+pub async fn serve(
+    listener: TcpListener,
+    config: AmqpConfig,
+    broker: adapter::Broker,
+    shutdown: CancellationToken,
+) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.limits.connections_max));
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "AMQP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = config.limits.connections_max, "AMQP connection refused: listener is at its connection limit");
+            // Closing at once is what a client sees from RabbitMQ at its limit too.
+            drop(stream);
+            continue;
+        };
+        let (config, broker, shutdown) = (config.clone(), broker.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            serve_connection(stream, Some(peer), config, broker, shutdown).await;
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
