@@ -112,6 +112,7 @@ impl Broker {
                 durable.journal.dir.display()
             )));
         }
+        let journal = Arc::new(journal);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (synced_tx, synced_rx) = tokio::sync::watch::channel(SyncState::default());
         let handle = Arc::new(Durable::new(
@@ -119,6 +120,7 @@ impl Broker {
             synced_rx,
             recovered.pid_max + 1,
             durable.backlog_max_bytes,
+            journal.clone(),
         ));
         let broker = Self::build(config, clock, Some(handle.clone()));
         let mut report = recovered.restore(|v| broker.vhost(v));
@@ -146,6 +148,11 @@ impl Broker {
     /// `None` for a broker without a store.
     pub fn sync_waiter(&self) -> Option<SyncWaiter> {
         self.0.durable.as_ref().map(|d| d.waiter())
+    }
+
+    /// The journal's counters (fsyncs, segments, live records); `None` without a store.
+    pub fn store_stats(&self) -> Option<ferromq_store::StoreStats> {
+        self.0.durable.as_ref().map(|d| d.stats())
     }
 
     /// A ticket covering every journal record submitted so far (by any connection): once it

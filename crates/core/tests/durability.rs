@@ -376,3 +376,119 @@ async fn persistent_publishes_are_refused_below_the_disk_floor() {
     n.persistent("", "t", "p");
     n.stop().await;
 }
+
+/// Copies every file of `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_journals_restore_a_prefix_or_stop_with_a_clear_error() {
+    let dir = TempDir::new("damage");
+    let pristine = dir.0.join("pristine");
+    let mut cfg = config(&pristine);
+    cfg.journal.segment_size_max_bytes = 8 * 1024;
+    let n = start_with(cfg.clone());
+    n.durable_queue("d");
+    let mut last = None;
+    for i in 0..1000 {
+        last = n
+            .persistent("", "d", &format!("{i:04}-{}", "y".repeat(i % 97)))
+            .ticket;
+    }
+    n.broker
+        .sync_waiter()
+        .unwrap()
+        .wait(last.unwrap())
+        .await
+        .unwrap();
+    n.stop().await;
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&pristine)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 3, "the data spans several segments");
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let (mut restored, mut refused) = (0, 0);
+    for case in 0..40 {
+        let work = dir.0.join(format!("case{case}"));
+        copy_dir(&pristine, &work);
+        let victim = work.join(
+            segments[rand(segments.len() as u64) as usize]
+                .file_name()
+                .unwrap(),
+        );
+        let mut bytes = std::fs::read(&victim).unwrap();
+        if case % 2 == 0 {
+            let at = rand(bytes.len() as u64) as usize;
+            bytes.truncate(at);
+        } else {
+            let at = rand(bytes.len() as u64) as usize;
+            bytes[at] ^= 1 << rand(8);
+        }
+        std::fs::write(&victim, &bytes).unwrap();
+        let mut c = cfg.clone();
+        c.journal.dir = work.clone();
+        match Broker::open(
+            BrokerConfig::default(),
+            Arc::new(ManualClock::new(T0_MS)),
+            c,
+        ) {
+            Ok(opened) => {
+                restored += 1;
+                // Whatever came back is a prefix of what was sent, in order, intact.
+                let q = opened.broker.vhost("/").unwrap().queue("d");
+                if let Some(q) = q {
+                    let conn = connect(&opened.broker);
+                    let mut sub = Sub::new(
+                        &conn,
+                        "d",
+                        ConsumerOpts {
+                            prefetch: 1000,
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                    let got = sub.drain_bodies();
+                    for (i, b) in got.iter().enumerate() {
+                        assert_eq!(
+                            b,
+                            &format!("{i:04}-{}", "y".repeat(i % 97)),
+                            "case {case}: message {i}"
+                        );
+                    }
+                    drop(q);
+                }
+                let persister = tokio::spawn(opened.persister.run());
+                opened.broker.close().await.unwrap();
+                persister.await.unwrap();
+            }
+            Err(e) => {
+                refused += 1;
+                let text = e.to_string();
+                assert!(
+                    text.contains(".seg"),
+                    "case {case}: the error names the file: {text}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    assert!(
+        restored > 0 && refused > 0,
+        "both outcomes occur ({restored} restored, {refused} refused)"
+    );
+}

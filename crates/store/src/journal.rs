@@ -50,6 +50,14 @@ pub struct Journal {
     compaction_fence: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `config.dir`, handing every recovered record to
     /// `on_record` in LSN order, then starts the writer thread.

@@ -181,10 +181,12 @@ pub(crate) struct Durable {
     synced: watch::Receiver<SyncState>,
     /// Free space is below the floor.
     disk_alarm: AtomicBool,
+    /// For statistics only; the persister does all the writing.
+    journal: Arc<ferromq_store::Journal>,
 }
 
 pub(crate) fn persister_parts(
-    journal: ferromq_store::Journal,
+    journal: Arc<ferromq_store::Journal>,
     rx: mpsc::UnboundedReceiver<Command>,
     durable: Arc<Durable>,
     synced_tx: watch::Sender<SyncState>,
@@ -205,6 +207,7 @@ impl Durable {
         synced: watch::Receiver<SyncState>,
         next_pid: u64,
         backlog_max_bytes: u64,
+        journal: Arc<ferromq_store::Journal>,
     ) -> Self {
         Durable {
             tx,
@@ -215,7 +218,14 @@ impl Durable {
             capacity: Notify::new(),
             synced,
             disk_alarm: AtomicBool::new(false),
+            journal,
         }
+    }
+
+    /// The journal's counters (fsyncs, segments, live records).
+    pub(crate) fn stats(&self) -> ferromq_store::StoreStats {
+        use ferromq_store::Store;
+        self.journal.stats()
     }
 
     /// Submits a record; returns its ticket. Never blocks.

@@ -72,7 +72,7 @@ impl std::fmt::Debug for Persister {
 }
 
 pub(crate) struct Parts {
-    pub journal: Journal,
+    pub journal: Arc<Journal>,
     pub rx: mpsc::UnboundedReceiver<Command>,
     pub durable: Arc<Durable>,
     pub synced_tx: watch::Sender<SyncState>,
@@ -81,7 +81,7 @@ pub(crate) struct Parts {
 
 impl Persister {
     pub(crate) fn new(parts: Parts, recovered: &mut Recovered) -> Self {
-        let journal = Arc::new(parts.journal);
+        let journal = parts.journal;
         for lsn in recovered.dead.drain(..) {
             journal.release(lsn);
         }
