@@ -18,6 +18,26 @@
 //! stop reading from a producer's socket while that backlog is over its bound (the journal
 //! itself bounds what is queued for its writer thread).
 //!
+//! # What is journaled
+//! - exchanges that are durable, queues that are durable and not exclusive, and bindings
+//!   whose two ends are both of those (built-in exchanges always exist and are not);
+//! - a persistent message routed to at least one such queue: one `PUBLISH` record naming
+//!   those queues, written before any of them can deliver it;
+//! - each such queue letting go of it (ack, auto-ack delivery, reject, expiry, overflow,
+//!   purge, deletion): a `SETTLE` record per operation, written after the dead-letter copy
+//!   is published (a crash in between duplicates rather than loses it).
+//!
+//! Not yet: users are configured, not journaled; bodies are not paged out of memory.
+//!
+//! # Release rules
+//! The store deletes a segment once nothing in it is live. A message record is released
+//! when its last queue settles it; a declaration when it is deleted; a binding when it is
+//! unbound or an end is deleted. A record that cancels others (a delete, unbind or settle)
+//! stays live while a cancelled record is on disk in another segment
+//! ([`Store::protects`](ferromq_store::Store::protects)); targets always precede their
+//! tombstone, so these dependencies never form a cycle, and a record that pins an old
+//! segment (a long-lived queue declaration) is moved forward by compaction.
+//!
 //! # Layout
 //! - `codec.rs`: record kinds and payload encoding.
 //! - `persister.rs`: the task that owns the journal, the LSN of every live record, and the
