@@ -1,0 +1,670 @@
+//! AMQP 0-9-1 load generator: one producer and one or more consumers against any AMQP
+//! 0-9-1 broker (ferromq, RabbitMQ), so both can be driven by the same client in one run.
+//! `bench/amqp.sh` runs it against both and prints the ratio; `bench/README.md` has the
+//! figures.
+//!
+//! ```text
+//! cargo run --release -p ferromq-bench --bin amqp -- --uri amqp://guest:guest@127.0.0.1:5692/%2f
+//!     --case transient|persistent|fanout [--seconds 10] [--warmup 2] [--size 256]
+//!     [--prefetch 500] [--window 500] [--fanout 10] [--ack-every 100] [--pipeline 16]
+//!     [--backlog 20000] [--label NAME]
+//! ```
+//!
+//! Cases:
+//! - `transient`: a non-durable queue, messages without delivery-mode 2, no confirms.
+//! - `persistent`: a durable queue, delivery-mode 2, publisher confirms with at most
+//!   `--window` publishes unconfirmed.
+//! - `fanout`: a fanout exchange with `--fanout` non-durable queues bound to it, one
+//!   consumer each on its own connection; transient messages; the rate is the total of
+//!   deliveries over all queues.
+//!
+//! How it measures: the producer and every consumer have their own connection. Each
+//! consumer has `basic.qos` `--prefetch` and acknowledges with `multiple` every
+//! `--ack-every` deliveries (the same for every broker). After `--warmup` seconds the
+//! delivered count is sampled, again `--seconds` later; the rate is the difference over
+//! the elapsed time. Then the producer stops, the consumers drain, and every message is
+//! accounted for: each body starts with a 64-bit sequence number, each consumer keeps a
+//! bitmap of the numbers it has seen, so lost and duplicated messages are counted
+//! exactly, not estimated.
+//!
+//! The producer keeps at most `--backlog` messages published but not yet delivered to
+//! the slowest consumer (0: no limit), so the queue stays short and the figure is the
+//! broker's steady state, not the rate at which it can buffer a backlog. A broker
+//! without flow control would otherwise look fast while its queue grows without bound.
+//! `--pipeline` publishes are handed to the client at once (lapin's `basic_publish`
+//! waits until its frames are written; one at a time would measure the client's I/O
+//! loop).
+//!
+//! Output: one line of `key=value` pairs per run, for scripts (`bench/amqp.sh`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::message::DeliveryResult;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{mpsc, Semaphore};
+
+/// Longest wait for a connection or a topology operation.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the producer stops, the drain gives up when no delivery arrived for this long.
+const DRAIN_IDLE_MAX: Duration = Duration::from_secs(5);
+/// How often the measurement window samples progress (for the longest stall).
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a producer waits before checking the backlog again.
+const BACKLOG_PAUSE: Duration = Duration::from_millis(1);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Case {
+    Transient,
+    Persistent,
+    Fanout,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Transient => "transient",
+            Case::Persistent => "persistent",
+            Case::Fanout => "fanout",
+        }
+    }
+}
+
+struct Args {
+    uri: String,
+    case: Case,
+    seconds: u64,
+    warmup: u64,
+    size: usize,
+    prefetch: u16,
+    window: usize,
+    fanout: usize,
+    ack_every: u64,
+    pipeline: usize,
+    backlog: u64,
+    label: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        uri: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        case: Case::Transient,
+        seconds: 10,
+        warmup: 2,
+        size: 256,
+        prefetch: 500,
+        window: 500,
+        fanout: 10,
+        ack_every: 100,
+        pipeline: 16,
+        backlog: 20_000,
+        label: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| die(&format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--uri" => a.uri = value(),
+            "--case" => {
+                a.case = match value().as_str() {
+                    "transient" => Case::Transient,
+                    "persistent" => Case::Persistent,
+                    "fanout" => Case::Fanout,
+                    other => die(&format!("unknown case {other}")),
+                }
+            }
+            "--seconds" => a.seconds = number(&flag, value()),
+            "--warmup" => a.warmup = number(&flag, value()),
+            "--size" => a.size = number(&flag, value()),
+            "--prefetch" => a.prefetch = number(&flag, value()),
+            "--window" => a.window = number(&flag, value()),
+            "--fanout" => a.fanout = number(&flag, value()),
+            "--ack-every" => a.ack_every = number(&flag, value()),
+            "--pipeline" => a.pipeline = number(&flag, value()),
+            "--backlog" => a.backlog = number(&flag, value()),
+            "--label" => a.label = value(),
+            other => die(&format!("unknown flag {other}")),
+        }
+    }
+    if a.size < 8 {
+        die("--size must be at least 8 (the body carries a sequence number)");
+    }
+    if a.ack_every == 0 || a.ack_every >= u64::from(a.prefetch) {
+        die("--ack-every must be at least 1 and below --prefetch, or consumers stall");
+    }
+    if a.window == 0 || a.pipeline == 0 || a.fanout == 0 || a.seconds == 0 {
+        die("--window, --pipeline, --fanout and --seconds must be at least 1");
+    }
+    a
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: String) -> T {
+    v.parse()
+        .unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("amqp bench: {msg}");
+    std::process::exit(2)
+}
+
+/// What one consumer has received.
+#[derive(Default)]
+struct ConsumerStats {
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    redelivered: AtomicU64,
+    /// Bit `n` is set once sequence number `n` has been delivered.
+    seen: Mutex<Vec<u64>>,
+}
+
+impl ConsumerStats {
+    fn record(&self, body: &[u8], redelivered: bool) {
+        let seq = body
+            .get(..8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .unwrap_or(u64::MAX);
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        let fresh = {
+            let mut seen = self.seen.lock().expect("no panics while held");
+            if seen.len() <= word {
+                seen.resize((word + 1).next_power_of_two(), 0);
+            }
+            let fresh = seen[word] & (1 << bit) == 0;
+            seen[word] |= 1 << bit;
+            fresh
+        };
+        if !fresh {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        if redelivered {
+            self.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Distinct sequence numbers below `sent` that were delivered.
+    fn distinct_below(&self, sent: u64) -> u64 {
+        let seen = self.seen.lock().expect("no panics while held");
+        let full_words = (sent / 64) as usize;
+        let mut n: u64 = seen
+            .iter()
+            .take(full_words)
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        if let Some(w) = seen.get(full_words) {
+            let mask = (1u64 << (sent % 64)) - 1;
+            n += u64::from((w & mask).count_ones());
+        }
+        n
+    }
+}
+
+/// State shared by the producer tasks, the consumers and the main task.
+struct Shared {
+    /// Next sequence number to publish.
+    next_seq: AtomicU64,
+    /// Publishes whose frames the client has written.
+    sent: AtomicU64,
+    /// Publisher confirms (persistent case).
+    acked: AtomicU64,
+    nacked: AtomicU64,
+    stop: AtomicBool,
+    consumers: Vec<Arc<ConsumerStats>>,
+    /// First error seen by a producer or consumer task.
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn delivered_total(&self) -> u64 {
+        self.consumers
+            .iter()
+            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn delivered_min(&self) -> u64 {
+        self.consumers
+            .iter()
+            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn fail(&self, what: String) {
+        let mut e = self.error.lock().expect("no panics while held");
+        if e.is_none() {
+            *e = Some(what);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn connect(uri: &str) -> Connection {
+    match tokio::time::timeout(
+        SETUP_TIMEOUT,
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => die(&format!("cannot connect to {uri}: {e}")),
+        Err(_) => die(&format!("no connection to {uri} within {SETUP_TIMEOUT:?}")),
+    }
+}
+
+/// Awaits a setup step, dying with its name if it fails or takes too long.
+async fn setup<T>(what: &str, f: impl std::future::Future<Output = lapin::Result<T>>) -> T {
+    match tokio::time::timeout(SETUP_TIMEOUT, f).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => die(&format!("{what}: {e}")),
+        Err(_) => die(&format!("{what}: no answer within {SETUP_TIMEOUT:?}")),
+    }
+}
+
+/// Starts a consumer on its own connection. Deliveries are counted in lapin's delegate
+/// call, which runs in delivery order; acknowledgements go through one task per consumer
+/// so that `multiple` acks leave in increasing tag order.
+async fn start_consumer(
+    uri: &str,
+    queue: &str,
+    prefetch: u16,
+    ack_every: u64,
+    stats: Arc<ConsumerStats>,
+    shared: Arc<Shared>,
+) -> Connection {
+    let conn = connect(uri).await;
+    let ch = setup("consumer channel.open", conn.create_channel()).await;
+    setup(
+        "basic.qos",
+        ch.basic_qos(prefetch, BasicQosOptions::default()),
+    )
+    .await;
+    let consumer = setup(
+        "basic.consume",
+        ch.basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await;
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<u64>();
+    let ack_ch = ch.clone();
+    let ack_shared = shared.clone();
+    tokio::spawn(async move {
+        while let Some(tag) = ack_rx.recv().await {
+            if let Err(e) = ack_ch
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+            {
+                ack_shared.fail(format!("basic.ack {tag}: {e}"));
+                return;
+            }
+        }
+    });
+    let acked_upto = AtomicU64::new(0);
+    consumer.set_delegate(move |d: DeliveryResult| {
+        match d {
+            Ok(Some(d)) => {
+                stats.record(&d.data, d.redelivered);
+                if d.delivery_tag >= acked_upto.load(Ordering::Relaxed) + ack_every {
+                    acked_upto.store(d.delivery_tag, Ordering::Relaxed);
+                    let _ = ack_tx.send(d.delivery_tag);
+                }
+            }
+            Ok(None) => {
+                if !shared.stop.load(Ordering::Relaxed) {
+                    shared.fail("consumer cancelled by the broker".into());
+                }
+            }
+            Err(e) => shared.fail(format!("consumer: {e}")),
+        }
+        std::future::ready(())
+    });
+    conn
+}
+
+/// What every publishing task sends, and where.
+#[derive(Clone)]
+struct Publish {
+    exchange: String,
+    routing_key: String,
+    props: BasicProperties,
+    size: usize,
+    backlog: u64,
+    /// Free slots of the confirm window and the collector (persistent case only).
+    window: Option<(Arc<Semaphore>, mpsc::UnboundedSender<ConfirmSlot>)>,
+}
+
+/// One of `--pipeline` publishing tasks on the producer's channel.
+async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
+    let Publish {
+        exchange,
+        routing_key,
+        props,
+        size,
+        backlog,
+        window,
+    } = p;
+    let mut body = vec![0x5a_u8; size];
+    while !shared.stop.load(Ordering::Relaxed) {
+        if backlog > 0 && shared.sent.load(Ordering::Relaxed) >= shared.delivered_min() + backlog {
+            tokio::time::sleep(BACKLOG_PAUSE).await;
+            continue;
+        }
+        let permit = match &window {
+            Some((sem, _)) => Some(sem.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        body[..8].copy_from_slice(&seq.to_le_bytes());
+        let confirm = match ch
+            .basic_publish(
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                props.clone(),
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                shared.fail(format!("basic.publish: {e}"));
+                return;
+            }
+        };
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        if let (Some((_, tx)), Some(permit)) = (&window, permit) {
+            let _ = tx.send((confirm, permit));
+        }
+    }
+}
+
+type ConfirmSlot = (lapin::PublisherConfirm, tokio::sync::OwnedSemaphorePermit);
+
+/// Awaits confirms roughly in publish order and frees a window slot for each.
+async fn collect_confirms(mut rx: mpsc::UnboundedReceiver<ConfirmSlot>, shared: Arc<Shared>) {
+    while let Some((confirm, permit)) = rx.recv().await {
+        match confirm.await {
+            Ok(c) if c.is_ack() => {
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {
+                shared.nacked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.fail(format!("publisher confirm: {e}"));
+                return;
+            }
+        }
+        drop(permit);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let unique = format!(
+        "bench-amqp-{}-{}-{}",
+        a.case.name(),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let queues: Vec<String> = match a.case {
+        Case::Fanout => (0..a.fanout).map(|i| format!("{unique}-q{i}")).collect(),
+        _ => vec![unique.clone()],
+    };
+
+    // Topology, on the producer's connection.
+    let producer_conn = connect(&a.uri).await;
+    let admin = setup("channel.open", producer_conn.create_channel()).await;
+    let durable = a.case == Case::Persistent;
+    for q in &queues {
+        setup(
+            "queue.declare",
+            admin.queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions {
+                    durable,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await;
+    }
+    let (exchange, routing_key) = if a.case == Case::Fanout {
+        setup(
+            "exchange.declare",
+            admin.exchange_declare(
+                unique.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await;
+        for q in &queues {
+            setup(
+                "queue.bind",
+                admin.queue_bind(
+                    q.as_str().into(),
+                    unique.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await;
+        }
+        (unique.clone(), String::new())
+    } else {
+        (String::new(), unique.clone())
+    };
+
+    let shared = Arc::new(Shared {
+        next_seq: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        acked: AtomicU64::new(0),
+        nacked: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        consumers: queues
+            .iter()
+            .map(|_| Arc::new(ConsumerStats::default()))
+            .collect(),
+        error: Mutex::new(None),
+    });
+
+    let mut consumer_conns = Vec::new();
+    for (q, stats) in queues.iter().zip(&shared.consumers) {
+        consumer_conns.push(
+            start_consumer(
+                &a.uri,
+                q,
+                a.prefetch,
+                a.ack_every,
+                stats.clone(),
+                shared.clone(),
+            )
+            .await,
+        );
+    }
+
+    let pub_ch = setup("channel.open", producer_conn.create_channel()).await;
+    let props = if durable {
+        BasicProperties::default().with_delivery_mode(2)
+    } else {
+        BasicProperties::default()
+    };
+    let mut window = None;
+    let mut collector = None;
+    if a.case == Case::Persistent {
+        setup(
+            "confirm.select",
+            pub_ch.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        window = Some((Arc::new(Semaphore::new(a.window)), tx));
+        collector = Some(tokio::spawn(collect_confirms(rx, shared.clone())));
+    }
+    let publish = Publish {
+        exchange,
+        routing_key,
+        props,
+        size: a.size,
+        backlog: a.backlog,
+        window,
+    };
+    let producers: Vec<_> = (0..a.pipeline)
+        .map(|_| tokio::spawn(produce(pub_ch.clone(), shared.clone(), publish.clone())))
+        .collect();
+    drop(publish);
+
+    // Warm-up, then the measurement window.
+    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    let (t0, delivered0, sent0) = (
+        Instant::now(),
+        shared.delivered_total(),
+        shared.sent.load(Ordering::Relaxed),
+    );
+    let end = t0 + Duration::from_secs(a.seconds);
+    let (mut last, mut last_progress, mut stall_max) = (delivered0, t0, Duration::ZERO);
+    while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(SAMPLE_INTERVAL).await;
+        let now = Instant::now();
+        let d = shared.delivered_total();
+        if d != last {
+            last = d;
+            last_progress = now;
+        }
+        stall_max = stall_max.max(now - last_progress);
+    }
+    let (t1, delivered1, sent1) = (
+        Instant::now(),
+        shared.delivered_total(),
+        shared.sent.load(Ordering::Relaxed),
+    );
+    let failed_early = shared.stop.swap(true, Ordering::Relaxed);
+
+    // Stop publishing, let confirms and deliveries drain.
+    for p in producers {
+        let _ = p.await;
+    }
+    if let Some(c) = collector {
+        if tokio::time::timeout(DRAIN_IDLE_MAX * 4, c).await.is_err() {
+            shared.fail("publisher confirms still outstanding after the drain timeout".into());
+        }
+    }
+    let sent = shared.sent.load(Ordering::Relaxed);
+    let expected_each = sent;
+    let (mut last, mut last_progress) = (shared.delivered_total(), Instant::now());
+    loop {
+        let d = shared.delivered_total();
+        if d != last {
+            last = d;
+            last_progress = Instant::now();
+        }
+        let done = shared
+            .consumers
+            .iter()
+            .all(|c| c.delivered.load(Ordering::Relaxed) >= expected_each);
+        if done || last_progress.elapsed() > DRAIN_IDLE_MAX {
+            break;
+        }
+        tokio::time::sleep(SAMPLE_INTERVAL).await;
+    }
+
+    let elapsed = (t1 - t0).as_secs_f64();
+    let delivered_window = delivered1 - delivered0;
+    let published_window = sent1 - sent0;
+    let n = queues.len() as u64;
+    let delivered_all = shared.delivered_total();
+    let distinct: u64 = shared
+        .consumers
+        .iter()
+        .map(|c| c.distinct_below(sent))
+        .sum();
+    let duplicates: u64 = shared
+        .consumers
+        .iter()
+        .map(|c| c.duplicates.load(Ordering::Relaxed))
+        .sum();
+    let redelivered: u64 = shared
+        .consumers
+        .iter()
+        .map(|c| c.redelivered.load(Ordering::Relaxed))
+        .sum();
+    let lost = sent * n - distinct;
+    let error = shared.error.lock().expect("no panics while held").clone();
+
+    // Clean up: delete what this run declared; closing the connections cancels consumers.
+    for q in &queues {
+        let _ = tokio::time::timeout(
+            SETUP_TIMEOUT,
+            admin.queue_delete(q.as_str().into(), QueueDeleteOptions::default()),
+        )
+        .await;
+    }
+    if a.case == Case::Fanout {
+        let _ = tokio::time::timeout(
+            SETUP_TIMEOUT,
+            admin.exchange_delete(unique.as_str().into(), ExchangeDeleteOptions::default()),
+        )
+        .await;
+    }
+    for c in consumer_conns.iter().chain(std::iter::once(&producer_conn)) {
+        let _ = tokio::time::timeout(SETUP_TIMEOUT, c.close(200, "bench done".into())).await;
+    }
+
+    println!(
+        "label={} case={} msgs_per_s={:.0} seconds={:.2} queues={} size={} prefetch={} \
+         ack_every={} window={} pipeline={} backlog={} published_window={} \
+         delivered_window={} window_diff={} published={} delivered={} lost={} \
+         duplicates={} redelivered={} nacked={} stall_max_ms={} error={}",
+        if a.label.is_empty() { "-" } else { &a.label },
+        a.case.name(),
+        delivered_window as f64 / elapsed,
+        elapsed,
+        n,
+        a.size,
+        a.prefetch,
+        a.ack_every,
+        if durable { a.window } else { 0 },
+        a.pipeline,
+        a.backlog,
+        published_window,
+        delivered_window,
+        delivered_window as i64 - (published_window * n) as i64,
+        sent,
+        delivered_all,
+        lost,
+        duplicates,
+        redelivered,
+        shared.nacked.load(Ordering::Relaxed),
+        stall_max.as_millis(),
+        error
+            .as_deref()
+            .map(|e| format!("{e:?}"))
+            .unwrap_or_else(|| "none".into()),
+    );
+    if failed_early || error.is_some() || lost > 0 || duplicates > 0 {
+        std::process::exit(1);
+    }
+}
