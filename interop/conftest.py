@@ -60,7 +60,7 @@ class BrokerAddr(tuple):
     """`(host, port)` of a running broker's STOMP listener, with a handle on its process.
 
     Unpacks like the tuple the STOMP tests mostly need (`host, port = broker`);
-    `amqp_port` is the AMQP 0-9-1 listener's port.
+    `amqp_port` is the AMQP 0-9-1 listener's port, `mqtt_port` the MQTT one's.
     """
 
     def __new__(cls, proc: "BrokerProcess"):
@@ -84,6 +84,10 @@ class BrokerAddr(tuple):
     def amqp_port(self) -> int:
         return self.process.amqp_port
 
+    @property
+    def mqtt_port(self) -> int:
+        return self.process.mqtt_port
+
 
 class BrokerProcess:
     """One `ferromq serve` child process."""
@@ -95,6 +99,7 @@ class BrokerProcess:
         self.host = "127.0.0.1"
         self.port = 0
         self.amqp_port = 0
+        self.mqtt_port = 0
         self.proc: subprocess.Popen | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="ferromq-interop-"))
         self.log_path = self.tmp / "stderr.log"
@@ -116,6 +121,7 @@ class BrokerProcess:
         for attempt in range(3):
             self.port = free_port()
             self.amqp_port = free_port()
+            self.mqtt_port = free_port()
             # Every FERROMQ_* variable is a config key to the broker (FERROMQ_BIN would be
             # an unknown one), so none is inherited: a test gets exactly what it asks for.
             env = {k: v for k, v in os.environ.items() if not k.startswith("FERROMQ_")}
@@ -123,6 +129,7 @@ class BrokerProcess:
                 {
                     "FERROMQ_LISTENERS__STOMP": f"{self.host}:{self.port}",
                     "FERROMQ_LISTENERS__AMQP": f"{self.host}:{self.amqp_port}",
+                    "FERROMQ_LISTENERS__MQTT": f"{self.host}:{self.mqtt_port}",
                     "FERROMQ_DATA_DIR": str(self.tmp / "data"),
                     "FERROMQ_LOG": "info",
                 }

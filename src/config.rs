@@ -4,7 +4,8 @@
 //! An environment variable names a key path with `__` between levels:
 //! `FERROMQ_LISTENERS__STOMP=127.0.0.1:7000` sets `[listeners] stomp`,
 //! `FERROMQ_STOMP__CONNECTIONS_MAX=50` sets `[stomp] connections_max`,
-//! `FERROMQ_LISTENERS__AMQP=127.0.0.1:5673` sets `[listeners] amqp`. Values are read as
+//! `FERROMQ_LISTENERS__AMQP=127.0.0.1:5673` sets `[listeners] amqp`,
+//! `FERROMQ_LISTENERS__MQTT=127.0.0.1:1884` sets `[listeners] mqtt`. Values are read as
 //! TOML when they parse as TOML (numbers, booleans, arrays), otherwise as strings.
 
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct Config {
     pub stomp: StompSection,
     /// AMQP 0-9-1 settings.
     pub amqp: AmqpSection,
+    /// MQTT settings.
+    pub mqtt: MqttSection,
     /// Core bounds.
     pub limits: LimitsSection,
     /// The journal of durable state.
@@ -73,6 +76,7 @@ impl Default for Config {
             listeners: Listeners::default(),
             stomp: StompSection::default(),
             amqp: AmqpSection::default(),
+            mqtt: MqttSection::default(),
             limits: LimitsSection::default(),
             store: StoreSection::default(),
             users: Vec::new(),
@@ -90,6 +94,8 @@ pub struct Listeners {
     pub stomp: String,
     /// AMQP 0-9-1 over TCP.
     pub amqp: String,
+    /// MQTT (`127.0.0.1:1883` by default).
+    pub mqtt: String,
 }
 
 impl Default for Listeners {
@@ -97,6 +103,7 @@ impl Default for Listeners {
         Self {
             stomp: "127.0.0.1:61613".into(),
             amqp: "127.0.0.1:5672".into(),
+            mqtt: "127.0.0.1:1883".into(),
         }
     }
 }
@@ -110,6 +117,11 @@ impl Listeners {
     /// The AMQP address, or `None` when turned off.
     pub fn amqp_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         parse_addr("listeners.amqp", &self.amqp)
+    }
+
+    /// The MQTT address, `None` when turned off.
+    pub fn mqtt_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_addr("listeners.mqtt", &self.mqtt)
     }
 }
 
@@ -240,6 +252,93 @@ impl AmqpSection {
                 connections_max: self.connections_max,
             },
             ..Default::default()
+        }
+    }
+}
+
+/// `[mqtt]`; see `ferromq_mqtt::MqttConfig` for the meaning of each.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct MqttSection {
+    pub vhost: String,
+    pub packet_size_max_bytes: u32,
+    pub client_id_max_bytes: usize,
+    pub topic_max_bytes: usize,
+    pub topic_levels_max: usize,
+    pub connect_timeout_ms: u64,
+    pub write_stall_timeout_ms: u64,
+    pub connections_max: usize,
+    pub server_keep_alive_max_secs: u16,
+    pub subscriptions_max: usize,
+    pub inflight_in_max: u16,
+    pub inflight_out_max: u16,
+    pub topic_aliases_max: u16,
+    pub session_messages_max: u64,
+    pub session_bytes_max: u64,
+    pub persistent_sessions_max: usize,
+    pub session_expiry_max_secs: u32,
+    pub retained_max: usize,
+    pub retained_bytes_max: u64,
+    pub will_delay_max_secs: u32,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        let d = ferromq_mqtt::MqttConfig::default();
+        Self {
+            vhost: d.vhost,
+            packet_size_max_bytes: d.limits.packet_size_max_bytes,
+            client_id_max_bytes: d.limits.client_id_max_bytes,
+            topic_max_bytes: d.limits.topic_max_bytes,
+            topic_levels_max: d.limits.topic_levels_max,
+            connect_timeout_ms: d.connect_timeout_ms,
+            write_stall_timeout_ms: d.write_stall_timeout_ms,
+            connections_max: d.connections_max,
+            server_keep_alive_max_secs: d.server_keep_alive_max_secs,
+            subscriptions_max: d.subscriptions_max,
+            inflight_in_max: d.inflight_in_max,
+            inflight_out_max: d.inflight_out_max,
+            topic_aliases_max: d.topic_aliases_max,
+            session_messages_max: d.session_messages_max,
+            session_bytes_max: d.session_bytes_max,
+            persistent_sessions_max: d.persistent_sessions_max,
+            session_expiry_max_secs: d.session_expiry_max_secs,
+            retained_max: d.retained_max,
+            retained_bytes_max: d.retained_bytes_max,
+            will_delay_max_secs: d.will_delay_max_secs,
+        }
+    }
+}
+
+impl MqttSection {
+    /// The MQTT crate's configuration (in-flight windows of at least 1).
+    pub fn to_mqtt(&self) -> ferromq_mqtt::MqttConfig {
+        let d = ferromq_mqtt::MqttConfig::default();
+        ferromq_mqtt::MqttConfig {
+            limits: ferromq_mqtt::Limits {
+                packet_size_max_bytes: self.packet_size_max_bytes,
+                client_id_max_bytes: self.client_id_max_bytes,
+                topic_max_bytes: self.topic_max_bytes,
+                topic_levels_max: self.topic_levels_max,
+                ..d.limits
+            },
+            vhost: self.vhost.clone(),
+            connect_timeout_ms: self.connect_timeout_ms,
+            write_stall_timeout_ms: self.write_stall_timeout_ms,
+            connections_max: self.connections_max,
+            server_keep_alive_max_secs: self.server_keep_alive_max_secs,
+            subscriptions_max: self.subscriptions_max,
+            inflight_in_max: self.inflight_in_max.max(1),
+            inflight_out_max: self.inflight_out_max.max(1),
+            topic_aliases_max: self.topic_aliases_max,
+            session_messages_max: self.session_messages_max,
+            session_bytes_max: self.session_bytes_max,
+            persistent_sessions_max: self.persistent_sessions_max,
+            session_expiry_max_secs: self.session_expiry_max_secs,
+            retained_max: self.retained_max,
+            retained_bytes_max: self.retained_bytes_max,
+            will_delay_max_secs: self.will_delay_max_secs,
         }
     }
 }
@@ -406,6 +505,7 @@ impl Config {
                 })?;
         config.listeners.stomp_addr()?;
         config.listeners.amqp_addr()?;
+        config.listeners.mqtt_addr()?;
         Ok(config)
     }
 

@@ -57,6 +57,7 @@ pub struct Server {
     broker: Broker,
     stomp_addr: Option<SocketAddr>,
     amqp_addr: Option<SocketAddr>,
+    mqtt_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -74,6 +75,11 @@ impl Server {
     /// The AMQP listener's bound address.
     pub fn amqp_addr(&self) -> Option<SocketAddr> {
         self.amqp_addr
+    }
+
+    /// The MQTT listener's bound address.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_addr
     }
 
     /// The broker core.
@@ -208,6 +214,30 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         ));
     }
 
+    let mut mqtt_addr = None;
+    if let Some(addr) = config.listeners.mqtt_addr()? {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                protocol: "MQTT",
+                addr,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            protocol: "MQTT",
+            addr,
+            source,
+        })?;
+        tracing::info!(protocol = "mqtt", addr = %bound, "listening");
+        mqtt_addr = Some(bound);
+        tasks.spawn(ferromq_mqtt::serve(
+            listener,
+            config.mqtt.to_mqtt(),
+            broker.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));
     let (b, stop) = (broker.clone(), shutdown.clone());
     tasks.spawn(async move {
@@ -225,6 +255,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         broker,
         stomp_addr,
         amqp_addr,
+        mqtt_addr,
         shutdown,
         tasks,
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),

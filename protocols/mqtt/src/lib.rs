@@ -1,14 +1,23 @@
-//! MQTT 3.1, 3.1.1 and 5.0 for ferromq: a strict codec and the packet types.
+//! MQTT 3.1, 3.1.1 and 5.0 for ferromq: a strict codec, the session state
+//! machine, and the listener.
 //!
-//! This crate turns bytes into [`Packet`]s and back, for both ends of a
+//! The codec turns bytes into [`Packet`]s and back, for both ends of a
 //! connection, and enforces every rule that can be checked from the bytes
 //! alone: fixed-header flags, reserved bits, variable byte integers, UTF-8,
 //! topic syntax, which properties each packet may carry, reason codes, and
-//! the configured [`Limits`]. Sessions, the core and networking are built on
-//! top of it elsewhere.
+//! the configured [`Limits`]. [`serve`] runs a listener whose sessions map
+//! MQTT onto the core (`amq.topic`, one queue per session).
 //!
 //! # Layout
 //!
+//! - `session.rs`: the protocol state machine (no I/O): CONNECT, publish
+//!   flows for QoS 0/1/2 in both directions, subscriptions, wills.
+//! - `adapter.rs`: PUBLISH <-> core message, session queues and bindings.
+//! - `mapping.rs`: MQTT topics and filters <-> `amq.topic` keys (reversible).
+//! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state of
+//!   persistent sessions, retained messages.
+//! - `conn.rs`: the tokio glue for one connection.
+//! - `config.rs`: [`MqttConfig`], every session and listener bound.
 //! - `codec.rs`: [`Decoder`] and [`Encoder`]: framing, version and
 //!   direction rules, size limits, zero-copy splitting.
 //! - `framing.rs`: the fixed header: packet type, flags, Remaining Length.
@@ -55,13 +64,19 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adapter;
 pub mod codec;
+mod config;
+mod conn;
 pub mod error;
 mod framing;
 pub mod limits;
+pub mod mapping;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod session;
+pub mod shared;
 pub mod text;
 pub mod topic;
 mod version;
@@ -73,3 +88,73 @@ pub use limits::Limits;
 pub use packet::{Packet, PacketType, QoS};
 pub use reason::{ConnectReturnCode, ReasonCode};
 pub use version::{ProtocolVersion, Role};
+
+pub use config::MqttConfig;
+pub use conn::serve_connection;
+
+use std::sync::Arc;
+
+use ferromq_core::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Accepts MQTT connections on `listener` until `shutdown` fires, then waits for every
+/// connection to end. Connections of one listener share client ids (takeover) and
+/// retained messages.
+pub async fn serve(
+    listener: TcpListener,
+    config: MqttConfig,
+    broker: Broker,
+    shutdown: CancellationToken,
+) {
+    serve_shared(listener, config, broker, shared::Shared::new(), shutdown).await
+}
+
+/// [`serve`] with the shared state given (several listeners, one set of sessions).
+pub async fn serve_shared(
+    listener: TcpListener,
+    config: MqttConfig,
+    broker: Broker,
+    shared: Arc<shared::Shared>,
+    shutdown: CancellationToken,
+) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.connections_max));
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "MQTT accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = config.connections_max, "MQTT connection refused: listener is at its connection limit");
+            // Closing without CONNACK: the version is not known yet.
+            drop(stream);
+            continue;
+        };
+        let (config, broker, shared, shutdown) = (
+            config.clone(),
+            broker.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            serve_connection(stream, Some(peer), config, broker, shared, shutdown).await;
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}

@@ -1,0 +1,1207 @@
+//! The MQTT state machine: decoded packets, deliveries and the clock go in; encoded
+//! packets and core operations come out. No I/O: `conn.rs` owns the socket and timers.
+//!
+//! # Invariants
+//! - Before CONNECT nothing but CONNECT is handled (the decoder enforces it); after
+//!   `close` nothing is handled and nothing is written.
+//! - `outgoing` holds exactly the QoS 1/2 deliveries written and not yet acknowledged
+//!   (PUBACK, PUBREC); each names its core queue and tag, and its count is bounded by
+//!   the consumers' credit gate (the client's Receive Maximum).
+//! - A packet id is in use while it is in `outgoing` or in the session's
+//!   `QosState::released` (PUBREL sent, PUBCOMP awaited).
+//! - `pending_acks` keeps PUBACK/PUBREC packets in arrival order; each waits for its
+//!   journal ticket (or the one before it) to be synced.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use ferromq_core::{
+    AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
+    EventReceiver, Exclusivity, FieldTable, Queue, QueueOptions, Sink, SyncTicket, SyncWaiter,
+    Vhost,
+};
+
+use crate::adapter::{self, TOPIC_EXCHANGE};
+use crate::config::MqttConfig;
+use crate::mapping;
+use crate::packet::{
+    ConnAck, Connect, Disconnect, Publish, PublishAck, QosPid, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe, Will,
+};
+use crate::shared::{Claim, QosState, RetainOutcome, Shared};
+use crate::{
+    ConnectReturnCode, DecodeError, EncodeError, Encoder, Packet, ProtocolVersion, QoS, ReasonCode,
+};
+
+/// What the connection should do after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Flush what was written, then close the socket.
+    Close,
+}
+
+/// A Will to publish later (MQTT 5 Will Delay Interval), handed to the connection task.
+#[derive(Debug)]
+pub struct DelayedWill {
+    /// Seconds to wait.
+    pub delay_secs: u32,
+    /// The client id, to check that no newer connection resumed the session.
+    pub client_id: ByteString,
+    /// The claim generation of the connection that left it.
+    pub generation: u64,
+    /// What to publish.
+    pub message: ferromq_core::Message,
+    /// Retain it too.
+    pub retain: bool,
+    /// Where to publish it.
+    pub vhost: Vhost,
+}
+
+struct Sub {
+    filter: ByteString,
+    key: String,
+    qos: QoS,
+    no_local: bool,
+    retain_as_published: bool,
+    id: Option<NonZeroU32>,
+    /// `$share/{group}/...`: the group's queue and this member's consumer on it.
+    shared: Option<(String, ConsumerHandle)>,
+}
+
+struct Outgoing {
+    queue: Arc<Queue>,
+    tag: u64,
+    qos: QoS,
+}
+
+/// Connected-state fields.
+struct Live {
+    conn: Connection,
+    client_id: ByteString,
+    claim: Claim,
+    qos: Arc<Mutex<QosState>>,
+    expiry_secs: u32,
+    will: Option<Will>,
+    queue: Arc<Queue>,
+    consumer: Option<ConsumerHandle>,
+    gate: Arc<CreditGate>,
+}
+
+/// One MQTT connection's protocol state.
+pub struct Session {
+    cfg: Arc<MqttConfig>,
+    broker: Broker,
+    shared: Arc<Shared>,
+    peer: Option<IpAddr>,
+    sink: Sink,
+    encoder: Encoder,
+    live: Option<Live>,
+    closed: bool,
+    connect_deadline_ms: u64,
+    keep_alive_ms: u64,
+    last_read_ms: u64,
+    subs: Vec<Sub>,
+    outgoing: HashMap<u16, Outgoing>,
+    next_packet_id: u16,
+    /// Topic aliases the client set (MQTT 5).
+    aliases_in: HashMap<u16, ByteString>,
+    /// Topic aliases the broker set towards the client (MQTT 5).
+    aliases_out: HashMap<ByteString, NonZeroU16>,
+    aliases_out_max: u16,
+    sync: Option<SyncWaiter>,
+    pending_acks: VecDeque<(SyncTicket, Packet)>,
+    /// QoS 1 PUBACKs waiting in `pending_acks` (for Receive Maximum).
+    pending_qos1: usize,
+    /// Set by a normal DISCONNECT: the Will is discarded.
+    will_cancelled: bool,
+    topic_buf: String,
+    delayed_will: Option<DelayedWill>,
+}
+
+impl Session {
+    /// A session for a new connection; the receiver is where its deliveries arrive.
+    pub fn new(
+        cfg: Arc<MqttConfig>,
+        broker: Broker,
+        shared: Arc<Shared>,
+        peer: Option<IpAddr>,
+        now_ms: u64,
+    ) -> (Self, EventReceiver) {
+        let (sink, rx) = ferromq_core::channel();
+        let sync = broker.sync_waiter();
+        let s = Session {
+            connect_deadline_ms: now_ms + cfg.connect_timeout_ms,
+            cfg,
+            broker,
+            shared,
+            peer,
+            sink,
+            encoder: Encoder::new(ProtocolVersion::V3_1_1),
+            live: None,
+            closed: false,
+            keep_alive_ms: 0,
+            last_read_ms: now_ms,
+            subs: Vec::new(),
+            outgoing: HashMap::new(),
+            next_packet_id: 1,
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
+            aliases_out_max: 0,
+            sync,
+            pending_acks: VecDeque::new(),
+            pending_qos1: 0,
+            will_cancelled: false,
+            topic_buf: String::new(),
+            delayed_will: None,
+        };
+        (s, rx)
+    }
+
+    fn v5(&self) -> bool {
+        self.encoder.version().is_v5()
+    }
+
+    /// The client id, once connected.
+    pub fn client_id(&self) -> Option<&ByteString> {
+        self.live.as_ref().map(|l| &l.client_id)
+    }
+
+    /// The authenticated user, once connected.
+    pub fn user(&self) -> Option<&str> {
+        self.live.as_ref().map(|l| l.conn.principal().name.as_str())
+    }
+
+    /// Fires when another connection takes this session over.
+    pub fn kicked(&self) -> Option<tokio_util::sync::CancellationToken> {
+        self.live.as_ref().map(|l| l.claim.kick.clone())
+    }
+
+    /// A waiter for the journal, if the broker has one.
+    pub fn sync_waiter(&self) -> Option<SyncWaiter> {
+        self.sync.clone()
+    }
+
+    /// True while PUBACK/PUBREC packets wait for the journal.
+    pub fn has_pending_acks(&self) -> bool {
+        !self.pending_acks.is_empty()
+    }
+
+    /// QoS 1/2 deliveries awaiting acknowledgement.
+    pub fn inflight_out(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// The Will to publish after a delay, once the session has closed.
+    pub fn take_delayed_will(&mut self) -> Option<DelayedWill> {
+        self.delayed_will.take()
+    }
+
+    /// When `on_timer` must next run (ms on the connection's clock).
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        if self.live.is_none() {
+            return Some(self.connect_deadline_ms);
+        }
+        (self.keep_alive_ms > 0).then(|| self.last_read_ms + self.keep_alive_ms * 3 / 2)
+    }
+
+    /// Bytes arrived (any packet counts for Keep Alive).
+    pub fn on_read(&mut self, now_ms: u64) {
+        self.last_read_ms = now_ms;
+    }
+
+    /// Timers: CONNECT timeout, Keep Alive (1.5 times the negotiated value).
+    pub fn on_timer(&mut self, now_ms: u64, out: &mut BytesMut) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        match self.next_deadline_ms() {
+            Some(d) if now_ms >= d => {
+                if self.live.is_none() {
+                    tracing::debug!(peer = ?self.peer, "MQTT client sent no CONNECT in time");
+                    self.close();
+                    return Flow::Close;
+                }
+                tracing::debug!(peer = ?self.peer, "MQTT keep alive expired");
+                self.disconnect(ReasonCode::KeepAliveTimeout, out)
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    /// The decoder failed: say why if the protocol lets us, then close.
+    pub fn on_decode_error(
+        &mut self,
+        e: &DecodeError,
+        version: Option<ProtocolVersion>,
+        out: &mut BytesMut,
+    ) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        tracing::debug!(peer = ?self.peer, error = %e, "MQTT decode error");
+        if self.live.is_some() {
+            return self.disconnect(e.reason_code(), out);
+        }
+        match version {
+            None => {
+                if matches!(e, DecodeError::UnsupportedProtocolLevel { .. }) {
+                    out.extend_from_slice(b"\x20\x02\x00\x01");
+                }
+            }
+            Some(v) => {
+                self.encoder = Encoder::new(v);
+                if v.is_v5() {
+                    self.write_connack_error(e.reason_code(), out);
+                } else if let Some(code) = e.connect_return_code() {
+                    self.write_connack_error(code.to_reason_code(), out);
+                }
+            }
+        }
+        self.close();
+        Flow::Close
+    }
+
+    /// The server is stopping.
+    pub fn on_shutdown(&mut self, out: &mut BytesMut) -> Flow {
+        if self.live.is_some() && !self.closed {
+            // No Will: the client did nothing wrong and the broker is going away.
+            self.will_cancelled = true;
+            return self.disconnect(ReasonCode::ServerShuttingDown, out);
+        }
+        self.close();
+        Flow::Close
+    }
+
+    /// Another connection claimed this client id.
+    pub fn on_taken_over(&mut self, out: &mut BytesMut) -> Flow {
+        tracing::debug!(client = ?self.client_id(), "MQTT session taken over");
+        self.disconnect(ReasonCode::SessionTakenOver, out)
+    }
+
+    /// Sends DISCONNECT (MQTT 5 only) and closes.
+    fn disconnect(&mut self, code: ReasonCode, out: &mut BytesMut) -> Flow {
+        if !self.closed && self.v5() && self.live.is_some() {
+            self.write(Packet::Disconnect(Disconnect::new(code)), out);
+        }
+        self.close();
+        Flow::Close
+    }
+
+    fn write_connack_error(&mut self, code: ReasonCode, out: &mut BytesMut) {
+        let mut ack = ConnAck::accepted(false);
+        ack.reason_code = code;
+        if !self.v5() {
+            // MQTT 3 has six return codes; map what has no equivalent to "unavailable".
+            if ConnectReturnCode::from_reason_code(code).is_none() {
+                ack.reason_code = ReasonCode::ServerUnavailable;
+            }
+        }
+        self.write(Packet::ConnAck(ack), out);
+    }
+
+    /// Encodes a packet; a too-large acknowledgement loses its diagnostics, and anything
+    /// that still does not fit is dropped (MQTT 5's rule for the peer's Maximum Packet Size).
+    fn write(&self, mut p: Packet, out: &mut BytesMut) -> bool {
+        match self.encoder.encode(&p, out) {
+            Ok(_) => true,
+            Err(EncodeError::PacketTooLarge { .. }) if p.strip_diagnostics() => {
+                self.encoder.encode(&p, out).is_ok()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "MQTT packet not sent");
+                false
+            }
+        }
+    }
+
+    /// The journal's synced point moved: sends the acknowledgements now due.
+    pub fn on_synced(&mut self, out: &mut BytesMut) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        let Some(sync) = self.sync.clone() else {
+            return Flow::Continue;
+        };
+        while let Some((t, _)) = self.pending_acks.front() {
+            match sync.poll(*t) {
+                None => break,
+                Some(result) => {
+                    let (_, mut p) = self.pending_acks.pop_front().expect("front exists");
+                    if matches!(p, Packet::PubAck(_)) {
+                        self.pending_qos1 -= 1;
+                    }
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "journal failed; MQTT publish not confirmed");
+                        if !self.v5() {
+                            self.close();
+                            return Flow::Close;
+                        }
+                        if let Packet::PubAck(a) | Packet::PubRec(a) = &mut p {
+                            a.reason_code = ReasonCode::UnspecifiedError;
+                        }
+                    }
+                    self.write(p, out);
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Queues an acknowledgement behind the journal (or sends it at once).
+    fn acknowledge(&mut self, ticket: Option<SyncTicket>, p: Packet, out: &mut BytesMut) {
+        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0));
+        match ticket {
+            Some(t) => {
+                if matches!(p, Packet::PubAck(_)) {
+                    self.pending_qos1 += 1;
+                }
+                self.pending_acks.push_back((t, p));
+                // Already synced (or no waiter): send what is due right away.
+                if self.sync.is_some() {
+                    self.on_synced(out);
+                }
+            }
+            None => {
+                self.write(p, out);
+            }
+        }
+    }
+
+    /// A decoded packet.
+    pub fn on_packet(&mut self, p: Packet, now_ms: u64, out: &mut BytesMut) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        self.last_read_ms = now_ms;
+        let live = self.live.is_some();
+        match p {
+            Packet::Connect(c) if !live => self.on_connect(*c, out),
+            Packet::Publish(p) if live => self.on_publish(p, out),
+            Packet::PubAck(a) if live => {
+                self.on_puback(a.packet_id.get());
+                Flow::Continue
+            }
+            Packet::PubRec(a) if live => self.on_pubrec(a, out),
+            Packet::PubRel(a) if live => self.on_pubrel(a, out),
+            Packet::PubComp(a) if live => {
+                let q = &self.live.as_ref().expect("live").qos;
+                lock(q).released.remove(&a.packet_id.get());
+                Flow::Continue
+            }
+            Packet::Subscribe(s) if live => self.on_subscribe(s, out),
+            Packet::Unsubscribe(u) if live => self.on_unsubscribe(u, out),
+            Packet::PingReq if live => {
+                self.write(Packet::PingResp, out);
+                Flow::Continue
+            }
+            Packet::Disconnect(d) if live => self.on_disconnect(d, out),
+            Packet::Auth(_) if live => self.disconnect(ReasonCode::ProtocolError, out),
+            // The server decoder yields nothing else; refuse rather than trust that.
+            _ => self.disconnect(ReasonCode::ProtocolError, out),
+        }
+    }
+
+    fn on_connect(&mut self, c: Connect, out: &mut BytesMut) -> Flow {
+        self.encoder = Encoder::new(c.version);
+        let v5 = c.version.is_v5();
+        // Authentication.
+        let principal = match (&c.username, &c.password) {
+            (Some(u), password) => {
+                let pw = password
+                    .as_ref()
+                    .map(|p| std::str::from_utf8(p).map_err(|_| ()))
+                    .unwrap_or(Ok(""));
+                match pw {
+                    Ok(pw) => self.broker.authenticate(u, pw, self.peer),
+                    Err(()) => Err(ferromq_core::AuthError::BadCredentials),
+                }
+            }
+            (None, Some(_)) => Err(ferromq_core::AuthError::BadCredentials),
+            (None, None) => self.broker.users().authenticate_anonymous(self.peer),
+        };
+        let principal = match principal {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(peer = ?self.peer, error = %e, "MQTT login refused");
+                let code = match e {
+                    ferromq_core::AuthError::BadCredentials => ReasonCode::BadUserNameOrPassword,
+                    _ => ReasonCode::NotAuthorized,
+                };
+                self.write_connack_error(code, out);
+                self.close();
+                return Flow::Close;
+            }
+        };
+        let conn = match self.broker.connect(principal, &self.cfg.vhost) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(peer = ?self.peer, error = %e, "MQTT connection refused");
+                self.write_connack_error(ReasonCode::NotAuthorized, out);
+                self.close();
+                return Flow::Close;
+            }
+        };
+        // Client id: an empty one gets a generated id.
+        let assigned = c.client_id.is_empty();
+        let client_id: ByteString = if assigned {
+            format!("ferromq-{}", self.broker.next_id()).into()
+        } else {
+            c.client_id.clone()
+        };
+        // Session expiry: MQTT 3 persistent sessions never expire (bounded by the config).
+        let requested = if v5 {
+            c.properties.session_expiry_interval_secs.unwrap_or(0)
+        } else if c.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let expiry_secs = requested.min(self.cfg.session_expiry_max_secs);
+        let queue_name = adapter::session_queue_name(&client_id);
+        if c.clean_start {
+            if let Some(q) = conn.vhost().queue(&queue_name) {
+                let _ = conn.vhost().delete_queue(q.name(), false, false, conn.id());
+            }
+        } else if expiry_secs > 0
+            && conn.vhost().queue(&queue_name).is_none()
+            && self.persistent_sessions(&conn) >= self.cfg.persistent_sessions_max
+        {
+            tracing::info!(client = %client_id, "MQTT persistent session refused: limit reached");
+            self.write_connack_error(ReasonCode::QuotaExceeded, out);
+            self.close();
+            return Flow::Close;
+        }
+        if c.clean_start && expiry_secs > 0 {
+            // Counted only for brand-new persistent sessions, as above.
+            if self.persistent_sessions(&conn) >= self.cfg.persistent_sessions_max {
+                self.write_connack_error(ReasonCode::QuotaExceeded, out);
+                self.close();
+                return Flow::Close;
+            }
+        }
+        let options = adapter::session_queue_options(&self.cfg, expiry_secs);
+        let (queue, present) = match adapter::open_session_queue(&conn, &queue_name, options) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(client = %client_id, error = %e, "MQTT session queue failed");
+                self.write_connack_error(ReasonCode::ServerUnavailable, out);
+                self.close();
+                return Flow::Close;
+            }
+        };
+        let claim = self.shared.claim(&client_id, c.clean_start || !present);
+        if claim.took_over {
+            tracing::debug!(client = %client_id, "MQTT session takeover");
+        }
+        // Subscriptions of a resumed session come back from its bindings.
+        if present {
+            for (filter, qos, no_local, rap, id) in adapter::bound_subscriptions(&conn, &queue_name)
+            {
+                let key = mapping::binding_key(&filter);
+                self.subs.push(Sub {
+                    filter,
+                    key,
+                    qos,
+                    no_local,
+                    retain_as_published: rap,
+                    id,
+                    shared: None,
+                });
+            }
+        }
+        let receive_max = c
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, |n| n.get())
+            .min(self.cfg.inflight_out_max)
+            .max(1);
+        let gate = CreditGate::new(u32::from(receive_max));
+        if let Some(max) = c.properties.maximum_packet_size_bytes {
+            self.encoder.set_packet_size_max_bytes(max.get());
+        }
+        self.aliases_out_max = c.properties.topic_alias_maximum.unwrap_or(0);
+        // Keep Alive, possibly imposed (MQTT 5 Server Keep Alive).
+        let mut keep_alive = c.keep_alive_secs;
+        let mut server_keep_alive = None;
+        let max = self.cfg.server_keep_alive_max_secs;
+        if v5 && max > 0 && (keep_alive == 0 || keep_alive > max) {
+            keep_alive = max;
+            server_keep_alive = Some(max);
+        }
+        self.keep_alive_ms = u64::from(keep_alive) * 1000;
+
+        let mut ack = ConnAck::accepted(present && !c.clean_start);
+        if v5 {
+            let p = &mut ack.properties;
+            p.receive_maximum = NonZeroU16::new(self.cfg.inflight_in_max.max(1));
+            p.topic_alias_maximum = Some(self.cfg.topic_aliases_max);
+            p.retain_available = Some(true);
+            p.wildcard_subscription_available = Some(true);
+            p.subscription_identifiers_available = Some(true);
+            p.shared_subscription_available = Some(true);
+            p.maximum_packet_size_bytes =
+                std::num::NonZeroU32::new(self.cfg.limits.packet_size_max_bytes);
+            p.server_keep_alive_secs = server_keep_alive;
+            if assigned {
+                p.assigned_client_identifier = Some(client_id.clone());
+            }
+            if expiry_secs != requested {
+                p.session_expiry_interval_secs = Some(expiry_secs);
+            }
+        }
+        self.write(Packet::ConnAck(ack), out);
+
+        let consumer = conn.consume(
+            &queue_name,
+            ConsumerSpec {
+                tag: client_id.clone(),
+                ack_mode: AckMode::Manual,
+                gate: gate.clone(),
+                priority: 0,
+                exclusive: Exclusivity::Shared,
+                sink: self.sink.clone(),
+            },
+        );
+        let consumer = match consumer {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(client = %client_id, error = %e, "MQTT session consumer failed");
+                self.live = None;
+                return self.disconnect(ReasonCode::ServerUnavailable, out);
+            }
+        };
+        // Unfinished outgoing QoS 2 exchanges resume with PUBREL.
+        let qos = claim.state.clone();
+        let released: Vec<u16> = lock(&qos).released.iter().copied().collect();
+        for id in released {
+            if let Some(id) = NonZeroU16::new(id) {
+                self.write(Packet::PubRel(PublishAck::new(id)), out);
+            }
+        }
+        tracing::info!(
+            conn = conn.id(),
+            protocol = "mqtt",
+            peer = ?self.peer,
+            user = %conn.principal().name,
+            client = %client_id,
+            version = ?c.version,
+            session_present = present,
+            "connection opened"
+        );
+        let will = c.will;
+        self.live = Some(Live {
+            conn,
+            client_id,
+            claim,
+            qos,
+            expiry_secs,
+            will,
+            queue,
+            consumer: Some(consumer),
+            gate,
+        });
+        Flow::Continue
+    }
+
+    /// Durable session queues in the vhost (persistent sessions, connected or not).
+    fn persistent_sessions(&self, conn: &Connection) -> usize {
+        conn.vhost()
+            .queues()
+            .iter()
+            .filter(|q| q.options().durable && q.name().starts_with(adapter::SESSION_QUEUE_PREFIX))
+            .count()
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect, out: &mut BytesMut) -> Flow {
+        let live = self.live.as_mut().expect("live");
+        if let Some(e) = d.properties.session_expiry_interval_secs {
+            if live.expiry_secs == 0 && e > 0 {
+                return self.disconnect(ReasonCode::ProtocolError, out);
+            }
+            live.expiry_secs = e.min(self.cfg.session_expiry_max_secs);
+        }
+        self.will_cancelled = d.reason_code != ReasonCode::DisconnectWithWillMessage;
+        self.close();
+        Flow::Close
+    }
+
+    fn incoming_inflight(&self) -> usize {
+        let l = self.live.as_ref().expect("live");
+        self.pending_qos1 + lock(&l.qos).incoming.len()
+    }
+
+    fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Flow {
+        // Topic alias (MQTT 5).
+        let topic = match p.properties.topic_alias {
+            Some(alias) => {
+                let a = alias.get();
+                if a > self.cfg.topic_aliases_max {
+                    return self.disconnect(ReasonCode::TopicAliasInvalid, out);
+                }
+                if p.topic.is_empty() {
+                    match self.aliases_in.get(&a) {
+                        Some(t) => t.clone(),
+                        None => return self.disconnect(ReasonCode::ProtocolError, out),
+                    }
+                } else {
+                    self.aliases_in.insert(a, p.topic.clone());
+                    p.topic.clone()
+                }
+            }
+            None => p.topic.clone(),
+        };
+        let qos = p.qos.qos();
+        if let Some(id) = p.qos.packet_id() {
+            if qos == QoS::ExactlyOnce {
+                let live = self.live.as_ref().expect("live");
+                if lock(&live.qos).incoming.contains(&id.get()) {
+                    // A resend of a message already routed: acknowledge it again only.
+                    self.acknowledge(None, Packet::PubRec(PublishAck::new(id)), out);
+                    return Flow::Continue;
+                }
+            }
+            if self.incoming_inflight() >= usize::from(self.cfg.inflight_in_max) {
+                tracing::debug!(client = ?self.client_id(), "MQTT receive maximum exceeded");
+                return self.disconnect(ReasonCode::ReceiveMaximumExceeded, out);
+            }
+        }
+        let live = self.live.as_ref().expect("live");
+        let now = self.broker.now_ms();
+        let msg = adapter::message_from_publish(
+            &topic,
+            p.payload,
+            qos,
+            p.retain,
+            &p.properties,
+            &live.client_id,
+            &live.conn.principal().name,
+            now,
+        );
+        let msg = Arc::new(msg);
+        let mut code = ReasonCode::Success;
+        if p.retain {
+            let r = self.shared.retain(
+                &topic,
+                msg.clone(),
+                self.cfg.retained_max,
+                self.cfg.retained_bytes_max,
+            );
+            if r == RetainOutcome::Full {
+                code = ReasonCode::QuotaExceeded;
+            }
+        }
+        let outcome = live.conn.vhost().publish(msg);
+        let ticket = match outcome {
+            Ok(o) => {
+                if o.rejected > 0 && code == ReasonCode::Success {
+                    code = ReasonCode::QuotaExceeded;
+                } else if o.unroutable() && code == ReasonCode::Success {
+                    code = ReasonCode::NoMatchingSubscribers;
+                }
+                o.ticket
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "MQTT publish failed");
+                if !self.v5() {
+                    self.close();
+                    return Flow::Close;
+                }
+                code = ReasonCode::UnspecifiedError;
+                None
+            }
+        };
+        match p.qos {
+            QosPid::AtMostOnce => {}
+            QosPid::AtLeastOnce(id) => {
+                let mut a = PublishAck::new(id);
+                a.reason_code = code;
+                self.acknowledge(ticket, Packet::PubAck(a), out);
+            }
+            QosPid::ExactlyOnce(id) => {
+                let mut a = PublishAck::new(id);
+                a.reason_code = code;
+                if !code.is_error() {
+                    let live = self.live.as_ref().expect("live");
+                    lock(&live.qos).incoming.insert(id.get());
+                }
+                self.acknowledge(ticket, Packet::PubRec(a), out);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn on_pubrel(&mut self, a: PublishAck, out: &mut BytesMut) -> Flow {
+        let live = self.live.as_ref().expect("live");
+        let known = lock(&live.qos).incoming.remove(&a.packet_id.get());
+        let mut comp = PublishAck::new(a.packet_id);
+        if !known {
+            comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+        }
+        // Behind any PUBREC still waiting for the journal.
+        self.acknowledge(None, Packet::PubComp(comp), out);
+        Flow::Continue
+    }
+
+    fn on_puback(&mut self, id: u16) {
+        if let Some(o) = self.outgoing.remove(&id) {
+            let _ = o.queue.ack(&[o.tag]);
+        }
+    }
+
+    fn on_pubrec(&mut self, a: PublishAck, out: &mut BytesMut) -> Flow {
+        let id = a.packet_id.get();
+        match self.outgoing.remove(&id) {
+            Some(o) => {
+                // The client owns the message now: settle it in the core.
+                let _ = o.queue.ack(&[o.tag]);
+                if a.reason_code.is_error() || o.qos != QoS::ExactlyOnce {
+                    return Flow::Continue;
+                }
+                let live = self.live.as_ref().expect("live");
+                lock(&live.qos).released.insert(id);
+                self.write(Packet::PubRel(PublishAck::new(a.packet_id)), out);
+            }
+            None => {
+                let mut rel = PublishAck::new(a.packet_id);
+                let live = self.live.as_ref().expect("live");
+                if !lock(&live.qos).released.contains(&id) {
+                    rel.reason_code = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.write(Packet::PubRel(rel), out);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe, out: &mut BytesMut) -> Flow {
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained: Vec<(ByteString, bool)> = Vec::new();
+        let sub_id = s.properties.subscription_identifier;
+        for f in &s.filters {
+            let o = f.options;
+            let code = match self.subscribe_one(
+                &f.filter,
+                o.qos,
+                o.no_local,
+                o.retain_as_published,
+                sub_id,
+            ) {
+                Ok(is_new) => {
+                    let send = match o.retain_handling {
+                        RetainHandling::SendAtSubscribe => true,
+                        RetainHandling::SendIfNew => is_new,
+                        RetainHandling::DoNotSend => false,
+                    };
+                    if send && !crate::topic::is_shared(&f.filter) {
+                        retained.push((f.filter.clone(), is_new));
+                    }
+                    match o.qos {
+                        QoS::AtMostOnce => ReasonCode::Success,
+                        QoS::AtLeastOnce => ReasonCode::GrantedQos1,
+                        QoS::ExactlyOnce => ReasonCode::GrantedQos2,
+                    }
+                }
+                Err(code) => code,
+            };
+            codes.push(code);
+        }
+        self.write(
+            Packet::SubAck(SubAck {
+                packet_id: s.packet_id,
+                properties: Default::default(),
+                reason_codes: codes,
+            }),
+            out,
+        );
+        // Retained messages go through the session queue, after the SUBACK.
+        let live = self.live.as_ref().expect("live");
+        for (filter, _) in retained {
+            for m in self
+                .shared
+                .retained_matching(&filter, self.cfg.retained_max)
+            {
+                live.queue.enqueue(Arc::new(adapter::retained_copy(&m)));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Adds or replaces one subscription; `Ok(true)` if it is new.
+    fn subscribe_one(
+        &mut self,
+        filter: &ByteString,
+        qos: QoS,
+        no_local: bool,
+        rap: bool,
+        id: Option<NonZeroU32>,
+    ) -> Result<bool, ReasonCode> {
+        let existing = self.subs.iter().position(|s| s.filter == *filter);
+        if existing.is_none() && self.subs.len() >= self.cfg.subscriptions_max {
+            return Err(ReasonCode::QuotaExceeded);
+        }
+        let live = self.live.as_ref().expect("live");
+        let vhost = live.conn.vhost();
+        let owner = live.conn.id();
+        if let Some(share) = crate::topic::shared_subscription(filter) {
+            if let Some(i) = existing {
+                // Same group and filter: only the options change.
+                let s = &mut self.subs[i];
+                s.qos = qos;
+                s.id = id;
+                return Ok(false);
+            }
+            let key = mapping::binding_key(share.filter);
+            let name = adapter::shared_queue_name(share.share_name, share.filter);
+            let options = QueueOptions {
+                durable: false,
+                exclusive: false,
+                auto_delete: true,
+                arguments: FieldTable::new(),
+            };
+            let handle = (|| {
+                if vhost.queue(&name).is_none() {
+                    live.conn.declare_queue(&name, options, false)?;
+                }
+                vhost.bind_queue(&name, TOPIC_EXCHANGE, &key, FieldTable::new(), owner)?;
+                live.conn.consume(
+                    &name,
+                    ConsumerSpec {
+                        tag: filter.clone(),
+                        ack_mode: AckMode::Manual,
+                        gate: live.gate.clone(),
+                        priority: 0,
+                        exclusive: Exclusivity::Shared,
+                        sink: self.sink.clone(),
+                    },
+                )
+            })()
+            .map_err(|e| {
+                tracing::debug!(error = %e, "MQTT shared subscription failed");
+                ReasonCode::UnspecifiedError
+            })?;
+            self.subs.push(Sub {
+                filter: filter.clone(),
+                key,
+                qos,
+                no_local,
+                retain_as_published: rap,
+                id,
+                shared: Some((name, handle)),
+            });
+            return Ok(true);
+        }
+        let key = mapping::binding_key(filter);
+        let queue = live.queue.name().clone();
+        if let Some(i) = existing {
+            let old = &self.subs[i];
+            let old_args =
+                adapter::binding_args(old.qos, old.no_local, old.retain_as_published, old.id);
+            let _ = vhost.unbind_queue(&queue, TOPIC_EXCHANGE, &key, &old_args, owner);
+        }
+        let args = adapter::binding_args(qos, no_local, rap, id);
+        vhost
+            .bind_queue(&queue, TOPIC_EXCHANGE, &key, args, owner)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "MQTT subscription failed");
+                ReasonCode::UnspecifiedError
+            })?;
+        let sub = Sub {
+            filter: filter.clone(),
+            key,
+            qos,
+            no_local,
+            retain_as_published: rap,
+            id,
+            shared: None,
+        };
+        match existing {
+            Some(i) => {
+                self.subs[i] = sub;
+                Ok(false)
+            }
+            None => {
+                self.subs.push(sub);
+                Ok(true)
+            }
+        }
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe, out: &mut BytesMut) -> Flow {
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            let Some(i) = self.subs.iter().position(|s| s.filter == *f) else {
+                codes.push(ReasonCode::NoSubscriptionExisted);
+                continue;
+            };
+            let sub = self.subs.remove(i);
+            let live = self.live.as_ref().expect("live");
+            if sub.shared.is_none() {
+                let args =
+                    adapter::binding_args(sub.qos, sub.no_local, sub.retain_as_published, sub.id);
+                let _ = live.conn.vhost().unbind_queue(
+                    live.queue.name(),
+                    TOPIC_EXCHANGE,
+                    &sub.key,
+                    &args,
+                    live.conn.id(),
+                );
+            }
+            // A shared member's consumer ends with `sub`: its unacked messages go back to
+            // the group's queue for the other members.
+            codes.push(ReasonCode::Success);
+        }
+        self.write(
+            Packet::UnsubAck(UnsubAck {
+                packet_id: u.packet_id,
+                properties: Default::default(),
+                reason_codes: codes,
+            }),
+            out,
+        );
+        Flow::Continue
+    }
+
+    /// A delivery or cancellation from the core.
+    pub fn on_event(&mut self, ev: Event, out: &mut BytesMut) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        match ev {
+            Event::Deliver(d) => {
+                self.deliver(d, out);
+                Flow::Continue
+            }
+            Event::Cancelled {
+                consumer_id,
+                reason,
+            } => {
+                let own = self
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.consumer.as_ref())
+                    .is_some_and(|c| c.id() == consumer_id);
+                if own {
+                    tracing::debug!(%reason, "MQTT session queue deleted");
+                    return self.disconnect(ReasonCode::AdministrativeAction, out);
+                }
+                self.subs
+                    .retain(|s| s.shared.as_ref().is_none_or(|(_, h)| h.id() != consumer_id));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn allocate_packet_id(&mut self) -> Option<NonZeroU16> {
+        let live = self.live.as_ref()?;
+        let released = lock(&live.qos);
+        for _ in 0..u16::MAX {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.outgoing.contains_key(&id) && !released.released.contains(&id) {
+                return NonZeroU16::new(id);
+            }
+        }
+        None
+    }
+
+    fn deliver(&mut self, d: Delivery, out: &mut BytesMut) {
+        let Some(live) = self.live.as_ref() else {
+            return;
+        };
+        let m = &d.message;
+        mapping::topic_name(&m.routing_key, &mut self.topic_buf);
+        // Which subscriptions does it satisfy?
+        let own = live
+            .consumer
+            .as_ref()
+            .is_some_and(|c| c.id() == d.consumer_id);
+        let mut granted: Option<QoS> = None;
+        let mut rap = false;
+        let mut ids: smallvec::SmallVec<[NonZeroU32; 2]> = smallvec::SmallVec::new();
+        let from_self = adapter::published_by(m, &live.client_id);
+        for s in &self.subs {
+            let hit = if own {
+                s.shared.is_none() && mapping::filter_matches(&s.filter, &self.topic_buf)
+            } else {
+                s.shared
+                    .as_ref()
+                    .is_some_and(|(_, h)| h.id() == d.consumer_id)
+            };
+            if !hit || (s.no_local && from_self) {
+                continue;
+            }
+            granted = Some(granted.map_or(s.qos, |g| g.max(s.qos)));
+            rap |= s.retain_as_published;
+            if let Some(id) = s.id {
+                ids.push(id);
+            }
+        }
+        let settle = |d: &Delivery| {
+            let _ = d.queue.ack(&[d.tag]);
+        };
+        let Some(granted) = granted else {
+            settle(&d);
+            return;
+        };
+        let qos = adapter::published_qos(m).min(granted);
+        let retain = adapter::is_retained_copy(m) || (rap && adapter::was_retained(m));
+        let qos_pid = match qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            q => match self.allocate_packet_id() {
+                Some(id) if q == QoS::AtLeastOnce => QosPid::AtLeastOnce(id),
+                Some(id) => QosPid::ExactlyOnce(id),
+                None => {
+                    // Cannot happen while credit bounds `outgoing`; requeue to be safe.
+                    let _ = d.queue.nack(&[d.tag], true);
+                    return;
+                }
+            },
+        };
+        let v5 = self.v5();
+        let topic: ByteString = self.topic_buf.as_str().into();
+        let Some(mut publish) = adapter::publish_for(
+            m,
+            topic,
+            qos_pid,
+            d.redelivered && qos != QoS::AtMostOnce,
+            retain,
+            &ids,
+            v5,
+            self.broker.now_ms(),
+        ) else {
+            settle(&d);
+            return;
+        };
+        if v5 && self.aliases_out_max > 0 {
+            self.apply_alias_out(&mut publish);
+        }
+        let written = self.write(Packet::Publish(publish), out);
+        match qos_pid.packet_id() {
+            Some(id) if written => {
+                self.outgoing.insert(
+                    id.get(),
+                    Outgoing {
+                        queue: d.queue.clone(),
+                        tag: d.tag,
+                        qos,
+                    },
+                );
+            }
+            // QoS 0, or too large for the client: settled as if delivered.
+            _ => settle(&d),
+        }
+    }
+
+    fn apply_alias_out(&mut self, p: &mut Publish) {
+        if let Some(a) = self.aliases_out.get(&p.topic) {
+            p.properties.topic_alias = Some(*a);
+            p.topic = ByteString::new();
+            return;
+        }
+        let n = self.aliases_out.len();
+        if n < usize::from(self.aliases_out_max) {
+            let a = NonZeroU16::new(n as u16 + 1).expect("n + 1 > 0");
+            self.aliases_out.insert(p.topic.clone(), a);
+            p.properties.topic_alias = Some(a);
+        }
+    }
+
+    /// Ends the session: consumers are cancelled (unacknowledged messages return to the
+    /// queue, to be redelivered with DUP), the Will is published or scheduled, and a
+    /// session that does not outlive its connection is deleted.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.subs.clear();
+        self.outgoing.clear();
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        live.consumer = None;
+        let current =
+            self.shared
+                .release(&live.client_id, live.claim.generation, live.expiry_secs > 0);
+        if let Some(will) = live.will.take().filter(|_| !self.will_cancelled) {
+            let now = self.broker.now_ms();
+            let msg = adapter::message_from_will(
+                &will,
+                &live.client_id,
+                &live.conn.principal().name,
+                now,
+            );
+            let delay = will
+                .properties
+                .will_delay_interval_secs
+                .unwrap_or(0)
+                .min(self.cfg.will_delay_max_secs)
+                .min(live.expiry_secs);
+            if delay > 0 {
+                self.delayed_will = Some(DelayedWill {
+                    delay_secs: delay,
+                    client_id: live.client_id.clone(),
+                    generation: live.claim.generation,
+                    message: msg,
+                    retain: will.retain,
+                    vhost: live.conn.vhost().clone(),
+                });
+            } else {
+                publish_will(&self.shared, &self.cfg, live.conn.vhost(), msg, will.retain);
+            }
+        }
+        if live.expiry_secs == 0 && current {
+            let _ = live
+                .conn
+                .vhost()
+                .delete_queue(live.queue.name(), false, false, live.conn.id());
+        }
+        tracing::debug!(client = %live.client_id, "MQTT session closed");
+    }
+}
+
+/// Publishes a Will (now, or when its delay is over).
+pub fn publish_will(
+    shared: &Shared,
+    cfg: &MqttConfig,
+    vhost: &Vhost,
+    msg: ferromq_core::Message,
+    retain: bool,
+) {
+    let msg = Arc::new(msg);
+    if retain {
+        let topic: ByteString = {
+            let mut t = String::new();
+            mapping::topic_name(&msg.routing_key, &mut t);
+            t.into()
+        };
+        shared.retain(
+            &topic,
+            msg.clone(),
+            cfg.retained_max,
+            cfg.retained_bytes_max,
+        );
+    }
+    if let Err(e) = vhost.publish(msg) {
+        tracing::debug!(error = %e, "MQTT will not published");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,208 @@
+//! State shared by every connection of a listener: which client ids are connected (for
+//! session takeover), the QoS 2 state of sessions that outlive their connections, and the
+//! retained messages.
+//!
+//! # Locks
+//! `sessions` and `retained` are separate `std::sync::Mutex`es, never held together and
+//! never across `.await`; each [`QosState`] has its own lock, taken after (never while
+//! holding) `sessions`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytestring::ByteString;
+use ferromq_core::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::mapping::filter_matches;
+
+/// Packet identifiers of a session's unfinished QoS 2 exchanges; they survive reconnects
+/// of a persistent session (in memory only).
+#[derive(Debug, Default)]
+pub struct QosState {
+    /// Incoming QoS 2 PUBLISHes already routed, awaiting PUBREL (dedup of resends).
+    pub incoming: HashSet<u16>,
+    /// Outgoing QoS 2 messages that got PUBREC: PUBREL sent, awaiting PUBCOMP.
+    pub released: BTreeSet<u16>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u64,
+    kick: CancellationToken,
+    state: Arc<Mutex<QosState>>,
+}
+
+/// What a connection gets when it claims a client id.
+#[derive(Debug)]
+pub struct Claim {
+    /// This connection's generation for the id.
+    pub generation: u64,
+    /// Fires when a newer connection takes the session over.
+    pub kick: CancellationToken,
+    /// The session's QoS 2 state (fresh when the session starts clean).
+    pub state: Arc<Mutex<QosState>>,
+    /// Another connection had the id and has been told to go.
+    pub took_over: bool,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    entries: HashMap<ByteString, Entry>,
+    next_generation: u64,
+}
+
+/// The retained messages, one per topic.
+#[derive(Debug, Default)]
+struct Retained {
+    by_topic: HashMap<ByteString, Arc<Message>>,
+    bytes: u64,
+}
+
+/// What storing a retained message did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainOutcome {
+    /// Stored, replaced or cleared.
+    Done,
+    /// Refused: the configured count or byte bound is reached.
+    Full,
+}
+
+/// Shared state of one listener.
+#[derive(Debug, Default)]
+pub struct Shared {
+    sessions: Mutex<Sessions>,
+    retained: Mutex<Retained>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Empty state.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers a connection for `client_id`, telling any previous one to go. With
+    /// `clean`, the QoS 2 state starts empty; otherwise the previous state is kept.
+    pub fn claim(&self, client_id: &ByteString, clean: bool) -> Claim {
+        let mut s = lock(&self.sessions);
+        s.next_generation += 1;
+        let generation = s.next_generation;
+        let kick = CancellationToken::new();
+        let (state, took_over) = match s.entries.remove(client_id) {
+            Some(old) => {
+                let live = !old.kick.is_cancelled();
+                old.kick.cancel();
+                let state = if clean {
+                    Arc::new(Mutex::new(QosState::default()))
+                } else {
+                    old.state
+                };
+                (state, live)
+            }
+            None => (Arc::new(Mutex::new(QosState::default())), false),
+        };
+        s.entries.insert(
+            client_id.clone(),
+            Entry {
+                generation,
+                kick: kick.clone(),
+                state: state.clone(),
+            },
+        );
+        Claim {
+            generation,
+            kick,
+            state,
+            took_over,
+        }
+    }
+
+    /// True while `generation` is the newest connection claim for `client_id`.
+    pub fn is_current(&self, client_id: &str, generation: u64) -> bool {
+        lock(&self.sessions)
+            .entries
+            .get(client_id)
+            .is_some_and(|e| e.generation == generation)
+    }
+
+    /// True once a connection newer than `generation` claimed `client_id` (a pending
+    /// delayed Will is then not sent).
+    pub fn superseded(&self, client_id: &str, generation: u64) -> bool {
+        lock(&self.sessions)
+            .entries
+            .get(client_id)
+            .is_some_and(|e| e.generation > generation)
+    }
+
+    /// The connection of `generation` ended. With `keep` (a persistent session) the
+    /// QoS 2 state stays for the next connection; otherwise it is forgotten. Returns
+    /// whether `generation` was still current (nobody took the session over).
+    pub fn release(&self, client_id: &str, generation: u64, keep: bool) -> bool {
+        let mut s = lock(&self.sessions);
+        match s.entries.get(client_id) {
+            Some(e) if e.generation == generation => {
+                if keep {
+                    // Mark it offline: a later claim is not a takeover.
+                    e.kick.cancel();
+                } else {
+                    s.entries.remove(client_id);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a session entirely (its queue expired or was discarded).
+    pub fn forget(&self, client_id: &str) {
+        lock(&self.sessions).entries.remove(client_id);
+    }
+
+    /// Stores, replaces or (empty body) clears the retained message of a topic.
+    pub fn retain(
+        &self,
+        topic: &ByteString,
+        msg: Arc<Message>,
+        count_max: usize,
+        bytes_max: u64,
+    ) -> RetainOutcome {
+        let mut r = lock(&self.retained);
+        let size = msg.body.len() as u64;
+        if size == 0 {
+            if let Some(old) = r.by_topic.remove(topic) {
+                r.bytes -= old.body.len() as u64;
+            }
+            return RetainOutcome::Done;
+        }
+        let old_size = r.by_topic.get(topic).map(|m| m.body.len() as u64);
+        let count_after = r.by_topic.len() + usize::from(old_size.is_none());
+        let bytes_after = r.bytes - old_size.unwrap_or(0) + size;
+        if count_after > count_max || bytes_after > bytes_max {
+            return RetainOutcome::Full;
+        }
+        r.bytes = bytes_after;
+        r.by_topic.insert(topic.clone(), msg);
+        RetainOutcome::Done
+    }
+
+    /// The retained messages whose topic matches `filter` (at most `max`).
+    pub fn retained_matching(&self, filter: &str, max: usize) -> Vec<Arc<Message>> {
+        let r = lock(&self.retained);
+        r.by_topic
+            .iter()
+            .filter(|(t, _)| filter_matches(filter, t))
+            .take(max)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    /// How many retained messages are stored.
+    pub fn retained_count(&self) -> usize {
+        lock(&self.retained).by_topic.len()
+    }
+}
