@@ -492,3 +492,42 @@ async fn damaged_journals_restore_a_prefix_or_stop_with_a_clear_error() {
         "both outcomes occur ({restored} restored, {refused} refused)"
     );
 }
+
+#[tokio::test]
+async fn a_failed_journal_fails_pending_confirms_and_refuses_persistent_publishes() {
+    let dir = TempDir::new("failed");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("d");
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let ok = n.persistent("", "d", "before").ticket.unwrap();
+    waiter.wait(ok).await.expect("synced before the fault");
+    faults.fail_fsyncs(1);
+    let doomed = n.persistent("", "d", "during").ticket.unwrap();
+    let e = waiter.wait(doomed).await.expect_err("an fsync failed");
+    assert_eq!(e.reply_code(), 541, "{e}");
+    assert_eq!(
+        waiter.poll(ok),
+        Some(Ok(())),
+        "what was synced stays synced"
+    );
+    let mut m = Message::new("", "d", Bytes::from_static(b"after"));
+    m.properties.persistent = true;
+    let e = n.conn.vhost().publish(Arc::new(m)).expect_err("refused");
+    assert_eq!(e.reply_code(), 541, "{e}");
+    n.transient("", "d", "transient still flows");
+    n.broker
+        .close()
+        .await
+        .expect_err("the journal reports its failure");
+    drop(n.conn);
+    n.persister.await.unwrap();
+
+    // Reopened, the journal holds what was synced.
+    let n = start(&dir.0);
+    let mut sub = n.sub("d");
+    let got = sub.drain_bodies();
+    assert_eq!(got.first().map(String::as_str), Some("before"), "{got:?}");
+    n.stop().await;
+}

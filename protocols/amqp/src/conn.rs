@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapter::{Broker, Event, EventReceiver};
+use crate::adapter::{sleep_until, Broker, Event, EventReceiver, SyncWaiter};
 use crate::codec::Decoder;
 use crate::session::{Flow, Session};
 use crate::AmqpConfig;
@@ -74,7 +74,7 @@ pub async fn serve_connection<S>(
                     flow = session.on_shutdown(&mut wbuf);
                 }
                 _ = broker.durable_capacity(), if !may_read => {}
-                _ = changed(&mut synced), if confirms_due => {
+                _ = SyncWaiter::changed_opt(&mut synced), if confirms_due => {
                     session.on_synced(&mut wbuf);
                 }
                 read = reader.read_buf(&mut rbuf), if may_read => {
@@ -187,18 +187,4 @@ fn on_events(
         n += 1;
     }
     flow
-}
-
-async fn changed(waiter: &mut Option<crate::adapter::SyncWaiter>) {
-    match waiter {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

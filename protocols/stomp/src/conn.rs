@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ferromq_core::{Broker, Event};
+use ferromq_core::{clock::sleep_until, Broker, Event, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ pub async fn serve_connection<S>(
                 flow = session.on_shutdown(&mut wbuf);
             }
             _ = broker.durable_capacity(), if !may_read => {}
-            _ = changed(&mut synced), if receipts_due => {
+            _ = SyncWaiter::changed_opt(&mut synced), if receipts_due => {
                 flow = session.on_synced(&mut wbuf);
             }
             read = reader.read_buf(&mut rbuf), if may_read => {
@@ -155,18 +155,4 @@ fn on_events(
         n += 1;
     }
     flow
-}
-
-async fn changed(waiter: &mut Option<ferromq_core::SyncWaiter>) {
-    match waiter {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

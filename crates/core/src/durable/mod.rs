@@ -155,6 +155,15 @@ impl SyncWaiter {
             std::future::pending::<()>().await;
         }
     }
+
+    /// [`SyncWaiter::changed`] of `waiter`, or never when there is none (a broker without
+    /// a store): a `select!` branch that works either way.
+    pub async fn changed_opt(waiter: &mut Option<SyncWaiter>) {
+        match waiter {
+            Some(w) => w.changed().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// What a record does to the persister's bookkeeping.

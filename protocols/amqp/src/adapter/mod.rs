@@ -19,6 +19,7 @@ use amq_protocol::types::{AMQPValue, FieldTable as AmqpTable};
 use bytestring::ByteString;
 use ferromq_core::{AckMode, Connection, ConsumerSpec, Exclusivity, QueueOptions};
 
+pub(crate) use ferromq_core::clock::sleep_until;
 pub(crate) use ferromq_core::{
     Broker, ConsumerHandle, CreditGate, Delivery, Event, EventReceiver, Message, Principal,
     PublishOutcome, Queue, Sink, SyncTicket, SyncWaiter, Transaction,
