@@ -408,6 +408,11 @@ pub struct StoreSection {
     pub disk_free_min_bytes: u64,
     /// How often sparse segments are rewritten; 0 never.
     pub compaction_interval_ms: u64,
+    /// Body bytes of ready messages one queue keeps in memory; newer ones are paged to
+    /// spill files under `<data_dir>/paging` and read back as the queue drains.
+    pub queue_memory_max_bytes: u64,
+    /// Body bytes of ready messages all queues together keep in memory before paging.
+    pub memory_max_bytes: u64,
 }
 
 impl Default for StoreSection {
@@ -422,14 +427,20 @@ impl Default for StoreSection {
             backlog_max_bytes: d.backlog_max_bytes,
             disk_free_min_bytes: d.disk_free_min_bytes,
             compaction_interval_ms: d.compaction_interval_ms,
+            queue_memory_max_bytes: d.paging.queue_memory_max_bytes,
+            memory_max_bytes: d.paging.memory_max_bytes,
         }
     }
 }
 
 impl StoreSection {
-    /// The core's durability settings for a journal in `dir`.
-    pub fn to_durable(&self, dir: PathBuf) -> ferromq_core::DurableConfig {
+    /// The core's durability settings for a journal in `dir` and spill files in
+    /// `paging_dir`.
+    pub fn to_durable(&self, dir: PathBuf, paging_dir: PathBuf) -> ferromq_core::DurableConfig {
         let mut d = ferromq_core::DurableConfig::new(dir);
+        d.paging.dir = paging_dir;
+        d.paging.queue_memory_max_bytes = self.queue_memory_max_bytes;
+        d.paging.memory_max_bytes = self.memory_max_bytes;
         d.journal.segment_size_max_bytes = self.segment_size_max_bytes;
         d.journal.sync_delay_max_us = self.fsync_delay_max_us;
         d.journal.sync_batch_max_bytes = self.fsync_batch_max_bytes;

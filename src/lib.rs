@@ -132,7 +132,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     })?;
     let (broker, persister, recovery, lock) = if config.store.enabled {
         let lock = lock_data_dir(&config.data_dir)?;
-        let durable = config.store.to_durable(config.data_dir.join("journal"));
+        let durable = config.store.to_durable(
+            config.data_dir.join("journal"),
+            config.data_dir.join("paging"),
+        );
         let broker_config = config.broker_config();
         let opened = tokio::task::spawn_blocking(move || {
             Broker::open(broker_config, Arc::new(SystemClock), durable)

@@ -57,6 +57,15 @@ pub struct Opened {
 #[derive(Clone, Debug)]
 pub struct Broker(Arc<Inner>);
 
+/// What [`Broker::paging_stats`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagingStats {
+    /// Body bytes of ready messages held in memory by all queues.
+    pub resident_bytes: u64,
+    /// Messages written to spill files since start.
+    pub paged_out: u64,
+}
+
 /// The default vhost.
 pub const DEFAULT_VHOST: &str = "/";
 
@@ -113,6 +122,12 @@ impl Broker {
             )));
         }
         let journal = Arc::new(journal);
+        let pager = crate::paging::Pager::open(durable.paging.clone()).map_err(|e| {
+            CoreError::Storage(format!(
+                "cannot prepare the paging directory {}: {e}",
+                durable.paging.dir.display()
+            ))
+        })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (synced_tx, synced_rx) = tokio::sync::watch::channel(SyncState::default());
         let handle = Arc::new(Durable::new(
@@ -121,6 +136,7 @@ impl Broker {
             recovered.pid_max + 1,
             durable.backlog_max_bytes,
             journal.clone(),
+            pager,
         ));
         let broker = Self::build(config, clock, Some(handle.clone()));
         let mut report = recovered.restore(|v| broker.vhost(v));
@@ -153,6 +169,15 @@ impl Broker {
     /// The journal's counters (fsyncs, segments, live records); `None` without a store.
     pub fn store_stats(&self) -> Option<ferromq_store::StoreStats> {
         self.0.durable.as_ref().map(|d| d.stats())
+    }
+
+    /// Paging counters: body bytes of ready messages in memory (all queues) and messages
+    /// paged out since start; `None` without a store.
+    pub fn paging_stats(&self) -> Option<PagingStats> {
+        self.0.durable.as_ref().map(|d| PagingStats {
+            resident_bytes: d.pager().resident(),
+            paged_out: d.pager().paged_out(),
+        })
     }
 
     /// A ticket covering every journal record submitted so far (by any connection): once it

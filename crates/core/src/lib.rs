@@ -15,6 +15,7 @@
 //! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
 //!
 //! - `durable/`: journaling durable state through `crates/store`, and restoring it.
+//! - `paging.rs`: spill files for ready messages beyond the memory budget.
 //!
 //! A broker made with [`Broker::new`] keeps everything in memory; [`Broker::open`] attaches
 //! a journal, restores what it holds, and journals durable exchanges, queues, bindings and
@@ -30,6 +31,7 @@ mod error;
 mod exchange;
 mod limits;
 mod message;
+mod paging;
 mod queue;
 mod queue_args;
 pub mod topic;
@@ -37,7 +39,7 @@ mod txn;
 mod vhost;
 
 pub use auth::{hash_password, Principal, UserRecord};
-pub use broker::{Broker, BrokerConfig, Connection, Opened, DEFAULT_VHOST};
+pub use broker::{Broker, BrokerConfig, Connection, Opened, PagingStats, DEFAULT_VHOST};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consumer::{
     channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver,
@@ -49,6 +51,7 @@ pub use exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions};
 pub use ferromq_store::StoreStats;
 pub use limits::CoreLimits;
 pub use message::{Death, DeathReason, FieldTable, FieldValue, Message, Properties};
+pub use paging::PagingConfig;
 pub use queue::{Enqueued, Queue, QueueOptions, QueueStats};
 pub use queue_args::{Overflow, QueueArgs};
 pub use txn::Transaction;

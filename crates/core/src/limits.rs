@@ -50,6 +50,15 @@ impl Default for CoreLimits {
 /// disk can pin; 64 MiB absorbs bursts of large messages without pausing anyone.
 pub const DURABLE_BACKLOG_MAX_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// Default body bytes of ready messages one queue keeps in memory before it pages newer
+/// ones to disk: enough that a queue with a keeping-up consumer never pages, small enough
+/// that a few backed-up queues do not crowd out the rest.
+pub const QUEUE_MEMORY_MAX_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
+
+/// Default body bytes of ready messages all queues keep in memory before they page: 1 GiB,
+/// a fraction of what a broker host has, like RabbitMQ's memory watermark.
+pub const MEMORY_MAX_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
+
 /// Default free-space floor of the journal's file system. Below it persistent publishes
 /// are refused, so the journal never meets ENOSPC halfway through a record; 256 MiB leaves
 /// room for acks and deletions (which free space) and for segments already being written.

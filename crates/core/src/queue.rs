@@ -7,7 +7,11 @@
 //!
 //! # Invariants
 //! - `ready[level]` is ordered by `seq`; requeued messages go back to their place.
-//! - `ready_len`/`ready_bytes` equal the count and body bytes of all `ready` entries.
+//! - `ready_len`/`ready_bytes` equal the count and body bytes of all `ready` entries, paged
+//!   or not; `resident` counts the body bytes of those in memory.
+//! - A lane's paged entries are all newer than its entries in memory, and a lane with
+//!   paged entries has at least one in memory (it reads a batch back when its memory part
+//!   empties), so the head of every lane is in memory.
 //! - Every entry in `unacked` holds one credit of its gate.
 //! - After any public operation returns, either no consumer has credit or nothing is ready.
 
@@ -25,6 +29,7 @@ use crate::consumer::{
 use crate::durable::{codec, Durable, Meta};
 use crate::error::CoreError;
 use crate::message::{DeathReason, FieldTable, Message};
+use crate::paging::{Pager, Spill};
 use crate::queue_args::{Overflow, QueueArgs};
 use crate::vhost::VhostInner;
 
@@ -104,11 +109,35 @@ struct Slot {
     sink: Sink,
 }
 
+/// One priority level's ready messages: the oldest in memory, newer ones possibly paged.
+#[derive(Debug, Default)]
+struct Lane {
+    mem: VecDeque<Entry>,
+    /// Created on first use; see the module invariants.
+    spill: Option<Spill>,
+}
+
+impl Lane {
+    fn is_empty(&self) -> bool {
+        self.mem.is_empty()
+    }
+
+    fn front(&self) -> Option<&Entry> {
+        self.mem.front()
+    }
+
+    fn is_paging(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| !s.is_empty())
+    }
+}
+
 #[derive(Debug)]
 struct State {
-    ready: Vec<VecDeque<Entry>>,
+    ready: Vec<Lane>,
     ready_len: u64,
     ready_bytes: u64,
+    /// Body bytes of ready entries held in memory (not paged).
+    resident: u64,
     unacked: HashMap<u64, Unacked>,
     /// Sorted by priority, highest first; insertion order within a priority.
     consumers: Vec<Slot>,
@@ -162,6 +191,8 @@ pub struct Queue {
     consumers_max: usize,
     /// The journal, for a durable queue of a broker with a store.
     journal: Option<Journal>,
+    /// Where ready messages beyond the memory budget go (a broker with a store).
+    pager: Option<Arc<Pager>>,
     state: Mutex<State>,
 }
 
@@ -185,6 +216,8 @@ pub(crate) struct Home {
     pub consumers_max: usize,
     /// The persister and the vhost's name, if this queue is journaled.
     pub journal: Option<(Arc<Durable>, ByteString)>,
+    /// Paging, for a broker with a store.
+    pub pager: Option<Arc<Pager>>,
 }
 
 impl Queue {
@@ -200,6 +233,7 @@ impl Queue {
             clock,
             consumers_max,
             journal,
+            pager,
         } = home;
         let levels = args.max_priority.map_or(1, |p| p as usize + 1);
         let now = clock.now_ms();
@@ -213,10 +247,12 @@ impl Queue {
             clock,
             consumers_max,
             journal: journal.map(|(durable, vhost)| Journal { durable, vhost }),
+            pager,
             state: Mutex::new(State {
-                ready: (0..levels).map(|_| VecDeque::new()).collect(),
+                ready: (0..levels).map(|_| Lane::default()).collect(),
                 ready_len: 0,
                 ready_bytes: 0,
+                resident: 0,
                 unacked: HashMap::new(),
                 consumers: Vec::new(),
                 rr: 0,
@@ -340,23 +376,26 @@ impl Queue {
                 let seq = st.next_seq;
                 st.next_seq += 1;
                 let level = self.level_of(&msg);
-                st.ready_len += 1;
-                st.ready_bytes += size;
-                st.ready[level].push_back(Entry {
+                let entry = Entry {
                     seq,
                     msg,
                     delivery_count: 0,
                     expires_at_ms: ttl.map(|t| now.saturating_add(t)),
                     pid,
                     recovered: false,
-                });
-                self.dispatch(&mut st, now, &mut fx);
+                };
+                if ttl == Some(0) && st.ready[level].is_paging() {
+                    // Older messages wait ahead of it: it cannot be delivered now.
+                    fx.die(entry, DeathReason::Expired);
+                } else {
+                    self.push_ready(&mut st, level, entry);
+                    self.dispatch(&mut st, now, &mut fx);
+                }
                 // A zero TTL means "now or never" (RabbitMQ's replacement for `immediate`):
                 // left undelivered, the message expires at once rather than a tick later.
-                if ttl == Some(0) && st.ready[level].back().is_some_and(|e| e.seq == seq) {
-                    let e = st.ready[level].pop_back().expect("checked above");
-                    st.ready_len -= 1;
-                    st.ready_bytes -= size;
+                if ttl == Some(0) && st.ready[level].mem.back().is_some_and(|e| e.seq == seq) {
+                    let e = st.ready[level].mem.pop_back().expect("checked above");
+                    self.forget(&mut st, &e);
                     fx.die(e, DeathReason::Expired);
                 }
                 self.drop_head_over_limit(&mut st, &mut fx);
@@ -388,7 +427,7 @@ impl Queue {
             let Some(level) = st.ready.iter().position(|l| !l.is_empty()) else {
                 break;
             };
-            let e = pop(st, level);
+            let e = self.pop(st, level);
             fx.die(e, DeathReason::MaxLen);
         }
     }
@@ -542,9 +581,9 @@ impl Queue {
             return;
         }
         let level = self.level_of(&e.msg);
-        st.ready_len += 1;
-        st.ready_bytes += e.msg.size_bytes();
-        let lane = &mut st.ready[level];
+        self.remember(st, &e);
+        // Paged entries are newer than any delivered one: the place is in memory.
+        let lane = &mut st.ready[level].mem;
         let at = lane.partition_point(|x| x.seq < e.seq);
         lane.insert(at, e);
     }
@@ -556,14 +595,14 @@ impl Queue {
                 break;
             };
             if st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
-                let e = pop(st, level);
+                let e = self.pop(st, level);
                 fx.die(e, DeathReason::Expired);
                 continue;
             }
             let Some(ci) = self.pick_consumer(st) else {
                 break;
             };
-            let mut e = pop(st, level);
+            let mut e = self.pop(st, level);
             let tag = st.next_tag;
             st.next_tag += 1;
             let slot = &st.consumers[ci];
@@ -594,9 +633,8 @@ impl Queue {
                     // message back and stop serving that consumer.
                     let dead = st.consumers.remove(ci);
                     fx.kicks.extend(dead.gate.release(1));
-                    st.ready_len += 1;
-                    st.ready_bytes += e.msg.size_bytes();
-                    st.ready[level].push_front(e);
+                    self.remember(st, &e);
+                    st.ready[level].mem.push_front(e);
                     if st.rr > ci {
                         st.rr -= 1;
                     }
@@ -680,7 +718,7 @@ impl Queue {
                 let Some(level) = st.ready.iter().rposition(|l| !l.is_empty()) else {
                     break;
                 };
-                let mut e = pop(&mut st, level);
+                let mut e = self.pop(&mut st, level);
                 if is_expired(&e, now) {
                     fx.die(e, DeathReason::Expired);
                     continue;
@@ -727,13 +765,7 @@ impl Queue {
         let n = {
             let mut st = self.state.lock();
             let n = st.ready_len;
-            for lane in st.ready.iter_mut() {
-                for e in lane.drain(..) {
-                    fx.settle(&e);
-                }
-            }
-            st.ready_len = 0;
-            st.ready_bytes = 0;
+            self.drop_ready(&mut st, &mut fx);
             n
         };
         self.finish(fx);
@@ -758,13 +790,7 @@ impl Queue {
                     reason: reason.to_string(),
                 });
             }
-            for lane in st.ready.iter_mut() {
-                for e in lane.drain(..) {
-                    fx.settle(&e);
-                }
-            }
-            st.ready_len = 0;
-            st.ready_bytes = 0;
+            self.drop_ready(&mut st, &mut fx);
             // Deliveries still out hold credit on gates that other queues may share
             // (channel-wide prefetch): give it back, or those queues starve.
             for (_, u) in st.unacked.drain() {
@@ -790,7 +816,7 @@ impl Queue {
             }
             for level in 0..st.ready.len() {
                 while st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
-                    let e = pop(&mut st, level);
+                    let e = self.pop(&mut st, level);
                     fx.die(e, DeathReason::Expired);
                 }
             }
@@ -854,16 +880,15 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         let level = self.level_of(&msg);
-        st.ready_len += 1;
-        st.ready_bytes += msg.size_bytes();
-        st.ready[level].push_back(Entry {
+        let entry = Entry {
             seq,
             msg,
             delivery_count: 0,
             expires_at_ms: ttl.map(|t| published_ms.saturating_add(t)),
             pid,
             recovered: true,
-        });
+        };
+        self.push_ready(&mut st, level, entry);
     }
 }
 
@@ -904,20 +929,178 @@ impl Queue {
     }
 }
 
+/// Ready-list bookkeeping and paging.
+impl Queue {
+    /// Counts `e` as ready and in memory.
+    fn remember(&self, st: &mut State, e: &Entry) {
+        let size = e.msg.size_bytes();
+        st.ready_len += 1;
+        st.ready_bytes += size;
+        st.resident += size;
+        if let Some(p) = &self.pager {
+            p.add_resident(size);
+        }
+    }
+
+    /// Stops counting `e`, which left memory and the ready list.
+    fn forget(&self, st: &mut State, e: &Entry) {
+        let size = e.msg.size_bytes();
+        st.ready_len -= 1;
+        st.ready_bytes -= size;
+        st.resident -= size;
+        if let Some(p) = &self.pager {
+            p.sub_resident(size);
+        }
+    }
+
+    /// Appends a new entry to its lane: in memory, or paged when the lane already pages or
+    /// memory is over budget.
+    fn push_ready(&self, st: &mut State, level: usize, e: Entry) {
+        if let Some(pager) = &self.pager {
+            let size = e.msg.size_bytes();
+            let lane = &st.ready[level];
+            // The head stays in memory, so a lane's first entry is never paged.
+            let page =
+                lane.is_paging() || (!lane.is_empty() && pager.should_page(st.resident, size));
+            if page {
+                match self.page_out(st, level, &e) {
+                    Ok(()) => {
+                        st.ready_len += 1;
+                        st.ready_bytes += size;
+                        return;
+                    }
+                    Err(err) => tracing::error!(
+                        queue = %self.name,
+                        error = %err,
+                        "cannot page a message out; keeping it in memory"
+                    ),
+                }
+            }
+        }
+        self.remember(st, &e);
+        st.ready[level].mem.push_back(e);
+    }
+
+    fn page_out(&self, st: &mut State, level: usize, e: &Entry) -> std::io::Result<()> {
+        let pager = self.pager.as_ref().expect("only paging queues page");
+        let m = &e.msg;
+        let mut enc = codec::Enc::with_capacity(128 + m.routing_key.len() + m.exchange.len());
+        enc.u64(e.seq)
+            .u32(e.delivery_count)
+            .opt_u64(e.expires_at_ms)
+            .u64(e.pid)
+            .u8(e.recovered as u8)
+            .message_head(m);
+        let spill = st.ready[level]
+            .spill
+            .get_or_insert_with(|| Spill::new(pager.clone()));
+        spill.push(e.pid, enc.as_slice(), &m.body)
+    }
+
+    /// Takes the head of a non-empty lane, reading paged entries back when the memory part
+    /// runs empty.
+    fn pop(&self, st: &mut State, level: usize) -> Entry {
+        let e = st.ready[level]
+            .mem
+            .pop_front()
+            .expect("caller checked the lane is not empty");
+        self.forget(st, &e);
+        if st.ready[level].mem.is_empty() && st.ready[level].is_paging() {
+            self.page_in(st, level);
+        }
+        e
+    }
+
+    /// Reads a batch of paged entries of `level` back into memory.
+    fn page_in(&self, st: &mut State, level: usize) {
+        let pager = self.pager.as_ref().expect("only paging queues page");
+        let budget = pager.room(st.resident);
+        let mut lane = std::mem::take(&mut st.ready[level]);
+        let spill = lane.spill.as_mut().expect("checked: the lane pages");
+        let mut damaged = None;
+        let result = spill.pop_batch(budget, |record| {
+            if damaged.is_some() {
+                return;
+            }
+            match decode_entry(record) {
+                Ok(e) => {
+                    let size = e.msg.size_bytes();
+                    st.resident += size;
+                    pager.add_resident(size);
+                    lane.mem.push_back(e);
+                }
+                Err(err) => damaged = Some(err.to_string()),
+            }
+        });
+        let failure = match (result, damaged) {
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(0), None) => Some("no record could be read".to_string()),
+            (Ok(_), d) => d,
+        };
+        if let Some(why) = failure {
+            // The paged entries are lost to this run. Journaled ones stay unsettled in the
+            // journal and come back at the next start.
+            let (lost, lost_bytes) = (spill.len() as u64, spill.bytes());
+            let _ = spill.clear();
+            st.ready_len -= lost;
+            st.ready_bytes -= lost_bytes;
+            tracing::error!(queue = %self.name, lost, error = %why, "cannot read paged messages back");
+        }
+        st.ready[level] = lane;
+    }
+
+    /// Drops every ready entry, in memory or paged, settling journaled ones.
+    fn drop_ready(&self, st: &mut State, fx: &mut Effects) {
+        for lane in st.ready.iter_mut() {
+            for e in lane.mem.drain(..) {
+                fx.settle(&e);
+            }
+            if let Some(spill) = lane.spill.as_mut() {
+                fx.settled.extend(spill.clear());
+            }
+        }
+        if let Some(p) = &self.pager {
+            p.sub_resident(st.resident);
+        }
+        st.resident = 0;
+        st.ready_len = 0;
+        st.ready_bytes = 0;
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pager {
+            p.sub_resident(self.state.get_mut().resident);
+        }
+    }
+}
+
+/// Reads back an entry written by [`Queue::page_out`].
+fn decode_entry(record: bytes::Bytes) -> Result<Entry, codec::Malformed> {
+    let mut d = codec::Dec::new(record);
+    let seq = d.u64()?;
+    let delivery_count = d.u32()?;
+    let expires_at_ms = d.opt_u64()?;
+    let pid = d.u64()?;
+    let recovered = d.bool()?;
+    let msg = Arc::new(d.message()?);
+    d.end()?;
+    Ok(Entry {
+        seq,
+        msg,
+        delivery_count,
+        expires_at_ms,
+        pid,
+        recovered,
+    })
+}
+
 #[derive(Clone, Copy)]
 enum Settle {
     Ack,
     Requeue,
     Reject,
-}
-
-fn pop(st: &mut State, level: usize) -> Entry {
-    let e = st.ready[level]
-        .pop_front()
-        .expect("caller checked the lane is not empty");
-    st.ready_len -= 1;
-    st.ready_bytes -= e.msg.size_bytes();
-    e
 }
 
 fn is_expired(e: &Entry, now: u64) -> bool {

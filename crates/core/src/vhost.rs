@@ -776,6 +776,7 @@ impl VhostInner {
             clock: self.clock.clone(),
             consumers_max: self.limits.consumers_per_queue_max,
             journal,
+            pager: self.durable.as_ref().map(|d| d.pager().clone()),
         }
     }
 

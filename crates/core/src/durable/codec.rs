@@ -75,7 +75,7 @@ impl Enc {
             Some(s) => self.u8(1).str(s),
         }
     }
-    fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
+    pub(crate) fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
         match v {
             None => self.u8(0),
             Some(n) => self.u8(1).u64(n),
@@ -118,6 +118,13 @@ impl Enc {
         };
     }
     pub(crate) fn message(&mut self, m: &Message) -> &mut Self {
+        self.message_head(m);
+        self.0.put_slice(&m.body);
+        self
+    }
+    /// [`Enc::message`] up to and including the body's length, for writers that append the
+    /// body themselves (without copying it into this buffer).
+    pub(crate) fn message_head(&mut self, m: &Message) -> &mut Self {
         self.str(&m.exchange).str(&m.routing_key);
         let p = &m.properties;
         self.opt_str(&p.content_type)
@@ -146,7 +153,11 @@ impl Enc {
                 .u64(d.time_ms)
                 .opt_u64(d.original_expiration_ms);
         }
-        self.bytes(&m.body)
+        self.u32(m.body.len() as u32)
+    }
+    /// The bytes encoded so far.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0
     }
     pub(crate) fn exchange_options(&mut self, o: &ExchangeOptions) -> &mut Self {
         self.u8(o.durable as u8)
@@ -216,7 +227,7 @@ impl Dec {
             None
         })
     }
-    fn opt_u64(&mut self) -> Result<Option<u64>, Malformed> {
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, Malformed> {
         Ok(if self.bool()? {
             Some(self.u64()?)
         } else {

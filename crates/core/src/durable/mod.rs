@@ -77,12 +77,19 @@ pub struct DurableConfig {
     pub tick_ms: u64,
     /// How often sparse segments are compacted; 0 never.
     pub compaction_interval_ms: u64,
+    /// Paging of ready messages beyond the memory budget (spill files in `paging.dir`, by
+    /// default the journal directory's name with `.paging` appended).
+    pub paging: crate::paging::PagingConfig,
 }
 
 impl DurableConfig {
     /// Defaults for a journal in `dir`.
     pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        let dir: std::path::PathBuf = dir.into();
+        let mut paging_dir = dir.clone().into_os_string();
+        paging_dir.push(".paging");
         Self {
+            paging: crate::paging::PagingConfig::new(paging_dir),
             journal: ferromq_store::JournalConfig::new(dir),
             backlog_max_bytes: crate::limits::DURABLE_BACKLOG_MAX_BYTES_DEFAULT,
             disk_free_min_bytes: crate::limits::DISK_FREE_MIN_BYTES_DEFAULT,
@@ -212,6 +219,8 @@ pub(crate) struct Durable {
     disk_alarm: AtomicBool,
     /// For statistics only; the persister does all the writing.
     journal: Arc<ferromq_store::Journal>,
+    /// Spill files for queues over their memory budget.
+    pager: Arc<crate::paging::Pager>,
 }
 
 pub(crate) fn persister_parts(
@@ -237,8 +246,10 @@ impl Durable {
         next_pid: u64,
         backlog_max_bytes: u64,
         journal: Arc<ferromq_store::Journal>,
+        pager: Arc<crate::paging::Pager>,
     ) -> Self {
         Durable {
+            pager,
             tx,
             next_seq: AtomicU64::new(1),
             next_pid: AtomicU64::new(next_pid),
@@ -249,6 +260,11 @@ impl Durable {
             disk_alarm: AtomicBool::new(false),
             journal,
         }
+    }
+
+    /// Paging, shared by every queue of the broker.
+    pub(crate) fn pager(&self) -> &Arc<crate::paging::Pager> {
+        &self.pager
     }
 
     /// The journal's counters (fsyncs, segments, live records).

@@ -1,0 +1,310 @@
+//! Paging: queues over their memory budget keep newer ready messages in spill files and
+//! read them back in order.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use ferromq_core::{
+    AckMode, Broker, BrokerConfig, Connection, DurableConfig, FieldValue, ManualClock, Message,
+    QueueOptions,
+};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir()
+            .join("ferromq-core-tests")
+            .join(format!("{}-{n}-paging-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const BODY: usize = 100;
+/// A queue keeps ten 100-byte bodies in memory.
+const QUEUE_BUDGET: u64 = 1000;
+
+struct Node {
+    broker: Broker,
+    conn: Connection,
+    persister: tokio::task::JoinHandle<()>,
+    clock: Arc<ManualClock>,
+}
+
+fn start(dir: &Path, global: u64) -> Node {
+    let mut c = DurableConfig::new(dir);
+    c.journal.segment_size_max_bytes = 64 * 1024;
+    c.tick_ms = 10;
+    c.disk_free_min_bytes = 0;
+    c.paging.queue_memory_max_bytes = QUEUE_BUDGET;
+    c.paging.memory_max_bytes = global;
+    c.paging.file_max_bytes = 4096;
+    c.paging.read_batch_bytes = 512;
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let opened = Broker::open(BrokerConfig::default(), clock.clone(), c).expect("open broker");
+    let persister = tokio::spawn(opened.persister.run());
+    let conn = connect(&opened.broker);
+    Node {
+        broker: opened.broker,
+        conn,
+        persister,
+        clock,
+    }
+}
+
+impl Node {
+    async fn stop(self) {
+        self.broker.close().await.expect("clean close");
+        drop(self.conn);
+        self.persister.await.unwrap();
+    }
+
+    fn send(&self, queue: &str, i: usize, persistent: bool) {
+        let mut m = Message::new("", queue, body_of(i));
+        m.properties.persistent = persistent;
+        self.conn.vhost().publish(Arc::new(m)).unwrap();
+    }
+
+    fn resident(&self) -> u64 {
+        self.broker.paging_stats().unwrap().resident_bytes
+    }
+
+    fn paged_out(&self) -> u64 {
+        self.broker.paging_stats().unwrap().paged_out
+    }
+
+    fn stats(&self, queue: &str) -> ferromq_core::QueueStats {
+        self.conn.vhost().queue(queue).unwrap().stats()
+    }
+}
+
+fn body_of(i: usize) -> Bytes {
+    let mut b = format!("{i:08}-").into_bytes();
+    b.resize(BODY, b'a' + (i % 26) as u8);
+    Bytes::from(b)
+}
+
+fn spill_files(dir: &Path) -> usize {
+    let mut paging = dir.as_os_str().to_owned();
+    paging.push(".paging");
+    std::fs::read_dir(paging).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_queue_over_budget_pages_and_delivers_everything_in_order() {
+    let dir = TempDir::new("order");
+    let n = start(&dir.0, 1 << 30);
+    n.conn
+        .declare_queue("q", QueueOptions::default(), false)
+        .unwrap();
+    for i in 0..500 {
+        n.send("q", i, i % 2 == 0);
+        assert!(n.resident() <= QUEUE_BUDGET, "memory stays within budget");
+    }
+    let st = n.stats("q");
+    assert_eq!(st.messages, 500);
+    assert_eq!(st.message_bytes, 500 * BODY as u64);
+    assert!(n.paged_out() >= 490, "paged {}", n.paged_out());
+    assert!(spill_files(&dir.0) > 1, "several spill files");
+
+    let mut sub = Sub::new(
+        &n.conn,
+        "q",
+        ConsumerOpts {
+            prefetch: 7,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut next = 0;
+    while next < 500 {
+        let got = sub.drain();
+        assert!(!got.is_empty(), "deliveries keep coming at {next}");
+        for d in &got {
+            assert_eq!(d.message.body, body_of(next));
+            assert_eq!(d.message.properties.persistent, next % 2 == 0);
+            next += 1;
+        }
+        ack_all(&got);
+        assert!(n.resident() <= QUEUE_BUDGET + BODY as u64);
+    }
+    assert_eq!(n.stats("q").messages, 0);
+    assert_eq!(n.resident(), 0);
+    assert_eq!(spill_files(&dir.0), 0, "spill files are deleted once read");
+    drop(sub);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn paged_persistent_messages_survive_a_restart_and_acked_ones_do_not_return() {
+    let dir = TempDir::new("restart");
+    let n = start(&dir.0, 1 << 30);
+    n.conn
+        .declare_queue("q", QueueOptions::default(), false)
+        .unwrap();
+    for i in 0..200 {
+        n.send("q", i, true);
+    }
+    // Take and ack the first 50 (some read back from the spill).
+    let mut sub = Sub::new(
+        &n.conn,
+        "q",
+        ConsumerOpts {
+            prefetch: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let got = sub.drain();
+    assert_eq!(got.len(), 50);
+    ack_all(&got);
+    drop(sub);
+    n.stop().await;
+
+    // Restarting restores 150 messages into a queue that pages again.
+    let n = start(&dir.0, 1 << 30);
+    assert_eq!(n.stats("q").messages, 150);
+    assert!(n.resident() <= QUEUE_BUDGET);
+    let q = n.conn.vhost().queue("q").unwrap();
+    for i in 50..200 {
+        let (d, _) = q.get(AckMode::Auto, 0).expect("a message");
+        assert_eq!(d.message.body, body_of(i));
+        assert!(d.redelivered, "restored messages are flagged redelivered");
+    }
+    assert!(q.get(AckMode::Auto, 0).is_none());
+    n.stop().await;
+    let n = start(&dir.0, 1 << 30);
+    assert_eq!(n.stats("q").messages, 0, "auto-acked ones are settled");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn purge_and_delete_settle_paged_messages() {
+    let dir = TempDir::new("purge");
+    let n = start(&dir.0, 1 << 30);
+    let v = n.conn.vhost().clone();
+    for q in ["p", "d"] {
+        n.conn
+            .declare_queue(q, QueueOptions::default(), false)
+            .unwrap();
+        for i in 0..100 {
+            n.send(q, i, true);
+        }
+    }
+    assert!(spill_files(&dir.0) > 0);
+    assert_eq!(v.queue("p").unwrap().purge(), 100);
+    v.delete_queue("d", false, false, n.conn.id()).unwrap();
+    assert_eq!(n.resident(), 0);
+    assert_eq!(spill_files(&dir.0), 0);
+    n.stop().await;
+    let n = start(&dir.0, 1 << 30);
+    assert_eq!(n.stats("p").messages, 0, "purged paged messages stay gone");
+    assert!(n.conn.vhost().queue("d").is_none());
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn requeued_messages_go_back_ahead_of_paged_ones() {
+    let dir = TempDir::new("requeue");
+    let n = start(&dir.0, 1 << 30);
+    n.conn
+        .declare_queue("q", QueueOptions::default(), false)
+        .unwrap();
+    for i in 0..100 {
+        n.send("q", i, false);
+    }
+    let mut sub = Sub::new(
+        &n.conn,
+        "q",
+        ConsumerOpts {
+            prefetch: 30,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let first = sub.drain();
+    assert_eq!(first.len(), 30);
+    // Requeue them all by cancelling the consumer.
+    drop(sub);
+    let q = n.conn.vhost().queue("q").unwrap();
+    assert_eq!(q.stats().messages, 100);
+    for i in 0..100 {
+        let (d, _) = q.get(AckMode::Auto, 0).expect("a message");
+        assert_eq!(d.message.body, body_of(i), "in order after requeue");
+        assert_eq!(d.redelivered, i < 30);
+    }
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn priority_lanes_page_separately_and_high_priority_still_comes_first() {
+    let dir = TempDir::new("priority");
+    let n = start(&dir.0, 1 << 30);
+    declare(&n.conn, "q", &[("x-max-priority", FieldValue::I32(5))]);
+    for i in 0..60 {
+        let mut m = Message::new("", "q", body_of(i));
+        m.properties.priority = Some(if i % 3 == 0 { 5 } else { 0 });
+        n.conn.vhost().publish(Arc::new(m)).unwrap();
+    }
+    assert!(n.paged_out() > 0);
+    let q = n.conn.vhost().queue("q").unwrap();
+    let order: Vec<usize> = (0..60)
+        .map(|_| {
+            let (d, _) = q.get(AckMode::Auto, 0).unwrap();
+            std::str::from_utf8(&d.message.body[..8])
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let high: Vec<usize> = (0..60).filter(|i| i % 3 == 0).collect();
+    let low: Vec<usize> = (0..60).filter(|i| i % 3 != 0).collect();
+    assert_eq!(order[..20], high[..]);
+    assert_eq!(order[20..], low[..]);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn the_global_budget_pages_across_queues_and_ttl_applies_to_paged_messages() {
+    let dir = TempDir::new("global");
+    // Two queues of 1000 bytes each could hold 2000; the broker-wide budget is 1500.
+    let n = start(&dir.0, 1500);
+    declare(&n.conn, "a", &[("x-message-ttl", FieldValue::I32(1000))]);
+    n.conn
+        .declare_queue("b", QueueOptions::default(), false)
+        .unwrap();
+    for i in 0..40 {
+        n.send("a", i, false);
+        n.send("b", i, false);
+    }
+    assert!(
+        n.resident() <= 1500 + BODY as u64,
+        "resident {}",
+        n.resident()
+    );
+    n.clock.advance(2000);
+    let a = n.conn.vhost().queue("a").unwrap();
+    assert!(a.get(AckMode::Auto, 0).is_none(), "expired, paged or not");
+    assert_eq!(a.stats().messages, 0);
+    let b = n.conn.vhost().queue("b").unwrap();
+    for i in 0..40 {
+        assert_eq!(b.get(AckMode::Auto, 0).unwrap().0.message.body, body_of(i));
+    }
+    assert_eq!(n.resident(), 0);
+    n.stop().await;
+}

@@ -1,0 +1,238 @@
+//! Memory stays bounded while a queue holds far more message bytes than its memory budget:
+//! the broker runs as a child process with small paging limits, an AMQP producer fills one
+//! queue with many times that much, and the broker's resident set size (read from /proc)
+//! must stay near the budget while the queue is filled and drained. Every message must come
+//! back, in order and intact.
+//!
+//! Size: `FERROMQ_PAGING_TEST_MIB` MiB of 1 KiB messages (default 160) through a queue whose
+//! memory budget is `FERROMQ_PAGING_TEST_BUDGET_MIB` (default 16; the broker-wide budget is
+//! the same). The example, 2 GiB with a 256 MiB budget, is
+//! `FERROMQ_PAGING_TEST_MIB=2048 FERROMQ_PAGING_TEST_BUDGET_MIB=256 cargo test --release
+//! --test paging -- --nocapture`.
+
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::message::DeliveryResult;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tokio::sync::mpsc;
+
+const BODY: usize = 1024;
+/// What the broker may hold beyond its baseline and the paging budget: journal and socket
+/// buffers, allocator slack and the spill bookkeeping. Without paging the queue alone would
+/// hold the whole fill (160 MiB by default).
+const RSS_SLACK: u64 = 64 << 20;
+
+fn env_mib(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(data: &Path, port: u16, budget: u64) -> Broker {
+    let child = Process::new(env!("CARGO_BIN_EXE_ferromq"))
+        .arg("serve")
+        .env_clear()
+        .env("FERROMQ_DATA_DIR", data)
+        .env("FERROMQ_LISTENERS__STOMP", "")
+        .env("FERROMQ_LISTENERS__MQTT", "")
+        .env("FERROMQ_LISTENERS__AMQP", format!("127.0.0.1:{port}"))
+        .env("FERROMQ_LOG", "warn")
+        .env("FERROMQ_STORE__DISK_FREE_MIN_BYTES", "0")
+        .env("FERROMQ_STORE__BACKLOG_MAX_BYTES", (4u64 << 20).to_string())
+        .env("FERROMQ_STORE__QUEUE_MEMORY_MAX_BYTES", budget.to_string())
+        .env("FERROMQ_STORE__MEMORY_MAX_BYTES", budget.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ferromq");
+    Broker(child)
+}
+
+/// The child's resident set size in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn body(i: u64) -> Vec<u8> {
+    let mut b = format!("{i:010}:").into_bytes();
+    b.resize(BODY, b'a' + (i % 26) as u8);
+    b
+}
+
+async fn connect(port: u16) -> Connection {
+    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    for _ in 0..400 {
+        if let Ok(c) = Connection::connect(&uri, ConnectionProperties::default()).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("broker did not accept AMQP on port {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_drains() {
+    let mib = env_mib("FERROMQ_PAGING_TEST_MIB", 160);
+    let budget = env_mib("FERROMQ_PAGING_TEST_BUDGET_MIB", 16) << 20;
+    let count = mib * 1024 * 1024 / BODY as u64;
+    let data = std::env::temp_dir().join(format!("ferromq-paging-rss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = free_port();
+    let broker = spawn(&data, port, budget);
+    let pid = broker.0.id();
+    let conn = connect(port).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "big".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let baseline = rss(pid);
+    assert!(baseline > 0, "reads the broker's RSS");
+
+    // Sample the broker's RSS for as long as the test runs.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    // Fill: half persistent, half transient; confirms bound what is in flight.
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..count {
+        let props = BasicProperties::default().with_delivery_mode(if i % 2 == 0 { 2 } else { 1 });
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                "big".into(),
+                BasicPublishOptions::default(),
+                &body(i),
+                props,
+            )
+            .await
+            .expect("publish");
+        pending.push_back(confirm);
+        if pending.len() >= 1000 {
+            let c = pending.pop_front().unwrap().await.expect("confirm");
+            assert!(c.is_ack(), "message confirmed");
+        }
+    }
+    for c in pending {
+        assert!(c.await.expect("confirm").is_ack());
+    }
+    let filled_peak = peak.load(Ordering::Relaxed);
+    let q = ch
+        .queue_declare(
+            "big".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        u64::from(q.message_count()),
+        count,
+        "every message is in the queue"
+    );
+
+    // Drain, checking order and content.
+    ch.basic_qos(500, BasicQosOptions::default()).await.unwrap();
+    let consumer = ch
+        .basic_consume(
+            "big".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Sent from the delegate itself, not from the future it returns: those futures may
+    // run out of order.
+    consumer.set_delegate(move |d: DeliveryResult| {
+        if let Ok(Some(d)) = d {
+            let _ = tx.send(d);
+        }
+        async {}
+    });
+    for i in 0..count {
+        let d = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("message {i} of {count} arrives"))
+            .expect("consumer open");
+        assert!(
+            d.data == body(i),
+            "message {i} comes back intact and in order: got {} bytes starting {:?}",
+            d.data.len(),
+            String::from_utf8_lossy(&d.data[..d.data.len().min(24)])
+        );
+        if i % 100 == 99 || i + 1 == count {
+            d.ack(BasicAckOptions { multiple: true }).await.unwrap();
+        }
+    }
+    sampler.abort();
+    let total_peak = peak.load(Ordering::Relaxed);
+    eprintln!(
+        "paging: {mib} MiB through one queue with a {} MiB budget; broker RSS baseline {} MiB, peak while filling {} MiB, peak overall {} MiB",
+        budget >> 20,
+        baseline >> 20,
+        filled_peak >> 20,
+        total_peak >> 20
+    );
+    assert!(
+        total_peak < baseline + budget + budget / 4 + RSS_SLACK,
+        "broker RSS peaked at {} MiB (baseline {} MiB, budget {} MiB)",
+        total_peak >> 20,
+        baseline >> 20,
+        budget >> 20
+    );
+    let _ = conn.close(200, "done".into()).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&data);
+}
