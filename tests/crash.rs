@@ -40,15 +40,21 @@ impl Drop for Broker {
 }
 
 fn spawn_broker(data: &Path, port: u16) -> Broker {
-    Broker(spawn_child(data, port))
+    Broker(spawn_child(data, port, None))
 }
 
-fn spawn_child(data: &Path, port: u16) -> Child {
+/// A broker child with STOMP on `port`, AMQP on `amqp` if given, and no other listener.
+fn spawn_child(data: &Path, port: u16, amqp: Option<u16>) -> Child {
     Process::new(env!("CARGO_BIN_EXE_ferromq"))
         .arg("serve")
         .env_clear()
         .env("FERROMQ_DATA_DIR", data)
         .env("FERROMQ_LISTENERS__STOMP", format!("127.0.0.1:{port}"))
+        .env(
+            "FERROMQ_LISTENERS__AMQP",
+            amqp.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default(),
+        )
+        .env("FERROMQ_LISTENERS__MQTT", "")
         .env("FERROMQ_LOG", "warn")
         // Small segments, so that rotation and deletion happen during the test.
         .env("FERROMQ_STORE__SEGMENT_SIZE_MAX_BYTES", "262144")
@@ -296,4 +302,87 @@ async fn confirmed_messages_survive_kill_9_and_acked_ones_stay_gone() {
 
 fn consume_result(r: (Vec<u64>, Vec<u64>)) -> (BTreeSet<u64>, Vec<u64>) {
     (r.0.into_iter().collect(), r.1)
+}
+
+/// `tx.commit-ok` means stored: a broker killed right after it must still have every
+/// committed persistent message after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_amqp_transactions_survive_kill_9() {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let data = std::env::temp_dir().join(format!("ferromq-crash-tx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (stomp, amqp) = (free_port(), free_port());
+    let uri = format!("amqp://guest:guest@127.0.0.1:{amqp}/%2f");
+    let addr: SocketAddr = format!("127.0.0.1:{amqp}").parse().unwrap();
+    let mut committed = 0u64;
+    for round in 0..3u64 {
+        let mut child = spawn_child(&data, stomp, Some(amqp));
+        wait_listening(addr).await;
+        let conn = Connection::connect(&uri, ConnectionProperties::default())
+            .await
+            .expect("AMQP connects");
+        let ch = conn.create_channel().await.unwrap();
+        let q = ch
+            .queue_declare(
+                "tx".into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            u64::from(q.message_count()),
+            committed,
+            "round {round}: every committed message is there after kill -9"
+        );
+        ch.tx_select().await.unwrap();
+        for _ in 0..(50 + round * 37) {
+            for k in 0..3 {
+                let props = BasicProperties::default().with_delivery_mode(2);
+                ch.basic_publish(
+                    "".into(),
+                    "tx".into(),
+                    BasicPublishOptions::default(),
+                    &body(committed + k),
+                    props,
+                )
+                .await
+                .unwrap();
+            }
+            ch.tx_commit().await.expect("tx.commit-ok");
+            committed += 3;
+        }
+        // Killed at once after the last commit-ok, before anything else can happen.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(conn);
+    }
+    let child = Broker(spawn_child(&data, stomp, Some(amqp)));
+    wait_listening(addr).await;
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in 0..committed {
+        let got = ch
+            .basic_get("tx".into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a committed message");
+        seqs.push(parse(&got.delivery.data));
+    }
+    let expected: Vec<u64> = (0..committed).collect();
+    assert!(
+        seqs == expected,
+        "every committed message once, in order: {seqs:?}"
+    );
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data);
 }

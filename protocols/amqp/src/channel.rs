@@ -12,7 +12,7 @@
 //! - `consumers` and `retired` together hold exactly the consumer ids that map to this
 //!   channel in the session's index.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use amq_protocol::frame::AMQPContentHeader;
@@ -122,6 +122,8 @@ pub(crate) struct Tx {
     pub(crate) returns: Vec<Option<(ByteString, Arc<Message>)>>,
     /// Deliveries settled inside the transaction: back to `unacked` on rollback.
     pub(crate) settled: Vec<(u64, Unacked)>,
+    /// Commits whose `tx.commit-ok` waits for the journal to sync what they stored.
+    pub(crate) commits: VecDeque<adapter::SyncTicket>,
 }
 
 pub(crate) enum Mode {
@@ -203,6 +205,43 @@ impl Channel {
         if let Mode::Confirm(c) = &mut self.mode {
             c.flush(out, scratch, self.id, &|t| link.synced(t));
         }
+    }
+
+    /// Whether `tx.commit-ok`s wait for the journal.
+    pub(crate) fn commits_waiting(&self) -> bool {
+        matches!(&self.mode, Mode::Tx(t) if !t.commits.is_empty())
+    }
+
+    /// Sends the `tx.commit-ok`s whose transactions the journal has synced; fails the
+    /// channel if the journal failed instead.
+    pub(crate) fn flush_commits(
+        &mut self,
+        out: &mut BytesMut,
+        scratch: &mut Vec<u8>,
+        link: &Link,
+    ) -> Result<(), AmqpError> {
+        let Mode::Tx(t) = &mut self.mode else {
+            return Ok(());
+        };
+        while let Some(&at) = t.commits.front() {
+            match link.synced(at) {
+                None => break,
+                Some(true) => {
+                    t.commits.pop_front();
+                    let ok = AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}));
+                    encode_method(out, scratch, self.id, &ok);
+                }
+                Some(false) => {
+                    t.commits.clear();
+                    return Err(AmqpError::new(
+                        code::INTERNAL_ERROR,
+                        "the journal failed: the committed messages may not be stored",
+                    )
+                    .at(90, 20));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The queue an empty name stands for.
@@ -421,6 +460,7 @@ impl Channel {
                             txn: ctx.link.transaction(),
                             returns: Vec::new(),
                             settled: Vec::new(),
+                            commits: VecDeque::new(),
                         }))
                     }
                     Mode::Tx(_) => {}
@@ -443,9 +483,23 @@ impl Channel {
                 for (_, u) in &settled {
                     self.settled_one(u.consumer, ctx);
                 }
+                let journaled = outcomes.iter().flatten().any(|o| o.ticket.is_some());
                 outcomes?;
-                ctx.send(ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
-                Ok(())
+                // Like a publisher confirm, commit-ok means stored: it waits for the
+                // journal to sync the transaction's persistent messages and acks.
+                let Mode::Tx(t) = &mut self.mode else {
+                    unreachable!("checked above")
+                };
+                match ctx.link.sync_point() {
+                    Some(at) if journaled || !settled.is_empty() || !t.commits.is_empty() => {
+                        t.commits.push_back(at);
+                        self.flush_commits(ctx.out, ctx.scratch, ctx.link)
+                    }
+                    _ => {
+                        ctx.send(ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                        Ok(())
+                    }
+                }
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Mode::Tx(t) = &mut self.mode else {

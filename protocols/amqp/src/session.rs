@@ -320,16 +320,45 @@ impl Session {
 
     /// True while some channel's confirms wait for the journal.
     pub fn has_pending_sync(&self) -> bool {
-        self.channels.values().any(|c| c.confirms_waiting())
+        self.channels
+            .values()
+            .any(|c| c.confirms_waiting() || c.commits_waiting())
     }
 
     /// The journal's synced point moved: sends the confirms that became due.
     pub fn on_synced(&mut self, out: &mut BytesMut) {
-        if let Some(link) = &self.link {
-            for ch in self.channels.values_mut() {
-                ch.flush_confirms(out, &mut self.scratch, link);
+        let Some(link) = &self.link else {
+            return;
+        };
+        let mut failed = Vec::new();
+        for (&id, ch) in self.channels.iter_mut() {
+            ch.flush_confirms(out, &mut self.scratch, link);
+            if let Err(e) = ch.flush_commits(out, &mut self.scratch, link) {
+                failed.push((id, e));
             }
         }
+        for (id, e) in failed {
+            self.channel_error(id, e, out);
+        }
+    }
+
+    /// Closes channel `ch_id` with `e` (a channel-scoped error), releasing what it holds.
+    fn channel_error(&mut self, ch_id: u16, e: AmqpError, out: &mut BytesMut) {
+        let (Some(ch), Some(link)) = (self.channels.get_mut(&ch_id), &self.link) else {
+            return;
+        };
+        tracing::debug!(peer = ?self.peer, channel = ch_id, error = %e, "AMQP channel error");
+        // Confirms already earned are sent before the close.
+        ch.flush_confirms(out, &mut self.scratch, link);
+        ch.release(&mut self.consumers);
+        ch.closing = true;
+        let m = channel::AMQPMethod::Close(channel::Close {
+            reply_code: e.code,
+            reply_text: short(&e.text),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        });
+        encode_method(out, &mut self.scratch, ch_id, &AMQPClass::Channel(m));
     }
 
     /// A delivery or cancellation from the core.
@@ -590,18 +619,7 @@ impl Session {
         match result {
             Ok(()) => Ok(Flow::Continue),
             Err(e) if e.scope() == Scope::Channel => {
-                tracing::debug!(peer = ?self.peer, channel = ch_id, error = %e, "AMQP channel error");
-                // Confirms already earned are sent before the close.
-                ch.flush_confirms(out, &mut self.scratch, link);
-                ch.release(&mut self.consumers);
-                ch.closing = true;
-                let m = channel::AMQPMethod::Close(channel::Close {
-                    reply_code: e.code,
-                    reply_text: short(&e.text),
-                    class_id: e.class_id,
-                    method_id: e.method_id,
-                });
-                encode_method(out, &mut self.scratch, ch_id, &AMQPClass::Channel(m));
+                self.channel_error(ch_id, e, out);
                 Ok(Flow::Continue)
             }
             Err(e) => Err(e),

@@ -169,6 +169,11 @@ impl Link {
         self.sync.as_ref()?.poll(t).map(|r| r.is_ok())
     }
 
+    /// A ticket covering every journal record submitted so far; `None` without a store.
+    pub(crate) fn sync_point(&self) -> Option<SyncTicket> {
+        self.conn.broker().sync_point()
+    }
+
     /// A waiter for the connection task to learn when the synced point moves.
     pub(crate) fn sync_waiter(&self) -> Option<SyncWaiter> {
         self.sync.clone()
