@@ -55,6 +55,11 @@ pub struct Persister {
     tick: Duration,
     compaction_every_ticks: u64,
     disk_free_min_bytes: u64,
+    /// Bytes submitted since free space was last measured, and half the room above the
+    /// floor found then: once the one reaches the other, free space is measured again
+    /// (between ticks too), so a fast producer cannot run the disk full between checks.
+    written_since_check: u64,
+    recheck_after_bytes: u64,
     exchanges: HashMap<ObjectKey, Lsn>,
     queues: HashMap<ObjectKey, Lsn>,
     bindings: HashMap<Bytes, BindingBook>,
@@ -100,6 +105,8 @@ impl Persister {
                 (cfg.compaction_interval_ms / tick_ms).max(1)
             },
             disk_free_min_bytes: cfg.disk_free_min_bytes,
+            written_since_check: 0,
+            recheck_after_bytes: 0,
             exchanges: recovered
                 .exchanges
                 .iter()
@@ -233,6 +240,10 @@ impl Persister {
                 }
             }
             self.durable.taken(len);
+            self.written_since_check += len;
+        }
+        if self.written_since_check >= self.recheck_after_bytes {
+            self.check_disk();
         }
         let mut last = 0;
         for (op, ticket) in tickets {
@@ -409,12 +420,15 @@ impl Persister {
         debug!(records = moved.len(), "journal compaction moved records");
     }
 
-    fn check_disk(&self) {
+    fn check_disk(&mut self) {
         if self.disk_free_min_bytes == 0 {
+            self.recheck_after_bytes = u64::MAX;
             return;
         }
+        self.written_since_check = 0;
         match free_bytes(&self.dir) {
             Some(free) => {
+                self.recheck_after_bytes = free.saturating_sub(self.disk_free_min_bytes) / 2;
                 let low = free < self.disk_free_min_bytes;
                 let was = self
                     .durable
@@ -430,7 +444,10 @@ impl Persister {
                     }
                 }
             }
-            None => debug!(dir = %self.dir.display(), "cannot read free disk space"),
+            None => {
+                self.recheck_after_bytes = u64::MAX;
+                debug!(dir = %self.dir.display(), "cannot read free disk space");
+            }
         }
     }
 }
