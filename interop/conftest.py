@@ -130,6 +130,9 @@ class BrokerProcess:
                     "FERROMQ_LISTENERS__STOMP": f"{self.host}:{self.port}",
                     "FERROMQ_LISTENERS__AMQP": f"{self.host}:{self.amqp_port}",
                     "FERROMQ_LISTENERS__MQTT": f"{self.host}:{self.mqtt_port}",
+                    # The JMS suite runs from `cargo test` (tests/openwire.rs); off here, so
+                    # parallel brokers do not race for 61616.
+                    "FERROMQ_LISTENERS__OPENWIRE": "",
                     "FERROMQ_DATA_DIR": str(self.tmp / "data"),
                     "FERROMQ_LOG": "info",
                 }

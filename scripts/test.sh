@@ -17,6 +17,9 @@ step() { printf '\n==> %s\n' "$*"; }
 apt_packages=()
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+# The ActiveMQ JMS client and a JDK for tests/openwire.rs.
+[ -f /usr/share/java/activemq-client.jar ] || apt_packages+=(libactivemq-java)
+command -v javac >/dev/null || apt_packages+=(openjdk-17-jdk-headless)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${apt_packages[*]}"
   sudo_cmd=""

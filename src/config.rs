@@ -54,6 +54,8 @@ pub struct Config {
     pub amqp: AmqpSection,
     /// MQTT settings.
     pub mqtt: MqttSection,
+    /// OpenWire settings.
+    pub openwire: OpenWireSection,
     /// Core bounds.
     pub limits: LimitsSection,
     /// The journal of durable state.
@@ -77,6 +79,7 @@ impl Default for Config {
             stomp: StompSection::default(),
             amqp: AmqpSection::default(),
             mqtt: MqttSection::default(),
+            openwire: OpenWireSection::default(),
             limits: LimitsSection::default(),
             store: StoreSection::default(),
             users: Vec::new(),
@@ -96,6 +99,8 @@ pub struct Listeners {
     pub amqp: String,
     /// MQTT (`127.0.0.1:1883` by default).
     pub mqtt: String,
+    /// OpenWire (`127.0.0.1:61616` by default).
+    pub openwire: String,
 }
 
 impl Default for Listeners {
@@ -104,6 +109,7 @@ impl Default for Listeners {
             stomp: "127.0.0.1:61613".into(),
             amqp: "127.0.0.1:5672".into(),
             mqtt: "127.0.0.1:1883".into(),
+            openwire: "127.0.0.1:61616".into(),
         }
     }
 }
@@ -122,6 +128,11 @@ impl Listeners {
     /// The MQTT address, `None` when turned off.
     pub fn mqtt_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         parse_addr("listeners.mqtt", &self.mqtt)
+    }
+
+    /// The OpenWire address, `None` when turned off.
+    pub fn openwire_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_addr("listeners.openwire", &self.openwire)
     }
 }
 
@@ -517,6 +528,7 @@ impl Config {
         config.listeners.stomp_addr()?;
         config.listeners.amqp_addr()?;
         config.listeners.mqtt_addr()?;
+        config.listeners.openwire_addr()?;
         Ok(config)
     }
 
@@ -625,5 +637,76 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+}
+
+/// `[openwire]`; see `ferromq_openwire::OpenWireConfig` for the meaning of each.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct OpenWireSection {
+    pub vhost: String,
+    pub frame_max_bytes: u64,
+    pub inactivity_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub write_stall_timeout_ms: u64,
+    pub connections_max: usize,
+    pub sessions_max: usize,
+    pub consumers_max: usize,
+    pub producers_max: usize,
+    pub temp_destinations_max: usize,
+    pub transactions_max: usize,
+    pub prefetch_max: u32,
+    pub topic_backlog_max: u64,
+    pub properties_depth_max: usize,
+    pub inflated_max_bytes: u64,
+    pub broker_name: String,
+}
+
+impl Default for OpenWireSection {
+    fn default() -> Self {
+        let d = ferromq_openwire::OpenWireConfig::default();
+        Self {
+            vhost: d.vhost,
+            frame_max_bytes: d.frame_max_bytes,
+            inactivity_ms: d.inactivity_ms,
+            connect_timeout_ms: d.connect_timeout_ms,
+            write_stall_timeout_ms: d.write_stall_timeout_ms,
+            connections_max: d.connections_max,
+            sessions_max: d.sessions_max,
+            consumers_max: d.consumers_max,
+            producers_max: d.producers_max,
+            temp_destinations_max: d.temp_destinations_max,
+            transactions_max: d.transactions_max,
+            prefetch_max: d.prefetch_max,
+            topic_backlog_max: d.topic_backlog_max,
+            properties_depth_max: d.properties_depth_max,
+            inflated_max_bytes: d.inflated_max_bytes,
+            broker_name: d.broker_name,
+        }
+    }
+}
+
+impl OpenWireSection {
+    /// The OpenWire crate's configuration (frames of at least 1 KiB, nesting of at least 1).
+    pub fn to_openwire(&self) -> ferromq_openwire::OpenWireConfig {
+        ferromq_openwire::OpenWireConfig {
+            vhost: self.vhost.clone(),
+            frame_max_bytes: self.frame_max_bytes.max(1024),
+            inactivity_ms: self.inactivity_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+            write_stall_timeout_ms: self.write_stall_timeout_ms,
+            connections_max: self.connections_max,
+            sessions_max: self.sessions_max,
+            consumers_max: self.consumers_max,
+            producers_max: self.producers_max,
+            temp_destinations_max: self.temp_destinations_max,
+            transactions_max: self.transactions_max,
+            prefetch_max: self.prefetch_max.max(1),
+            topic_backlog_max: self.topic_backlog_max,
+            properties_depth_max: self.properties_depth_max.max(1),
+            inflated_max_bytes: self.inflated_max_bytes,
+            broker_name: self.broker_name.clone(),
+        }
     }
 }

@@ -58,6 +58,7 @@ pub struct Server {
     stomp_addr: Option<SocketAddr>,
     amqp_addr: Option<SocketAddr>,
     mqtt_addr: Option<SocketAddr>,
+    openwire_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -80,6 +81,11 @@ impl Server {
     /// The MQTT listener's bound address.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.mqtt_addr
+    }
+
+    /// The OpenWire listener's bound address.
+    pub fn openwire_addr(&self) -> Option<SocketAddr> {
+        self.openwire_addr
     }
 
     /// The broker core.
@@ -241,6 +247,25 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         ));
     }
 
+    let mut openwire_addr = None;
+    if let Some(addr) = config.listeners.openwire_addr()? {
+        let bind_err = |source| StartError::Bind {
+            protocol: "OpenWire",
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let bound = listener.local_addr().map_err(bind_err)?;
+        tracing::info!(protocol = "openwire", addr = %bound, "listening");
+        openwire_addr = Some(bound);
+        tasks.spawn(ferromq_openwire::serve(
+            listener,
+            config.openwire.to_openwire(),
+            broker.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));
     let (b, stop) = (broker.clone(), shutdown.clone());
     tasks.spawn(async move {
@@ -259,6 +284,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         stomp_addr,
         amqp_addr,
         mqtt_addr,
+        openwire_addr,
         shutdown,
         tasks,
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),

@@ -20,6 +20,7 @@ pub async fn broker(tweak: impl FnOnce(&mut Config)) -> Server {
     config.listeners.stomp = "127.0.0.1:0".into();
     config.listeners.amqp = "127.0.0.1:0".into();
     config.listeners.mqtt = "127.0.0.1:0".into();
+    config.listeners.openwire = "127.0.0.1:0".into();
     config.data_dir = std::env::temp_dir().join(format!(
         "ferromq-test-{}-{}",
         std::process::id(),

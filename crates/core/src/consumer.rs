@@ -88,6 +88,22 @@ impl CreditGate {
         self.inflight.load(Ordering::SeqCst)
     }
 
+    /// Changes the limit (0 stops deliveries). Raising it wakes the queues that waited for
+    /// credit, so a consumer can widen its window without acknowledging (OpenWire's
+    /// delivered acks and pulls).
+    pub fn set_limit(&self, limit: u32) {
+        let old = self.limit.swap(limit, Ordering::SeqCst);
+        if limit > old && self.has_waiters.swap(false, Ordering::SeqCst) {
+            let waiting = std::mem::take(&mut *self.waiters.lock());
+            crate::queue::kick_all(waiting);
+        }
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::SeqCst)
+    }
+
     /// Takes one credit if there is one.
     pub(crate) fn try_acquire(&self) -> bool {
         let limit = self.limit.load(Ordering::SeqCst);

@@ -97,7 +97,14 @@ pub(crate) fn message_from_send(
     Ok(Message {
         body,
         properties: Properties {
-            content_type: get("content-type"),
+            // A SEND without content-length is text (ActiveMQ makes it a JMS TextMessage):
+            // say so when the client gave no content type.
+            content_type: get("content-type").or_else(|| {
+                headers
+                    .get("content-length")
+                    .is_none()
+                    .then(|| ByteString::from_static("text/plain"))
+            }),
             content_encoding: get("content-encoding"),
             headers: table,
             persistent,

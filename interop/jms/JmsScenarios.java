@@ -1,0 +1,531 @@
+// JMS scenarios against ferromq with the real ActiveMQ 5.x client (Debian's
+// libactivemq-java). One JVM runs every scenario and prints "PASS name" or
+// "FAIL name: why" per scenario; the exit status is the number of failures.
+// Usage: java -cp ... JmsScenarios <openwire-port> <stomp-port> [scenario...]
+
+import java.io.*;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.UUID;
+import javax.jms.*;
+import org.apache.activemq.ActiveMQConnection;
+import org.apache.activemq.ActiveMQConnectionFactory;
+import org.apache.activemq.RedeliveryPolicy;
+
+public class JmsScenarios {
+    static int port;
+    static int stompPort;
+    static final long WAIT = 5000;
+
+    interface Scenario { void run() throws Exception; }
+
+    static ActiveMQConnectionFactory factory() {
+        ActiveMQConnectionFactory f = new ActiveMQConnectionFactory(
+            "tcp://127.0.0.1:" + port + "?wireFormat.tightEncodingEnabled=false&wireFormat.cacheEnabled=false");
+        f.setUserName("guest");
+        f.setPassword("guest");
+        f.setTrustAllPackages(true);
+        return f;
+    }
+
+    static Connection connect(String clientId) throws JMSException {
+        Connection c = factory().createConnection();
+        if (clientId != null) c.setClientID(clientId);
+        c.start();
+        return c;
+    }
+
+    static void check(boolean ok, String what) {
+        if (!ok) throw new AssertionError(what);
+    }
+
+    static void eq(Object want, Object got, String what) {
+        if (!Objects.equals(want, got)) throw new AssertionError(what + ": want <" + want + "> got <" + got + ">");
+    }
+
+    static String unique(String base) {
+        return base + "." + UUID.randomUUID().toString().substring(0, 8);
+    }
+
+    static void queueSendReceive() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.q"));
+            MessageProducer p = s.createProducer(q);
+            for (int i = 0; i < 10; i++) {
+                TextMessage m = s.createTextMessage("hello " + i);
+                m.setJMSCorrelationID("corr-" + i);
+                p.send(m, i % 2 == 0 ? DeliveryMode.PERSISTENT : DeliveryMode.NON_PERSISTENT, 4, 0);
+            }
+            MessageConsumer mc = s.createConsumer(q);
+            for (int i = 0; i < 10; i++) {
+                TextMessage m = (TextMessage) mc.receive(WAIT);
+                check(m != null, "message " + i + " received");
+                eq("hello " + i, m.getText(), "text");
+                eq("corr-" + i, m.getJMSCorrelationID(), "correlation id");
+                eq(i % 2 == 0 ? DeliveryMode.PERSISTENT : DeliveryMode.NON_PERSISTENT, m.getJMSDeliveryMode(), "delivery mode");
+                eq(q, m.getJMSDestination(), "destination");
+                check(m.getJMSMessageID() != null, "message id");
+            }
+            check(mc.receiveNoWait() == null, "queue drained");
+        } finally { c.close(); }
+    }
+
+    static void messageTypes() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.types"));
+            MessageProducer p = s.createProducer(q);
+            TextMessage t = s.createTextMessage("héllo € 😀 \u0000 end");
+            t.setBooleanProperty("b", true);
+            t.setByteProperty("y", (byte) -3);
+            t.setShortProperty("s", (short) -300);
+            t.setIntProperty("i", 1 << 20);
+            t.setLongProperty("l", -(1L << 40));
+            t.setFloatProperty("f", 1.5f);
+            t.setDoubleProperty("d", 2.25);
+            t.setStringProperty("str", "väl");
+            t.setJMSType("my-type");
+            t.setJMSReplyTo(s.createQueue("reply.here"));
+            p.send(t);
+            BytesMessage b = s.createBytesMessage();
+            b.writeBytes(new byte[] {0, 1, 2, (byte) 255});
+            p.send(b);
+            MapMessage m = s.createMapMessage();
+            m.setString("name", "x");
+            m.setInt("n", 7);
+            m.setBytes("raw", new byte[] {9, 8});
+            m.setDouble("pi", 3.5);
+            p.send(m);
+            StreamMessage st = s.createStreamMessage();
+            st.writeInt(42);
+            st.writeString("two");
+            st.writeBoolean(true);
+            p.send(st);
+            ObjectMessage o = s.createObjectMessage(new ArrayList<>(Arrays.asList("a", "b")));
+            p.send(o);
+            p.send(s.createMessage());
+            MessageConsumer mc = s.createConsumer(q);
+            TextMessage rt = (TextMessage) mc.receive(WAIT);
+            eq("héllo € 😀 \u0000 end", rt.getText(), "text");
+            eq(true, rt.getBooleanProperty("b"), "boolean");
+            eq((byte) -3, rt.getByteProperty("y"), "byte");
+            eq((short) -300, rt.getShortProperty("s"), "short");
+            eq(1 << 20, rt.getIntProperty("i"), "int");
+            eq(-(1L << 40), rt.getLongProperty("l"), "long");
+            eq(1.5f, rt.getFloatProperty("f"), "float");
+            eq(2.25, rt.getDoubleProperty("d"), "double");
+            eq("väl", rt.getStringProperty("str"), "string");
+            eq("my-type", rt.getJMSType(), "type");
+            eq(s.createQueue("reply.here"), rt.getJMSReplyTo(), "reply-to");
+            BytesMessage rb = (BytesMessage) mc.receive(WAIT);
+            byte[] buf = new byte[10];
+            eq(4, rb.readBytes(buf), "bytes length");
+            eq((byte) 255, buf[3], "byte value");
+            MapMessage rm = (MapMessage) mc.receive(WAIT);
+            eq("x", rm.getString("name"), "map string");
+            eq(7, rm.getInt("n"), "map int");
+            eq(3.5, rm.getDouble("pi"), "map double");
+            eq(2, rm.getBytes("raw").length, "map bytes");
+            StreamMessage rs = (StreamMessage) mc.receive(WAIT);
+            eq(42, rs.readInt(), "stream int");
+            eq("two", rs.readString(), "stream string");
+            eq(true, rs.readBoolean(), "stream boolean");
+            ObjectMessage ro = (ObjectMessage) mc.receive(WAIT);
+            eq(Arrays.asList("a", "b"), ro.getObject(), "object");
+            Message plain = mc.receive(WAIT);
+            check(plain != null && !(plain instanceof TextMessage) && !(plain instanceof BytesMessage), "plain message");
+        } finally { c.close(); }
+    }
+
+    static void compressed() throws Exception {
+        ActiveMQConnectionFactory f = factory();
+        f.setUseCompression(true);
+        Connection c = f.createConnection();
+        c.start();
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.zip"));
+            MessageProducer p = s.createProducer(q);
+            StringBuilder sb = new StringBuilder();
+            for (int i = 0; i < 2000; i++) sb.append("compress me ");
+            p.send(s.createTextMessage(sb.toString()));
+            BytesMessage b = s.createBytesMessage();
+            b.writeBytes(sb.toString().getBytes(StandardCharsets.UTF_8));
+            p.send(b);
+            MessageConsumer mc = s.createConsumer(q);
+            eq(sb.toString(), ((TextMessage) mc.receive(WAIT)).getText(), "compressed text");
+            BytesMessage rb = (BytesMessage) mc.receive(WAIT);
+            eq((long) sb.length(), rb.getBodyLength(), "compressed bytes length");
+        } finally { c.close(); }
+    }
+
+    static void topicPubSub() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            String base = unique("jms.t");
+            Topic t = s.createTopic(base + ".news");
+            MessageConsumer a = s.createConsumer(t);
+            MessageConsumer b = s.createConsumer(t);
+            MessageConsumer wild = s.createConsumer(s.createTopic(base + ".>"));
+            MessageConsumer star = s.createConsumer(s.createTopic(base + ".*"));
+            MessageProducer p = s.createProducer(t);
+            for (int i = 0; i < 3; i++) p.send(s.createTextMessage("n" + i));
+            for (MessageConsumer mc : new MessageConsumer[] {a, b, wild, star}) {
+                for (int i = 0; i < 3; i++) {
+                    TextMessage m = (TextMessage) mc.receive(WAIT);
+                    check(m != null, "subscriber got message " + i);
+                    eq("n" + i, m.getText(), "topic text");
+                    eq(t, m.getJMSDestination(), "topic destination");
+                }
+            }
+        } finally { c.close(); }
+    }
+
+    static void durableSubscriber() throws Exception {
+        String cid = unique("durable-client");
+        Topic t;
+        {
+            Connection c = connect(cid);
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            t = s.createTopic(unique("jms.durable"));
+            s.createDurableSubscriber(t, "sub1").close();
+            c.close();
+        }
+        {
+            Connection c = connect(null);
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            MessageProducer p = s.createProducer(t);
+            p.setDeliveryMode(DeliveryMode.PERSISTENT);
+            p.send(s.createTextMessage("while away"));
+            c.close();
+        }
+        {
+            Connection c = connect(cid);
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            TopicSubscriber sub = s.createDurableSubscriber(t, "sub1");
+            TextMessage m = (TextMessage) sub.receive(WAIT);
+            check(m != null, "durable subscriber got the message sent while it was away");
+            eq("while away", m.getText(), "text");
+            sub.close();
+            s.unsubscribe("sub1");
+            c.close();
+        }
+    }
+
+    static void clientAcknowledge() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.CLIENT_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.cack"));
+            MessageProducer p = s.createProducer(q);
+            for (int i = 0; i < 3; i++) p.send(s.createTextMessage("m" + i));
+            MessageConsumer mc = s.createConsumer(q);
+            Message m0 = mc.receive(WAIT);
+            Message m1 = mc.receive(WAIT);
+            check(m0 != null && m1 != null, "two received");
+            s.recover();
+            Message again = mc.receive(WAIT);
+            eq("m0", ((TextMessage) again).getText(), "recovered redelivery");
+            check(again.getJMSRedelivered(), "redelivered flag");
+            mc.receive(WAIT);
+            Message m2 = mc.receive(WAIT);
+            eq("m2", ((TextMessage) m2).getText(), "third");
+            m2.acknowledge();
+            mc.close();
+            MessageConsumer after = s.createConsumer(q);
+            check(after.receive(500) == null, "acknowledged messages are gone");
+        } finally { c.close(); }
+    }
+
+    static void individualAcknowledge() throws Exception {
+        Queue q;
+        {
+            Connection c = connect(null);
+            Session s = c.createSession(false, ActiveMQSessionConsts.INDIVIDUAL_ACKNOWLEDGE);
+            q = s.createQueue(unique("jms.iack"));
+            MessageProducer p = s.createProducer(q);
+            for (int i = 0; i < 3; i++) p.send(s.createTextMessage("m" + i));
+            MessageConsumer mc = s.createConsumer(q);
+            mc.receive(WAIT);
+            Message m1 = mc.receive(WAIT);
+            mc.receive(WAIT);
+            m1.acknowledge();
+            c.close();
+        }
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            MessageConsumer mc = s.createConsumer(q);
+            List<String> got = new ArrayList<>();
+            for (Message m; (m = mc.receive(1000)) != null; ) got.add(((TextMessage) m).getText());
+            Collections.sort(got);
+            eq(Arrays.asList("m0", "m2"), got, "only the individually acked one is gone");
+        } finally { c.close(); }
+    }
+
+    static void transactions() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(true, Session.SESSION_TRANSACTED);
+            Queue q = s.createQueue(unique("jms.tx"));
+            MessageProducer p = s.createProducer(q);
+            p.send(s.createTextMessage("rolled back"));
+            s.rollback();
+            p.send(s.createTextMessage("committed"));
+            s.commit();
+            MessageConsumer mc = s.createConsumer(q);
+            TextMessage m = (TextMessage) mc.receive(WAIT);
+            eq("committed", m.getText(), "only the committed send arrives");
+            s.rollback();
+            TextMessage again = (TextMessage) mc.receive(WAIT);
+            eq("committed", again.getText(), "rolled-back receive is redelivered");
+            check(again.getJMSRedelivered(), "redelivered");
+            s.commit();
+            check(mc.receive(500) == null, "committed receive is gone");
+            s.commit();
+        } finally { c.close(); }
+    }
+
+    static void deadLetter() throws Exception {
+        ActiveMQConnectionFactory f = factory();
+        RedeliveryPolicy rp = new RedeliveryPolicy();
+        rp.setMaximumRedeliveries(2);
+        rp.setInitialRedeliveryDelay(0);
+        rp.setRedeliveryDelay(0);
+        f.setRedeliveryPolicy(rp);
+        Connection c = f.createConnection();
+        c.start();
+        try {
+            Session s = c.createSession(true, Session.SESSION_TRANSACTED);
+            Queue q = s.createQueue(unique("jms.poison"));
+            s.createProducer(q).send(s.createTextMessage("poison"));
+            s.commit();
+            MessageConsumer mc = s.createConsumer(q);
+            for (int i = 0; i < 3; i++) {
+                Message m = mc.receive(WAIT);
+                check(m != null, "delivery " + i);
+                s.rollback();
+            }
+            check(mc.receive(500) == null, "no more deliveries after the maximum");
+            mc.close();
+            s.commit();
+            Session s2 = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            MessageConsumer dlq = s2.createConsumer(s2.createQueue("ActiveMQ.DLQ"));
+            boolean found = false;
+            for (Message m; (m = dlq.receive(2000)) != null; ) {
+                if (m instanceof TextMessage && "poison".equals(((TextMessage) m).getText())) found = true;
+            }
+            check(found, "poison message is in ActiveMQ.DLQ");
+        } finally { c.close(); }
+    }
+
+    static void ttlExpiry() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.ttl"));
+            MessageProducer p = s.createProducer(q);
+            p.send(s.createTextMessage("short"), DeliveryMode.NON_PERSISTENT, 4, 50);
+            p.send(s.createTextMessage("long"), DeliveryMode.NON_PERSISTENT, 4, 600000);
+            Thread.sleep(300);
+            MessageConsumer mc = s.createConsumer(q);
+            TextMessage m = (TextMessage) mc.receive(WAIT);
+            eq("long", m.getText(), "expired message is not delivered");
+            check(m.getJMSExpiration() > System.currentTimeMillis(), "expiration is in the future");
+        } finally { c.close(); }
+    }
+
+    static void requestReply() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue service = s.createQueue(unique("jms.service"));
+            MessageConsumer server = s.createConsumer(service);
+            TemporaryQueue reply = s.createTemporaryQueue();
+            MessageConsumer replies = s.createConsumer(reply);
+            TextMessage req = s.createTextMessage("ping");
+            req.setJMSReplyTo(reply);
+            req.setJMSCorrelationID("r1");
+            s.createProducer(service).send(req);
+            Message got = server.receive(WAIT);
+            eq(reply, got.getJMSReplyTo(), "reply-to is the temporary queue");
+            TextMessage resp = s.createTextMessage("pong");
+            resp.setJMSCorrelationID(got.getJMSCorrelationID());
+            s.createProducer(got.getJMSReplyTo()).send(resp);
+            TextMessage r = (TextMessage) replies.receive(WAIT);
+            eq("pong", r.getText(), "reply");
+            eq("r1", r.getJMSCorrelationID(), "correlation");
+            replies.close();
+            reply.delete();
+            TemporaryTopic tt = s.createTemporaryTopic();
+            MessageConsumer tc = s.createConsumer(tt);
+            s.createProducer(tt).send(s.createTextMessage("temp topic"));
+            eq("temp topic", ((TextMessage) tc.receive(WAIT)).getText(), "temporary topic");
+        } finally { c.close(); }
+    }
+
+    static void prefetch() throws Exception {
+        for (int prefetch : new int[] {0, 1, 5000}) {
+            ActiveMQConnectionFactory f = factory();
+            f.getPrefetchPolicy().setAll(prefetch);
+            Connection c = f.createConnection();
+            c.start();
+            try {
+                Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+                Queue q = s.createQueue(unique("jms.prefetch" + prefetch));
+                MessageConsumer mc = s.createConsumer(q);
+                check(mc.receiveNoWait() == null, "empty queue, no wait");
+                check(mc.receive(200) == null, "empty queue, timed receive");
+                MessageProducer p = s.createProducer(q);
+                int n = prefetch == 5000 ? 2000 : 20;
+                for (int i = 0; i < n; i++) p.send(s.createTextMessage("p" + i));
+                for (int i = 0; i < n; i++) {
+                    TextMessage m = (TextMessage) mc.receive(WAIT);
+                    check(m != null, "prefetch " + prefetch + " message " + i);
+                    eq("p" + i, m.getText(), "order");
+                }
+                check(mc.receiveNoWait() == null || prefetch != 0, "drained");
+            } finally { c.close(); }
+        }
+    }
+
+    static void compositeAndVirtualTopics() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            String a = unique("jms.ca"), b = unique("jms.cb");
+            s.createProducer(s.createQueue(a + "," + b)).send(s.createTextMessage("both"));
+            eq("both", ((TextMessage) s.createConsumer(s.createQueue(a)).receive(WAIT)).getText(), "composite a");
+            eq("both", ((TextMessage) s.createConsumer(s.createQueue(b)).receive(WAIT)).getText(), "composite b");
+            String vt = unique("VirtualTopic.Orders");
+            MessageConsumer g1 = s.createConsumer(s.createQueue("Consumer.A." + vt));
+            MessageConsumer g2 = s.createConsumer(s.createQueue("Consumer.B." + vt));
+            s.createProducer(s.createTopic(vt)).send(s.createTextMessage("order"));
+            eq("order", ((TextMessage) g1.receive(WAIT)).getText(), "virtual topic group A");
+            eq("order", ((TextMessage) g2.receive(WAIT)).getText(), "virtual topic group B");
+        } finally { c.close(); }
+    }
+
+    static void clientIdUnique() throws Exception {
+        String cid = unique("unique-client");
+        Connection c = connect(cid);
+        try {
+            try {
+                connect(cid).close();
+                throw new AssertionError("a second connection with the same client id was accepted");
+            } catch (InvalidClientIDException expected) {
+            }
+        } finally { c.close(); }
+        connect(cid).close();
+    }
+
+    static void badCredentials() throws Exception {
+        ActiveMQConnectionFactory f = factory();
+        f.setPassword("wrong");
+        try {
+            Connection c = f.createConnection();
+            c.start();
+            c.close();
+            throw new AssertionError("wrong password accepted");
+        } catch (JMSSecurityException expected) {
+        }
+    }
+
+    /** A raw STOMP client: SEND with and without content-length, and a SUBSCRIBE that
+     *  receives a JMS TextMessage. */
+    static void stompInterop() throws Exception {
+        String qname = unique("jms.stomp");
+        try (Socket sock = new Socket("127.0.0.1", stompPort)) {
+            OutputStream out = sock.getOutputStream();
+            InputStream in = sock.getInputStream();
+            out.write("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0".getBytes(StandardCharsets.UTF_8));
+            readFrame(in);
+            out.write(("SEND\ndestination:/queue/" + qname + "\n\ntext body\0").getBytes(StandardCharsets.UTF_8));
+            out.write(("SEND\ndestination:/queue/" + qname + "\ncontent-length:3\n\nabc\0").getBytes(StandardCharsets.UTF_8));
+            out.flush();
+            Connection c = connect(null);
+            try {
+                Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+                MessageConsumer mc = s.createConsumer(s.createQueue(qname));
+                Message m1 = mc.receive(WAIT);
+                check(m1 instanceof TextMessage, "STOMP SEND without content-length is a TextMessage, got " + m1);
+                eq("text body", ((TextMessage) m1).getText(), "text");
+                Message m2 = mc.receive(WAIT);
+                check(m2 instanceof BytesMessage, "STOMP SEND with content-length is a BytesMessage, got " + m2);
+                eq(3L, ((BytesMessage) m2).getBodyLength(), "bytes length");
+                String back = unique("jms.tostomp");
+                out.write(("SUBSCRIBE\nid:1\ndestination:/queue/" + back + "\n\n\0").getBytes(StandardCharsets.UTF_8));
+                out.flush();
+                s.createProducer(s.createQueue(back)).send(s.createTextMessage("from jms"));
+                String frame = readFrame(in);
+                check(frame.startsWith("MESSAGE"), "STOMP got a MESSAGE: " + frame);
+                check(frame.contains("content-type:text/plain"), "text content type: " + frame);
+                check(frame.endsWith("\n\nfrom jms"), "UTF-8 body: " + frame);
+            } finally { c.close(); }
+        }
+    }
+
+    static String readFrame(InputStream in) throws IOException {
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        for (int ch; (ch = in.read()) != 0; ) {
+            if (ch < 0) throw new EOFException("STOMP connection closed");
+            if (b.size() == 0 && ch == '\n') continue;
+            b.write(ch);
+        }
+        return b.toString("UTF-8");
+    }
+
+    static final class ActiveMQSessionConsts {
+        static final int INDIVIDUAL_ACKNOWLEDGE = org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE;
+    }
+
+    public static void main(String[] args) throws Exception {
+        port = Integer.parseInt(args[0]);
+        stompPort = Integer.parseInt(args[1]);
+        Map<String, Scenario> all = new LinkedHashMap<>();
+        all.put("queue_send_receive", JmsScenarios::queueSendReceive);
+        all.put("message_and_property_types", JmsScenarios::messageTypes);
+        all.put("compressed_bodies", JmsScenarios::compressed);
+        all.put("topic_pub_sub", JmsScenarios::topicPubSub);
+        all.put("durable_subscriber", JmsScenarios::durableSubscriber);
+        all.put("client_acknowledge", JmsScenarios::clientAcknowledge);
+        all.put("individual_acknowledge", JmsScenarios::individualAcknowledge);
+        all.put("transactions", JmsScenarios::transactions);
+        all.put("dead_letter_queue", JmsScenarios::deadLetter);
+        all.put("ttl_expiry", JmsScenarios::ttlExpiry);
+        all.put("temp_queue_request_reply", JmsScenarios::requestReply);
+        all.put("prefetch", JmsScenarios::prefetch);
+        all.put("composite_and_virtual_topics", JmsScenarios::compositeAndVirtualTopics);
+        all.put("client_id_unique", JmsScenarios::clientIdUnique);
+        all.put("bad_credentials", JmsScenarios::badCredentials);
+        all.put("stomp_interop", JmsScenarios::stompInterop);
+        List<String> chosen = args.length > 2 ? Arrays.asList(args).subList(2, args.length) : new ArrayList<>(all.keySet());
+        int failures = 0;
+        for (String name : chosen) {
+            Scenario sc = all.get(name);
+            if (sc == null) { System.out.println("FAIL " + name + ": no such scenario"); failures++; continue; }
+            try {
+                sc.run();
+                System.out.println("PASS " + name);
+            } catch (Throwable t) {
+                failures++;
+                StringWriter sw = new StringWriter();
+                t.printStackTrace(new PrintWriter(sw));
+                System.out.println("FAIL " + name + ": " + t + "\n" + sw);
+            }
+            System.out.flush();
+        }
+        System.exit(failures);
+    }
+}

@@ -1,0 +1,154 @@
+//! OpenWire for ferromq: ActiveMQ 5.x JMS clients connect unchanged.
+//!
+//! The broker speaks the loose, uncached encoding of versions 9 to 12 with a size
+//! prefix: it announces tight encoding and caching off, so whatever the client prefers,
+//! the negotiated format (the AND of both sides' options) is the one implemented here.
+//!
+//! # Layout
+//! - `wire.rs`: Java `DataInput` primitives and modified UTF-8.
+//! - `primitive.rs`: the marshalled primitive map (properties, MapMessage bodies).
+//! - `command.rs`: the commands as data; `marshal.rs` reads and writes them (loose).
+//! - `codec.rs`: size-prefixed framing with the frame bound checked first.
+//! - `body.rs`: JMS message bodies (text, map, stream, compression) <-> bytes.
+//! - `destination.rs`: `queue://`/`topic://` names, wildcards, composites, virtual topics.
+//! - `selector` lives in the core (`ferromq_core::selector`), shared with STOMP.
+//! - `session.rs`: the protocol state machine (no I/O); `adapter.rs` the only module
+//!   that translates between OpenWire messages and core messages.
+//! - `conn.rs`: the tokio glue: read, decode, drive the session, write, timers.
+//! - `error.rs`: decode errors (end the connection) and command errors
+//!   (ExceptionResponse).
+//!
+//! The mapping from JMS concepts to the core is in this crate's README.md.
+#![warn(missing_docs)]
+
+mod adapter;
+pub mod body;
+pub mod codec;
+pub mod command;
+mod conn;
+pub mod destination;
+pub mod error;
+pub mod marshal;
+pub mod primitive;
+pub mod session;
+pub mod wire;
+
+use std::sync::Arc;
+
+use ferromq_core::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use conn::serve_connection;
+pub use error::{CommandError, DecodeError};
+
+/// Settings of the OpenWire listener and its connections. Every bound a client can push
+/// against is here, with the reason for its default.
+#[derive(Clone, Debug)]
+pub struct OpenWireConfig {
+    /// Largest frame accepted and announced (`MaxFrameSize`). ActiveMQ's default is
+    /// 100 MB; 64 MiB keeps one hostile frame from taking more memory than a large message.
+    pub frame_max_bytes: u64,
+    /// `MaxInactivityDuration` announced: a connection silent for this long is closed;
+    /// KeepAliveInfo is sent at a third of it. The lower of both sides' values wins;
+    /// 0 disables monitoring. ActiveMQ's default is 30 s.
+    pub inactivity_ms: u64,
+    /// Time a new connection has to complete WireFormatInfo and ConnectionInfo.
+    pub connect_timeout_ms: u64,
+    /// A write that makes no progress for this long ends the connection (slow readers).
+    pub write_stall_timeout_ms: u64,
+    /// Open connections on one listener; more are refused.
+    pub connections_max: usize,
+    /// Sessions per connection.
+    pub sessions_max: usize,
+    /// Consumers per connection.
+    pub consumers_max: usize,
+    /// Producers per connection.
+    pub producers_max: usize,
+    /// Temporary destinations per connection.
+    pub temp_destinations_max: usize,
+    /// Open local transactions per connection.
+    pub transactions_max: usize,
+    /// Highest prefetch honoured (larger ones are lowered to it; ActiveMQ's default
+    /// queue prefetch is 1000, topic prefetch 32766).
+    pub prefetch_max: u32,
+    /// Messages a non-durable topic subscription keeps for a slow subscriber before the
+    /// oldest are dropped (ActiveMQ's pending message limit for slow topic consumers).
+    pub topic_backlog_max: u64,
+    /// Nesting bound of maps and lists in properties and MapMessage bodies.
+    pub properties_depth_max: usize,
+    /// Largest body a compressed message may inflate to when another protocol needs it.
+    pub inflated_max_bytes: u64,
+    /// Name announced in BrokerInfo.
+    pub broker_name: String,
+    /// The vhost OpenWire clients use.
+    pub vhost: String,
+}
+
+impl Default for OpenWireConfig {
+    fn default() -> Self {
+        Self {
+            frame_max_bytes: 64 * 1024 * 1024,
+            inactivity_ms: 30_000,
+            connect_timeout_ms: 30_000,
+            write_stall_timeout_ms: 30_000,
+            connections_max: 10_000,
+            sessions_max: 1_000,
+            consumers_max: 1_000,
+            producers_max: 1_000,
+            temp_destinations_max: 1_000,
+            transactions_max: 1_000,
+            prefetch_max: 32_766,
+            topic_backlog_max: 100_000,
+            properties_depth_max: 16,
+            inflated_max_bytes: 64 * 1024 * 1024,
+            broker_name: "ferromq".into(),
+            vhost: "/".into(),
+        }
+    }
+}
+
+/// Accepts OpenWire connections on `listener` until `shutdown` fires, then waits for every
+/// connection to end (each is told with a ShutdownInfo... rather, a ConnectionControl
+/// asking the client to reconnect elsewhere is not sent: the broker closes, and failover
+/// clients reconnect once it is back).
+pub async fn serve(
+    listener: TcpListener,
+    config: OpenWireConfig,
+    broker: Broker,
+    shutdown: CancellationToken,
+) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.connections_max));
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "OpenWire accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = config.connections_max, "OpenWire connection refused: listener is at its connection limit");
+            drop(stream);
+            continue;
+        };
+        let (config, broker, shutdown) = (config.clone(), broker.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            serve_connection(stream, Some(peer), config, broker, shutdown).await;
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
