@@ -55,6 +55,7 @@ fn spawn_child(data: &Path, port: u16, amqp: Option<u16>) -> Child {
             amqp.map(|p| format!("127.0.0.1:{p}")).unwrap_or_default(),
         )
         .env("FERROMQ_LISTENERS__MQTT", "")
+        .env("FERROMQ_LISTENERS__OPENWIRE", "")
         .env("FERROMQ_LOG", "warn")
         // Small segments, so that rotation and deletion happen during the test.
         .env("FERROMQ_STORE__SEGMENT_SIZE_MAX_BYTES", "262144")

@@ -60,6 +60,7 @@ fn config(data: &Path) -> Config {
     c.listeners.stomp = "127.0.0.1:0".into();
     c.listeners.amqp = String::new();
     c.listeners.mqtt = String::new();
+    c.listeners.openwire = String::new();
     c.data_dir = data.to_path_buf();
     c.store.segment_size_max_bytes = 1 << 20;
     c.store.disk_free_min_bytes = 8 << 20;

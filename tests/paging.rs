@@ -59,6 +59,7 @@ fn spawn(data: &Path, port: u16, budget: u64) -> Broker {
         .env("FERROMQ_DATA_DIR", data)
         .env("FERROMQ_LISTENERS__STOMP", "")
         .env("FERROMQ_LISTENERS__MQTT", "")
+        .env("FERROMQ_LISTENERS__OPENWIRE", "")
         .env("FERROMQ_LISTENERS__AMQP", format!("127.0.0.1:{port}"))
         .env("FERROMQ_LOG", "warn")
         .env("FERROMQ_STORE__DISK_FREE_MIN_BYTES", "0")
