@@ -14,8 +14,9 @@
 //!   flows for QoS 0/1/2 in both directions, subscriptions, wills.
 //! - `adapter.rs`: PUBLISH <-> core message, session queues and bindings.
 //! - `mapping.rs`: MQTT topics and filters <-> `amq.topic` keys (reversible).
-//! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state of
-//!   persistent sessions, retained messages.
+//! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state and
+//!   unacknowledged packet ids of persistent sessions, retained messages.
+//! - `retained.rs`: retained messages, in memory and in a durable core queue.
 //! - `conn.rs`: the tokio glue for one connection.
 //! - `config.rs`: [`MqttConfig`], every session and listener bound.
 //! - `codec.rs`: [`Decoder`] and [`Encoder`]: framing, version and
@@ -75,6 +76,7 @@ pub mod mapping;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod retained;
 pub mod session;
 pub mod shared;
 pub mod text;
@@ -121,6 +123,13 @@ pub async fn serve_shared(
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
+    match broker.vhost(&config.vhost) {
+        Some(vhost) => match shared.retained().open(&vhost, broker.next_id()) {
+            Ok(n) => tracing::debug!(retained = n, "MQTT retained messages loaded"),
+            Err(e) => tracing::warn!(error = %e, "MQTT retained messages kept in memory only"),
+        },
+        None => tracing::warn!(vhost = %config.vhost, "MQTT vhost does not exist"),
+    }
     let slots = Arc::new(Semaphore::new(config.connections_max));
     let tasks = TaskTracker::new();
     loop {
