@@ -17,6 +17,7 @@ step() { printf '\n==> %s\n' "$*"; }
 apt_packages=()
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+command -v mosquitto_sub >/dev/null || apt_packages+=(mosquitto-clients)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${apt_packages[*]}"
   sudo_cmd=""
