@@ -268,3 +268,34 @@ async fn reconnect_resends_with_dup_and_the_original_packet_ids() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn offline_sessions_are_bounded_drop_oldest_and_count_limited() {
+    let server = broker(|c| {
+        c.mqtt.session_messages_max = 2;
+        c.mqtt.persistent_sessions_max = 1;
+    })
+    .await;
+    let addr = server.mqtt_addr().unwrap();
+    let (mut s, _) = Raw::connect(addr, connect_packet(V5, "bounded", true, expiring(60))).await;
+    s.subscribe("bd/#", qos1()).await;
+    drop(s);
+    // A second persistent session is one too many; a clean one is fine.
+    let (_, ack) = Raw::connect(addr, connect_packet(V5, "second", true, expiring(60))).await;
+    assert_eq!(ack.reason_code, ReasonCode::QuotaExceeded);
+    let (mut p, ack) = Raw::connect(addr, connect_packet(V5, "bd-pub", true, expiring(0))).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    for (i, body) in [&b"1"[..], b"2", b"3", b"4"].iter().enumerate() {
+        p.publish_acked("bd/x", body, i as u16 + 1).await;
+    }
+    // Drop-head: the two newest are kept.
+    let (mut s, ack) = Raw::connect(addr, connect_packet(V5, "bounded", false, expiring(60))).await;
+    assert!(ack.session_present);
+    for want in [&b"3"[..], b"4"] {
+        let m = s.publish_received().await;
+        assert_eq!(&m.payload[..], want);
+        s.puback(m.qos.packet_id().unwrap()).await;
+    }
+    s.expect_silence(300).await;
+    server.shutdown().await;
+}
