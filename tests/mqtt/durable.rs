@@ -209,3 +209,45 @@ async fn retained_messages_survive_a_restart_and_clearing_does_too() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn session_expiry_is_enforced_after_a_restart() {
+    let dir = fresh_dir("expiry");
+    let server = server_at(&dir).await;
+    let props = || ConnectProperties {
+        session_expiry_interval_secs: Some(3),
+        ..Default::default()
+    };
+    let v = ProtocolVersion::V5;
+    let (mut c, _) = Raw::connect(
+        server.mqtt_addr().unwrap(),
+        connect_packet(v, "short", true, props()),
+    )
+    .await;
+    c.subscribe("short/#", SubscriptionOptions::qos(MQoS::AtLeastOnce))
+        .await;
+    drop(c);
+    server.shutdown().await;
+
+    let server = server_at(&dir).await;
+    let vhost = server.broker().vhost("/").unwrap();
+    assert!(
+        vhost.queue("mqtt-session-short").is_some(),
+        "restored from the journal"
+    );
+    tokio::time::timeout(crate::common::WAIT, async {
+        while vhost.queue("mqtt-session-short").is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the session expires after the restart");
+    let (_, ack) = Raw::connect(
+        server.mqtt_addr().unwrap(),
+        connect_packet(v, "short", false, props()),
+    )
+    .await;
+    assert!(!ack.session_present);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
