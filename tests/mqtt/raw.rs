@@ -97,25 +97,28 @@ impl Raw {
         self.stream.write_all(bytes).await.expect("write");
     }
 
+    /// The next packet, or `None` once the broker closed the connection.
+    async fn next_packet(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(p) = self
+                .decoder
+                .decode(&mut self.rbuf)
+                .expect("server packets decode")
+            {
+                return Some(p);
+            }
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// The next packet, or `None` once the broker closed the connection; panics after WAIT.
     pub async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(p) = self
-                    .decoder
-                    .decode(&mut self.rbuf)
-                    .expect("server packets decode")
-                {
-                    return Some(p);
-                }
-                match self.stream.read_buf(&mut self.rbuf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("a packet or EOF in time")
+        tokio::time::timeout(WAIT, self.next_packet())
+            .await
+            .expect("a packet or EOF in time")
     }
 
     /// The next packet, which must be a PUBLISH.
@@ -151,18 +154,8 @@ impl Raw {
     /// Asserts nothing arrives for `ms` (only for checking that something does *not*
     /// happen; a slow machine can only make this pass, never fail).
     pub async fn expect_silence(&mut self, ms: u64) {
-        let got = tokio::time::timeout(std::time::Duration::from_millis(ms), async {
-            loop {
-                if let Some(p) = self.decoder.decode(&mut self.rbuf).expect("decodes") {
-                    return Some(p);
-                }
-                match self.stream.read_buf(&mut self.rbuf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+        let got =
+            tokio::time::timeout(std::time::Duration::from_millis(ms), self.next_packet()).await;
         if let Ok(p) = got {
             panic!("expected silence, got {p:?}");
         }
