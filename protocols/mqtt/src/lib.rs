@@ -132,6 +132,12 @@ pub async fn serve_shared(
     }
     let slots = Arc::new(Semaphore::new(config.connections_max));
     let tasks = TaskTracker::new();
+    tasks.spawn(sweep_sessions(
+        broker.clone(),
+        config.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -166,4 +172,30 @@ pub async fn serve_shared(
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// Forgets, every `session_sweep_interval_ms`, the in-memory state of persistent sessions
+/// whose queue the core has expired or deleted. Ends at shutdown.
+async fn sweep_sessions(
+    broker: Broker,
+    config: Arc<MqttConfig>,
+    shared: Arc<shared::Shared>,
+    shutdown: CancellationToken,
+) {
+    let period = std::time::Duration::from_millis(config.session_sweep_interval_ms.max(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(vhost) = broker.vhost(&config.vhost) else {
+            continue;
+        };
+        let n = shared.sweep(|id| vhost.queue(&adapter::session_queue_name(id)).is_some());
+        if n > 0 {
+            tracing::debug!(sessions = n, "MQTT expired sessions forgotten");
+        }
+    }
 }

@@ -160,9 +160,36 @@ impl Shared {
         }
     }
 
-    /// Forgets a session entirely (its queue expired or was discarded).
-    pub fn forget(&self, client_id: &str) {
-        lock(&self.sessions).entries.remove(client_id);
+    /// Forgets the state of offline sessions that `exists` says are gone (their queue
+    /// expired or was deleted), so that client ids that never come back cost nothing.
+    /// Returns how many were forgotten. `exists` runs without the lock held.
+    pub fn sweep(&self, exists: impl Fn(&str) -> bool) -> usize {
+        let offline: Vec<(ByteString, u64)> = lock(&self.sessions)
+            .entries
+            .iter()
+            .filter(|(_, e)| e.kick.is_cancelled())
+            .map(|(id, e)| (id.clone(), e.generation))
+            .collect();
+        let gone: Vec<(ByteString, u64)> =
+            offline.into_iter().filter(|(id, _)| !exists(id)).collect();
+        let mut s = lock(&self.sessions);
+        let mut n = 0;
+        for (id, generation) in gone {
+            // Still the same offline entry: nobody reconnected meanwhile.
+            if s.entries
+                .get(&id)
+                .is_some_and(|e| e.generation == generation)
+            {
+                s.entries.remove(&id);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Client ids with state here (connected, or persistent and offline).
+    pub fn sessions_len(&self) -> usize {
+        lock(&self.sessions).entries.len()
     }
 
     /// The retained messages.

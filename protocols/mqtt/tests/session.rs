@@ -374,3 +374,39 @@ fn reconnect_resends_unacknowledged_publishes_under_their_original_ids() {
     );
     assert_eq!(resent.len(), 3, "r/2 was acknowledged: {resent:?}");
 }
+
+#[test]
+fn sweep_forgets_offline_sessions_whose_queue_is_gone() {
+    let v = ProtocolVersion::V5;
+    let b = broker();
+    let shared = Shared::new();
+    let mut out = BytesMut::new();
+    let persistent = |id: &str| {
+        let Packet::Connect(mut c) = connect(v, id, 0) else {
+            unreachable!()
+        };
+        c.properties.session_expiry_interval_secs = Some(60);
+        Packet::Connect(c)
+    };
+    let mut away = session(&b, &shared);
+    away.on_packet(persistent("away"), 0, &mut out);
+    drop(away);
+    let mut kept = session(&b, &shared);
+    kept.on_packet(persistent("kept"), 0, &mut out);
+    drop(kept);
+    let mut online = session(&b, &shared);
+    online.on_packet(persistent("online"), 0, &mut out);
+    assert_eq!(shared.sessions_len(), 3);
+    let vhost = b.vhost("/").unwrap();
+    vhost
+        .delete_queue("mqtt-session-away", false, false, 0)
+        .unwrap();
+    vhost
+        .delete_queue("mqtt-session-online", false, false, 0)
+        .unwrap();
+    let exists = |id: &str| vhost.queue(&format!("mqtt-session-{id}")).is_some();
+    // Only the offline session whose queue is gone: "online" is still connected.
+    assert_eq!(shared.sweep(exists), 1);
+    assert_eq!(shared.sessions_len(), 2);
+    assert_eq!(shared.sweep(exists), 0);
+}
