@@ -20,6 +20,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 # The ActiveMQ JMS client and a JDK for tests/openwire.rs.
 [ -f /usr/share/java/activemq-client.jar ] || apt_packages+=(libactivemq-java)
 command -v javac >/dev/null || apt_packages+=(openjdk-17-jdk-headless)
+command -v mosquitto_sub >/dev/null || apt_packages+=(mosquitto-clients)
+command -v npm >/dev/null || apt_packages+=(nodejs npm)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${apt_packages[*]}"
   sudo_cmd=""
@@ -35,6 +37,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 step "installing Python test clients"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r interop/requirements.txt
+
+# --- Node clients (pinned by package-lock.json) ----------------------------------------
+if [ ! -d interop/node-mqtt/node_modules/mqtt ]; then
+  step "installing Node test clients"
+  (cd interop/node-mqtt && npm ci --no-audit --no-fund --silent)
+fi
 
 # --- Rust ------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -292,6 +292,7 @@ pub struct MqttSection {
     pub retained_max: usize,
     pub retained_bytes_max: u64,
     pub will_delay_max_secs: u32,
+    pub session_sweep_interval_ms: u64,
 }
 
 impl Default for MqttSection {
@@ -318,6 +319,7 @@ impl Default for MqttSection {
             retained_max: d.retained_max,
             retained_bytes_max: d.retained_bytes_max,
             will_delay_max_secs: d.will_delay_max_secs,
+            session_sweep_interval_ms: d.session_sweep_interval_ms,
         }
     }
 }
@@ -350,6 +352,7 @@ impl MqttSection {
             retained_max: self.retained_max,
             retained_bytes_max: self.retained_bytes_max,
             will_delay_max_secs: self.will_delay_max_secs,
+            session_sweep_interval_ms: self.session_sweep_interval_ms,
         }
     }
 }

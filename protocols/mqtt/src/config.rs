@@ -47,6 +47,9 @@ pub struct MqttConfig {
     pub retained_bytes_max: u64,
     /// Longest Will Delay Interval honoured; longer ones are lowered.
     pub will_delay_max_secs: u32,
+    /// How often the per-listener state of expired persistent sessions (packet ids,
+    /// QoS 2 state) is swept; until then it stays in memory.
+    pub session_sweep_interval_ms: u64,
 }
 
 impl Default for MqttConfig {
@@ -72,6 +75,8 @@ impl Default for MqttConfig {
             retained_max: 100_000,
             retained_bytes_max: 256 * 1024 * 1024,
             will_delay_max_secs: 24 * 3600,
+            // Sessions expire in seconds at the finest; a scan a minute is cheap.
+            session_sweep_interval_ms: 60_000,
         }
     }
 }

@@ -14,8 +14,9 @@
 //!   flows for QoS 0/1/2 in both directions, subscriptions, wills.
 //! - `adapter.rs`: PUBLISH <-> core message, session queues and bindings.
 //! - `mapping.rs`: MQTT topics and filters <-> `amq.topic` keys (reversible).
-//! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state of
-//!   persistent sessions, retained messages.
+//! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state and
+//!   unacknowledged packet ids of persistent sessions, retained messages.
+//! - `retained.rs`: retained messages, in memory and in a durable core queue.
 //! - `conn.rs`: the tokio glue for one connection.
 //! - `config.rs`: [`MqttConfig`], every session and listener bound.
 //! - `codec.rs`: [`Decoder`] and [`Encoder`]: framing, version and
@@ -75,6 +76,7 @@ pub mod mapping;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod retained;
 pub mod session;
 pub mod shared;
 pub mod text;
@@ -121,8 +123,21 @@ pub async fn serve_shared(
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
+    match broker.vhost(&config.vhost) {
+        Some(vhost) => match shared.retained().open(&vhost, broker.next_id()) {
+            Ok(n) => tracing::debug!(retained = n, "MQTT retained messages loaded"),
+            Err(e) => tracing::warn!(error = %e, "MQTT retained messages kept in memory only"),
+        },
+        None => tracing::warn!(vhost = %config.vhost, "MQTT vhost does not exist"),
+    }
     let slots = Arc::new(Semaphore::new(config.connections_max));
     let tasks = TaskTracker::new();
+    tasks.spawn(sweep_sessions(
+        broker.clone(),
+        config.clone(),
+        shared.clone(),
+        shutdown.clone(),
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -157,4 +172,30 @@ pub async fn serve_shared(
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// Forgets, every `session_sweep_interval_ms`, the in-memory state of persistent sessions
+/// whose queue the core has expired or deleted. Ends at shutdown.
+async fn sweep_sessions(
+    broker: Broker,
+    config: Arc<MqttConfig>,
+    shared: Arc<shared::Shared>,
+    shutdown: CancellationToken,
+) {
+    let period = std::time::Duration::from_millis(config.session_sweep_interval_ms.max(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(vhost) = broker.vhost(&config.vhost) else {
+            continue;
+        };
+        let n = shared.sweep(|id| vhost.queue(&adapter::session_queue_name(id)).is_some());
+        if n > 0 {
+            tracing::debug!(sessions = n, "MQTT expired sessions forgotten");
+        }
+    }
 }

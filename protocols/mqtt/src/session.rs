@@ -7,8 +7,9 @@
 //! - `outgoing` holds exactly the QoS 1/2 deliveries written and not yet acknowledged
 //!   (PUBACK, PUBREC); each names its core queue and tag, and its count is bounded by
 //!   the consumers' credit gate (the client's Receive Maximum).
-//! - A packet id is in use while it is in `outgoing` or in the session's
-//!   `QosState::released` (PUBREL sent, PUBCOMP awaited).
+//! - A packet id is in use while it is in `outgoing`, in the session's
+//!   `QosState::released` (PUBREL sent, PUBCOMP awaited) or in `QosState::unacked` (sent
+//!   by an earlier connection, to be resent under the same id when redelivered).
 //! - `pending_acks` keeps PUBACK/PUBREC packets in arrival order; each waits for its
 //!   journal ticket (or the one before it) to be synced.
 
@@ -32,7 +33,8 @@ use crate::packet::{
     ConnAck, Connect, Disconnect, Publish, PublishAck, QosPid, RetainHandling, SubAck, Subscribe,
     UnsubAck, Unsubscribe, Will,
 };
-use crate::shared::{Claim, QosState, RetainOutcome, Shared};
+use crate::retained::RetainOutcome;
+use crate::shared::{Claim, QosState, Shared};
 use crate::{
     ConnectReturnCode, DecodeError, EncodeError, Encoder, Packet, ProtocolVersion, QoS, ReasonCode,
 };
@@ -78,6 +80,8 @@ struct Outgoing {
     queue: Arc<Queue>,
     tag: u64,
     qos: QoS,
+    /// Kept for a persistent session's next connection (see `QosState::unacked`).
+    message: Arc<ferromq_core::Message>,
 }
 
 /// Connected-state fields.
@@ -688,15 +692,16 @@ impl Session {
         );
         let msg = Arc::new(msg);
         let mut code = ReasonCode::Success;
+        let mut retained_ticket = None;
         if p.retain {
-            let r = self.shared.retain(
+            match self.shared.retained().retain(
                 &topic,
-                msg.clone(),
+                &msg,
                 self.cfg.retained_max,
                 self.cfg.retained_bytes_max,
-            );
-            if r == RetainOutcome::Full {
-                code = ReasonCode::QuotaExceeded;
+            ) {
+                RetainOutcome::Done(t) => retained_ticket = t,
+                RetainOutcome::Refused => code = ReasonCode::QuotaExceeded,
             }
         }
         let outcome = live.conn.vhost().publish(msg);
@@ -707,7 +712,10 @@ impl Session {
                 } else if o.unroutable() && code == ReasonCode::Success {
                     code = ReasonCode::NoMatchingSubscribers;
                 }
-                o.ticket
+                match (o.ticket, retained_ticket) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "MQTT publish failed");
@@ -824,10 +832,12 @@ impl Session {
         );
         // Retained messages go through the session queue, after the SUBACK.
         let live = self.live.as_ref().expect("live");
+        let now = self.broker.now_ms();
         for (filter, _) in retained {
             for m in self
                 .shared
-                .retained_matching(&filter, self.cfg.retained_max)
+                .retained()
+                .matching(&filter, self.cfg.retained_max, now)
             {
                 live.queue.enqueue(Arc::new(adapter::retained_copy(&m)));
             }
@@ -1002,11 +1012,11 @@ impl Session {
 
     fn allocate_packet_id(&mut self) -> Option<NonZeroU16> {
         let live = self.live.as_ref()?;
-        let released = lock(&live.qos);
+        let state = lock(&live.qos);
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.outgoing.contains_key(&id) && !released.released.contains(&id) {
+            if !self.outgoing.contains_key(&id) && !state.holds_id(id) {
                 return NonZeroU16::new(id);
             }
         }
@@ -1054,9 +1064,15 @@ impl Session {
         };
         let qos = adapter::published_qos(m).min(granted);
         let retain = adapter::is_retained_copy(m) || (rap && adapter::was_retained(m));
+        // A message an earlier connection sent and did not get acknowledged is resent
+        // under its original packet identifier.
+        let original = (own && d.redelivered && qos != QoS::AtMostOnce)
+            .then(|| lock(&live.qos).take_unacked(&d.message))
+            .flatten()
+            .and_then(NonZeroU16::new);
         let qos_pid = match qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
-            q => match self.allocate_packet_id() {
+            q => match original.or_else(|| self.allocate_packet_id()) {
                 Some(id) if q == QoS::AtLeastOnce => QosPid::AtLeastOnce(id),
                 Some(id) => QosPid::ExactlyOnce(id),
                 None => {
@@ -1090,9 +1106,10 @@ impl Session {
                 self.outgoing.insert(
                     id.get(),
                     Outgoing {
-                        queue: d.queue.clone(),
+                        queue: d.queue,
                         tag: d.tag,
                         qos,
+                        message: d.message,
                     },
                 );
             }
@@ -1123,11 +1140,31 @@ impl Session {
             return;
         }
         self.closed = true;
+        let outgoing = std::mem::take(&mut self.outgoing);
+        // Shared subscriptions end here: their unacknowledged messages go back to the
+        // group's queue for the other members.
         self.subs.clear();
-        self.outgoing.clear();
         let Some(mut live) = self.live.take() else {
             return;
         };
+        if live.expiry_secs > 0 {
+            // Recorded before the consumer ends, so that the session's next connection,
+            // which can only see the requeued messages after that, finds their ids here.
+            let mut sent: Vec<(u16, Outgoing)> = outgoing
+                .into_iter()
+                .filter(|(_, o)| Arc::ptr_eq(&o.queue, &live.queue))
+                .collect();
+            sent.sort_unstable_by_key(|(_, o)| o.tag);
+            let mut state = lock(&live.qos);
+            state
+                .unacked
+                .extend(sent.into_iter().map(|(id, o)| (id, o.message)));
+            let over = state
+                .unacked
+                .len()
+                .saturating_sub(usize::from(self.cfg.inflight_out_max));
+            state.unacked.drain(..over);
+        }
         live.consumer = None;
         let current =
             self.shared
@@ -1184,12 +1221,9 @@ pub fn publish_will(
             mapping::topic_name(&msg.routing_key, &mut t);
             t.into()
         };
-        shared.retain(
-            &topic,
-            msg.clone(),
-            cfg.retained_max,
-            cfg.retained_bytes_max,
-        );
+        shared
+            .retained()
+            .retain(&topic, &msg, cfg.retained_max, cfg.retained_bytes_max);
     }
     if let Err(e) = vhost.publish(msg) {
         tracing::debug!(error = %e, "MQTT will not published");

@@ -3,9 +3,8 @@
 //! retained messages.
 //!
 //! # Locks
-//! `sessions` and `retained` are separate `std::sync::Mutex`es, never held together and
-//! never across `.await`; each [`QosState`] has its own lock, taken after (never while
-//! holding) `sessions`.
+//! `sessions` and the retained store's lock are never held together nor across `.await`;
+//! each [`QosState`] has its own lock, taken after (never while holding) `sessions`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use bytestring::ByteString;
 use ferromq_core::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::mapping::filter_matches;
+use crate::retained::RetainedStore;
 
 /// Packet identifiers of a session's unfinished QoS 2 exchanges; they survive reconnects
 /// of a persistent session (in memory only).
@@ -24,6 +23,25 @@ pub struct QosState {
     pub incoming: HashSet<u16>,
     /// Outgoing QoS 2 messages that got PUBREC: PUBREL sent, awaiting PUBCOMP.
     pub released: BTreeSet<u16>,
+    /// QoS 1/2 PUBLISHes that an earlier connection of the session sent and that were not
+    /// acknowledged, oldest first, at most `inflight_out_max`: when the core redelivers one
+    /// of these messages (the same `Arc`, requeued), it is resent under its original packet
+    /// identifier (MQTT 3.1.1 and 5.0, section 4.4). Holding the `Arc` keeps the pointer
+    /// from being reused by another message.
+    pub unacked: Vec<(u16, Arc<Message>)>,
+}
+
+impl QosState {
+    /// True if `id` names an unfinished outgoing exchange of an earlier connection.
+    pub fn holds_id(&self, id: u16) -> bool {
+        self.released.contains(&id) || self.unacked.iter().any(|(p, _)| *p == id)
+    }
+
+    /// The original packet identifier of a redelivered message, forgotten here once taken.
+    pub fn take_unacked(&mut self, msg: &Arc<Message>) -> Option<u16> {
+        let i = self.unacked.iter().position(|(_, m)| Arc::ptr_eq(m, msg))?;
+        Some(self.unacked.remove(i).0)
+    }
 }
 
 #[derive(Debug)]
@@ -52,27 +70,11 @@ struct Sessions {
     next_generation: u64,
 }
 
-/// The retained messages, one per topic.
-#[derive(Debug, Default)]
-struct Retained {
-    by_topic: HashMap<ByteString, Arc<Message>>,
-    bytes: u64,
-}
-
-/// What storing a retained message did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetainOutcome {
-    /// Stored, replaced or cleared.
-    Done,
-    /// Refused: the configured count or byte bound is reached.
-    Full,
-}
-
 /// Shared state of one listener.
 #[derive(Debug, Default)]
 pub struct Shared {
     sessions: Mutex<Sessions>,
-    retained: Mutex<Retained>,
+    retained: RetainedStore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -158,51 +160,40 @@ impl Shared {
         }
     }
 
-    /// Forgets a session entirely (its queue expired or was discarded).
-    pub fn forget(&self, client_id: &str) {
-        lock(&self.sessions).entries.remove(client_id);
-    }
-
-    /// Stores, replaces or (empty body) clears the retained message of a topic.
-    pub fn retain(
-        &self,
-        topic: &ByteString,
-        msg: Arc<Message>,
-        count_max: usize,
-        bytes_max: u64,
-    ) -> RetainOutcome {
-        let mut r = lock(&self.retained);
-        let size = msg.body.len() as u64;
-        if size == 0 {
-            if let Some(old) = r.by_topic.remove(topic) {
-                r.bytes -= old.body.len() as u64;
-            }
-            return RetainOutcome::Done;
-        }
-        let old_size = r.by_topic.get(topic).map(|m| m.body.len() as u64);
-        let count_after = r.by_topic.len() + usize::from(old_size.is_none());
-        let bytes_after = r.bytes - old_size.unwrap_or(0) + size;
-        if count_after > count_max || bytes_after > bytes_max {
-            return RetainOutcome::Full;
-        }
-        r.bytes = bytes_after;
-        r.by_topic.insert(topic.clone(), msg);
-        RetainOutcome::Done
-    }
-
-    /// The retained messages whose topic matches `filter` (at most `max`).
-    pub fn retained_matching(&self, filter: &str, max: usize) -> Vec<Arc<Message>> {
-        let r = lock(&self.retained);
-        r.by_topic
+    /// Forgets the state of offline sessions that `exists` says are gone (their queue
+    /// expired or was deleted), so that client ids that never come back cost nothing.
+    /// Returns how many were forgotten. `exists` runs without the lock held.
+    pub fn sweep(&self, exists: impl Fn(&str) -> bool) -> usize {
+        let offline: Vec<(ByteString, u64)> = lock(&self.sessions)
+            .entries
             .iter()
-            .filter(|(t, _)| filter_matches(filter, t))
-            .take(max)
-            .map(|(_, m)| m.clone())
-            .collect()
+            .filter(|(_, e)| e.kick.is_cancelled())
+            .map(|(id, e)| (id.clone(), e.generation))
+            .collect();
+        let gone: Vec<(ByteString, u64)> =
+            offline.into_iter().filter(|(id, _)| !exists(id)).collect();
+        let mut s = lock(&self.sessions);
+        let mut n = 0;
+        for (id, generation) in gone {
+            // Still the same offline entry: nobody reconnected meanwhile.
+            if s.entries
+                .get(&id)
+                .is_some_and(|e| e.generation == generation)
+            {
+                s.entries.remove(&id);
+                n += 1;
+            }
+        }
+        n
     }
 
-    /// How many retained messages are stored.
-    pub fn retained_count(&self) -> usize {
-        lock(&self.retained).by_topic.len()
+    /// Client ids with state here (connected, or persistent and offline).
+    pub fn sessions_len(&self) -> usize {
+        lock(&self.sessions).entries.len()
+    }
+
+    /// The retained messages.
+    pub fn retained(&self) -> &RetainedStore {
+        &self.retained
     }
 }

@@ -247,3 +247,166 @@ fn unknown_topic_alias_is_a_protocol_error() {
         matches!(&d[..], [Packet::Disconnect(x)] if x.reason_code == ReasonCode::TopicAliasInvalid)
     );
 }
+
+fn subscribe(filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: pid(1),
+        properties: Default::default(),
+        filters: vec![Subscription {
+            filter: filter.into(),
+            options: SubscriptionOptions::qos(qos),
+        }],
+    })
+}
+
+/// Hands every queued delivery to the session; returns what it wrote.
+fn drain(
+    s: &mut Session,
+    events: &mut ferromq_core::EventReceiver,
+    version: ProtocolVersion,
+) -> Vec<Packet> {
+    let mut out = BytesMut::new();
+    while let Ok(ev) = events.try_recv() {
+        s.on_event(ev, &mut out);
+    }
+    decode_all(version, &mut out)
+}
+
+#[test]
+fn reconnect_resends_unacknowledged_publishes_under_their_original_ids() {
+    let v = ProtocolVersion::V3_1_1;
+    let b = broker();
+    let shared = Shared::new();
+    let cfg = Arc::new(MqttConfig::default());
+    let mut out = BytesMut::new();
+    let persistent = |id: &str| {
+        let Packet::Connect(mut c) = connect(v, id, 0) else {
+            unreachable!()
+        };
+        c.clean_start = false;
+        Packet::Connect(c)
+    };
+    let (mut sub, mut events) = Session::new(cfg.clone(), b.clone(), shared.clone(), None, 0);
+    sub.on_packet(persistent("keeper"), 0, &mut out);
+    sub.on_packet(subscribe("r/#", QoS::ExactlyOnce), 0, &mut out);
+    out.clear();
+    let mut p = session(&b, &shared);
+    p.on_packet(connect(v, "sender", 0), 0, &mut out);
+    // Two acknowledged deliveries first, so that the next ids are not where a fresh
+    // connection's counter starts.
+    for i in [10, 11] {
+        let mut m = Publish::new("r/0", &b"w"[..]);
+        m.qos = QosPid::AtLeastOnce(pid(i));
+        p.on_packet(Packet::Publish(m), 0, &mut out);
+    }
+    for w in drain(&mut sub, &mut events, v) {
+        let Packet::Publish(w) = w else { panic!() };
+        sub.on_packet(
+            Packet::PubAck(PublishAck::new(w.qos.packet_id().unwrap())),
+            0,
+            &mut out,
+        );
+    }
+    assert_eq!(sub.inflight_out(), 0);
+    for (i, qos) in [
+        (1u16, QoS::AtLeastOnce),
+        (2, QoS::ExactlyOnce),
+        (3, QoS::ExactlyOnce),
+    ] {
+        let mut m = Publish::new(format!("r/{i}").as_str(), &b"x"[..]);
+        m.qos = if qos == QoS::AtLeastOnce {
+            QosPid::AtLeastOnce(pid(i))
+        } else {
+            QosPid::ExactlyOnce(pid(i))
+        };
+        p.on_packet(Packet::Publish(m), 0, &mut out);
+    }
+    out.clear();
+    let first = drain(&mut sub, &mut events, v);
+    let ids: Vec<(String, u16, bool)> = first
+        .iter()
+        .map(|p| match p {
+            Packet::Publish(p) => (p.topic.to_string(), p.qos.packet_id().unwrap().get(), p.dup),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|(_, id, dup)| !dup && *id > 2));
+    // r/2 gets its PUBREC (PUBREL follows, PUBCOMP never comes); r/1 and r/3 nothing.
+    let (_, id2, _) = ids.iter().find(|(t, _, _)| t == "r/2").unwrap();
+    sub.on_packet(Packet::PubRec(PublishAck::new(pid(*id2))), 0, &mut out);
+    out.clear();
+    drop(sub);
+    drop(events);
+
+    // A message published while the session is away gets an id none of those hold.
+    let mut m = Publish::new("r/4", &b"x"[..]);
+    m.qos = QosPid::AtLeastOnce(pid(4));
+    p.on_packet(Packet::Publish(m), 0, &mut out);
+    out.clear();
+
+    let (mut sub, mut events) = Session::new(cfg, b.clone(), shared.clone(), None, 0);
+    sub.on_packet(persistent("keeper"), 0, &mut out);
+    let d = decode_all(v, &mut out);
+    assert!(
+        matches!(&d[..], [Packet::ConnAck(a), Packet::PubRel(r)] if a.session_present && r.packet_id == pid(*id2)),
+        "{d:?}"
+    );
+    let again = drain(&mut sub, &mut events, v);
+    let mut resent = Vec::new();
+    for p in &again {
+        let Packet::Publish(p) = p else {
+            panic!("{p:?}")
+        };
+        resent.push((p.topic.to_string(), p.qos.packet_id().unwrap().get(), p.dup));
+    }
+    for t in ["r/1", "r/3"] {
+        let before = ids.iter().find(|(x, _, _)| x == t).unwrap();
+        let after = resent.iter().find(|(x, _, _)| x == t).unwrap();
+        assert_eq!(after.1, before.1, "{t} keeps its packet id");
+        assert!(after.2, "{t} is resent with DUP");
+    }
+    let fresh = resent.iter().find(|(x, _, _)| x == "r/4").unwrap();
+    assert!(!fresh.2);
+    assert!(
+        ids.iter().all(|(_, id, _)| *id != fresh.1),
+        "a new message does not reuse an id still in flight: {resent:?} {ids:?}"
+    );
+    assert_eq!(resent.len(), 3, "r/2 was acknowledged: {resent:?}");
+}
+
+#[test]
+fn sweep_forgets_offline_sessions_whose_queue_is_gone() {
+    let v = ProtocolVersion::V5;
+    let b = broker();
+    let shared = Shared::new();
+    let mut out = BytesMut::new();
+    let persistent = |id: &str| {
+        let Packet::Connect(mut c) = connect(v, id, 0) else {
+            unreachable!()
+        };
+        c.properties.session_expiry_interval_secs = Some(60);
+        Packet::Connect(c)
+    };
+    let mut away = session(&b, &shared);
+    away.on_packet(persistent("away"), 0, &mut out);
+    drop(away);
+    let mut kept = session(&b, &shared);
+    kept.on_packet(persistent("kept"), 0, &mut out);
+    drop(kept);
+    let mut online = session(&b, &shared);
+    online.on_packet(persistent("online"), 0, &mut out);
+    assert_eq!(shared.sessions_len(), 3);
+    let vhost = b.vhost("/").unwrap();
+    vhost
+        .delete_queue("mqtt-session-away", false, false, 0)
+        .unwrap();
+    vhost
+        .delete_queue("mqtt-session-online", false, false, 0)
+        .unwrap();
+    let exists = |id: &str| vhost.queue(&format!("mqtt-session-{id}")).is_some();
+    // Only the offline session whose queue is gone: "online" is still connected.
+    assert_eq!(shared.sweep(exists), 1);
+    assert_eq!(shared.sessions_len(), 2);
+    assert_eq!(shared.sweep(exists), 0);
+}

@@ -1,6 +1,18 @@
-//! Black-box MQTT tests: rumqttc (3.1.1 and 5) against the in-process server on port 0.
+//! Black-box MQTT tests: rumqttc (3.1.1 and 5) and a raw client built on the codec
+//! against the in-process server on port 0.
+//!
+//! - `main.rs`: 3.1.1 basics (QoS, retained, wills, keep alive) and the shared helpers.
+//! - `durable.rs`: persistent sessions and retained messages across a broker restart.
+//! - `flows.rs`: shared subscriptions, will delay, receive maximum, takeover, QoS 2, with
+//!   the raw client of `raw.rs`.
+//! - `malformed.rs`: bad packets on the socket.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod durable;
+mod flows;
+mod malformed;
+mod raw;
 
 use std::time::Duration;
 
@@ -87,6 +99,16 @@ impl Client {
     }
 
     fn stop(self) {
+        self.task.abort();
+    }
+
+    /// Waits until the event loop ends (the connection closed).
+    async fn closed(mut self) {
+        tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.rx.recv().await {}
+        })
+        .await
+        .expect("the connection closes in time");
         self.task.abort();
     }
 }
