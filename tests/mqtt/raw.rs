@@ -147,6 +147,20 @@ impl Raw {
         }
     }
 
+    /// Publishes at QoS 2 and completes the exchange (PUBREC, PUBREL, PUBCOMP).
+    pub async fn publish_completed(&mut self, topic: &str, body: &'static [u8], id: u16) {
+        self.send(publish(topic, body, QoS::ExactlyOnce, id)).await;
+        match self.recv().await {
+            Some(Packet::PubRec(a)) => assert_eq!(a.packet_id, pid(id)),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+        self.send(Packet::PubRel(PublishAck::new(pid(id)))).await;
+        match self.recv().await {
+            Some(Packet::PubComp(a)) => assert_eq!(a.packet_id, pid(id)),
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+    }
+
     pub async fn puback(&mut self, id: NonZeroU16) {
         self.send(Packet::PubAck(PublishAck::new(id))).await;
     }
