@@ -1,7 +1,8 @@
 //! Exactly-once QoS 2 and original packet ids across a broker restart on the same data
 //! directory: a restart must look like a reconnect to a persistent session.
 
-use ferromq_mqtt::packet::{PublishAck, SubscriptionOptions};
+use ferromq::Server;
+use ferromq_mqtt::packet::{Disconnect, PublishAck, SubscriptionOptions};
 use ferromq_mqtt::properties::ConnectProperties;
 use ferromq_mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
 
@@ -9,6 +10,14 @@ use crate::durable::{fresh_dir, server_at};
 use crate::raw::{connect_packet, pid, publish, Raw};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
+
+/// Markers held in the MQTT listener's state queue (each records a piece of state).
+fn markers(server: &Server) -> u64 {
+    let q = server.broker().vhost("/").unwrap().queue("mqtt-qos-state");
+    let stats = q.expect("the state queue exists").stats();
+    assert_eq!(stats.messages, 0, "every marker is held");
+    stats.unacked
+}
 
 fn expiring(secs: u32) -> ConnectProperties {
     ConnectProperties {
@@ -27,10 +36,13 @@ async fn incoming_qos2_awaiting_pubrel_is_routed_once_across_a_restart() {
         Raw::connect(addr, connect_packet(V5, "q2r-watch", true, expiring(3600))).await;
     w.subscribe("q2r/#", SubscriptionOptions::qos(QoS::AtLeastOnce))
         .await;
-    drop(w);
+    w.send(Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
+        .await;
+    assert!(w.recv().await.is_none());
     let (mut c, _) = Raw::connect(addr, connect_packet(V5, "q2r-pub", true, expiring(3600))).await;
     c.send(publish("q2r/x", b"once", QoS::ExactlyOnce, 7)).await;
     assert!(matches!(c.recv().await, Some(Packet::PubRec(a)) if a.packet_id == pid(7)));
+    assert_eq!(markers(&server), 1);
     server.shutdown().await;
 
     let server = server_at(&dir).await;
@@ -50,6 +62,7 @@ async fn incoming_qos2_awaiting_pubrel_is_routed_once_across_a_restart() {
         Some(Packet::PubComp(a)) => assert_eq!(a.reason_code, ReasonCode::Success),
         other => panic!("expected PUBCOMP, got {other:?}"),
     }
+    assert_eq!(markers(&server), 0, "settled by the PUBREL");
     // The exchange is over: a PUBREL for the id again is unknown.
     c.send(Packet::PubRel(PublishAck::new(pid(7)))).await;
     match c.recv().await {
@@ -125,6 +138,7 @@ async fn unacked_publishes_keep_their_packet_ids_across_a_restart() {
     s.send(Packet::PubRec(PublishAck::new(sent[1].1))).await;
     assert!(matches!(s.recv().await, Some(Packet::PubRel(a)) if a.packet_id == sent[1].1));
     s.send(Packet::PubComp(PublishAck::new(sent[1].1))).await;
+    s.ping().await;
     // A new message gets an id of its own, not one of theirs.
     let (mut p, _) =
         Raw::connect(addr, connect_packet(v, "ids-pub", true, Default::default())).await;
@@ -132,6 +146,7 @@ async fn unacked_publishes_keep_their_packet_ids_across_a_restart() {
     let m = s.publish_received().await;
     assert_eq!((&m.topic[..], m.dup), ("ids/new", false));
     s.puback(m.qos.packet_id().unwrap()).await;
+    assert_eq!(markers(&server), 0, "all resent, PUBREL completed");
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -150,6 +165,7 @@ async fn pubrel_awaiting_pubcomp_is_resent_after_a_restart() {
     let id = m.qos.packet_id().unwrap();
     s.send(Packet::PubRec(PublishAck::new(id))).await;
     assert!(matches!(s.recv().await, Some(Packet::PubRel(a)) if a.packet_id == id));
+    assert_eq!(markers(&server), 1);
     // No PUBCOMP before the restart.
     server.shutdown().await;
 
@@ -163,11 +179,13 @@ async fn pubrel_awaiting_pubcomp_is_resent_after_a_restart() {
         other => panic!("expected the PUBREL again, got {other:?}"),
     }
     s.send(Packet::PubComp(PublishAck::new(id))).await;
+    s.ping().await;
     // The message itself is not sent again (the client owns it since its PUBREC).
     let (mut p, _) = Raw::connect(addr, connect_packet(V5, "rel-pub", true, expiring(0))).await;
     p.publish_completed("rel/marker", b"next", 1).await;
     let m = s.publish_received().await;
     assert_eq!((&m.topic[..], m.dup), ("rel/marker", false));
+    assert_eq!(markers(&server), 0, "settled by the PUBCOMP");
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

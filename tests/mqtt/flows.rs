@@ -252,8 +252,7 @@ async fn reconnect_resends_with_dup_and_the_original_packet_ids() {
         sent.push((m.topic.to_string(), m.qos.packet_id().unwrap()));
     }
     s.puback(sent[1].1).await; // og/2 only
-    s.send(Packet::PingReq).await;
-    assert!(matches!(s.recv().await, Some(Packet::PingResp)));
+    s.ping().await;
     drop(s);
     let (mut s, ack) = Raw::connect(addr, connect_packet(V5, "orig", false, expiring(60))).await;
     assert!(ack.session_present);

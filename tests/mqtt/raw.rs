@@ -161,6 +161,15 @@ impl Raw {
         }
     }
 
+    /// PINGREQ, then waits for the PINGRESP: everything sent before was handled.
+    pub async fn ping(&mut self) {
+        self.send(Packet::PingReq).await;
+        match self.recv().await {
+            Some(Packet::PingResp) => {}
+            other => panic!("expected PINGRESP, got {other:?}"),
+        }
+    }
+
     pub async fn puback(&mut self, id: NonZeroU16) {
         self.send(Packet::PubAck(PublishAck::new(id))).await;
     }

@@ -1086,10 +1086,17 @@ impl Session {
         let retain = adapter::is_retained_copy(m) || (rap && adapter::was_retained(m));
         // A message an earlier connection sent and did not get acknowledged is resent
         // under its original packet identifier.
-        let original = (own && d.redelivered && qos != QoS::AtMostOnce)
-            .then(|| lock(&live.qos).take_unacked(&d.message, d.persistent_id))
-            .flatten()
-            .and_then(NonZeroU16::new);
+        let original = if own && d.redelivered && qos != QoS::AtMostOnce {
+            let mut st = lock(&live.qos);
+            let id = st.take_unacked(&d.message, d.persistent_id);
+            if st.unacked.is_empty() {
+                // All resent: the marker that kept them for a restart has done its job.
+                self.shared.settle(st.unacked_marker.take().as_slice());
+            }
+            id.and_then(NonZeroU16::new)
+        } else {
+            None
+        };
         let qos_pid = match qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
             q => match original.or_else(|| self.allocate_packet_id()) {
