@@ -51,17 +51,7 @@ async fn incoming_qos2_awaiting_pubrel_is_routed_once_across_a_restart() {
         Raw::connect(addr, connect_packet(V5, "q2r-pub", false, expiring(3600))).await;
     assert!(ack.session_present);
     // The client did not see the PUBREC: it resends the PUBLISH, then completes.
-    let Packet::Publish(mut again) = publish("q2r/x", b"once", QoS::ExactlyOnce, 7) else {
-        unreachable!()
-    };
-    again.dup = true;
-    c.send(Packet::Publish(again)).await;
-    assert!(matches!(c.recv().await, Some(Packet::PubRec(a)) if a.packet_id == pid(7)));
-    c.send(Packet::PubRel(PublishAck::new(pid(7)))).await;
-    match c.recv().await {
-        Some(Packet::PubComp(a)) => assert_eq!(a.reason_code, ReasonCode::Success),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    c.resend_qos2_and_release("q2r/x", b"once", 7).await;
     assert_eq!(markers(&server), 0, "settled by the PUBREL");
     // The exchange is over: a PUBREL for the id again is unknown.
     c.send(Packet::PubRel(PublishAck::new(pid(7)))).await;

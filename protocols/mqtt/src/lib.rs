@@ -17,6 +17,7 @@
 //! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state and
 //!   unacknowledged packet ids of persistent sessions, retained messages.
 //! - `retained.rs`: retained messages, in memory and in a durable core queue.
+//! - `held.rs`: the durable queue whose messages those two hold unacknowledged.
 //! - `qos_store.rs`: persistent sessions' packet-id state (QoS 2 exchanges,
 //!   unacknowledged PUBLISHes) as markers in a durable core queue.
 //! - `conn.rs`: the tokio glue for one connection.
@@ -73,6 +74,7 @@ mod config;
 mod conn;
 pub mod error;
 mod framing;
+mod held;
 pub mod limits;
 pub mod mapping;
 pub mod packet;

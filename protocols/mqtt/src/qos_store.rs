@@ -40,11 +40,12 @@ use std::sync::{Arc, Mutex};
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use ferromq_core::{
-    AckMode, CoreError, FieldTable, FieldValue, Message, Properties, Queue, QueueOptions,
-    SyncTicket, Vhost,
+    AckMode, CoreError, FieldTable, FieldValue, Message, Properties, QueueOptions, SyncTicket,
+    Vhost,
 };
 
 use crate::adapter::H_CLIENT;
+use crate::held::HeldQueue;
 use crate::shared::{QosState, Unacked};
 
 /// The queue that keeps the markers (a reserved name).
@@ -63,19 +64,11 @@ pub(crate) enum Kind {
     Unacked = 3,
 }
 
-#[derive(Debug)]
-struct Backing {
-    vhost: Vhost,
-    queue: Arc<Queue>,
-    /// The id the store's manual-ack gets are recorded under.
-    holder: u64,
-}
-
 /// The durable home of the sessions' [`QosState`]; without a backing queue (not opened,
 /// or the vhost is gone) it records nothing and the state is in memory only.
 #[derive(Debug, Default)]
 pub struct QosStore {
-    inner: Mutex<Option<Backing>>,
+    inner: Mutex<Option<HeldQueue>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -188,7 +181,7 @@ impl QosStore {
                 settle(tag);
             }
         }
-        *inner = Some(Backing {
+        *inner = Some(HeldQueue {
             vhost: vhost.clone(),
             queue,
             holder,
@@ -221,36 +214,23 @@ impl QosStore {
             routing_key: STATE_QUEUE.into(),
             deaths: Vec::new(),
         });
-        let ticket = match b.vhost.publish(marker.clone()) {
-            Ok(o) if !o.unroutable() => o.ticket,
-            Ok(_) => {
+        match b.publish_and_hold(&marker) {
+            Ok((Some(tag), ticket)) => Some((tag, ticket)),
+            Ok((None, _)) => {
                 tracing::warn!("MQTT packet id state lost its backing queue; kept in memory only");
-                return None;
+                None
             }
             Err(e) => {
                 tracing::debug!(error = %e, "MQTT packet id state not stored");
-                return None;
+                None
             }
-        };
-        // Take it off the queue; anything else found there was not published by the store
-        // (another protocol's publish to `mqtt-qos-state`): discard it.
-        while let Some((d, _)) = b.queue.get(AckMode::Manual, b.holder) {
-            if Arc::ptr_eq(&d.message, &marker) {
-                return Some((d.tag, ticket));
-            }
-            let _ = b.queue.ack(&[d.tag]);
         }
-        tracing::warn!("MQTT packet id state lost its backing queue; kept in memory only");
-        None
     }
 
     /// Settles markers: the state they recorded is gone.
     pub(crate) fn settle(&self, tags: &[u64]) {
-        if tags.is_empty() {
-            return;
-        }
         if let Some(b) = lock(&self.inner).as_ref() {
-            let _ = b.queue.ack(tags);
+            b.settle(tags);
         }
     }
 }
