@@ -13,13 +13,13 @@ use super::{connected, options, start};
 use crate::common::broker;
 use crate::raw::{connect_packet, Raw};
 
-fn fresh_dir(name: &str) -> PathBuf {
+pub(crate) fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ferromq-mqtt-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-async fn server_at(dir: &Path) -> Server {
+pub(crate) async fn server_at(dir: &Path) -> Server {
     let d = dir.to_path_buf();
     broker(move |c| c.data_dir = d).await
 }

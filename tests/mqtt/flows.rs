@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU16;
 
-use ferromq_mqtt::packet::{PublishAck, SubscriptionOptions, Will};
+use ferromq_mqtt::packet::{SubscriptionOptions, Will};
 use ferromq_mqtt::properties::{ConnectProperties, WillProperties};
 use ferromq_mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
 
@@ -215,17 +215,7 @@ async fn incoming_qos2_is_not_routed_twice_across_a_reconnect() {
     let (mut c, ack) = Raw::connect(addr, connect_packet(V5, "q2-pub", false, expiring(60))).await;
     assert!(ack.session_present);
     // The client did not see the PUBREC: it resends the PUBLISH, then completes.
-    let Packet::Publish(mut again) = publish("q2/x", b"once", QoS::ExactlyOnce, 7) else {
-        unreachable!()
-    };
-    again.dup = true;
-    c.send(Packet::Publish(again)).await;
-    assert!(matches!(c.recv().await, Some(Packet::PubRec(a)) if a.packet_id == pid(7)));
-    c.send(Packet::PubRel(PublishAck::new(pid(7)))).await;
-    match c.recv().await {
-        Some(Packet::PubComp(a)) => assert_eq!(a.reason_code, ReasonCode::Success),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    c.resend_qos2_and_release("q2/x", b"once", 7).await;
     c.publish_acked("q2/marker", b"end", 8).await;
     let m = w.publish_received().await;
     assert_eq!(&m.payload[..], b"once");
@@ -252,8 +242,7 @@ async fn reconnect_resends_with_dup_and_the_original_packet_ids() {
         sent.push((m.topic.to_string(), m.qos.packet_id().unwrap()));
     }
     s.puback(sent[1].1).await; // og/2 only
-    s.send(Packet::PingReq).await;
-    assert!(matches!(s.recv().await, Some(Packet::PingResp)));
+    s.ping().await;
     drop(s);
     let (mut s, ack) = Raw::connect(addr, connect_packet(V5, "orig", false, expiring(60))).await;
     assert!(ack.session_present);

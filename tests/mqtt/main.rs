@@ -3,6 +3,7 @@
 //!
 //! - `main.rs`: 3.1.1 basics (QoS, retained, wills, keep alive) and the shared helpers.
 //! - `durable.rs`: persistent sessions and retained messages across a broker restart.
+//! - `durable_ids.rs`: QoS 2 exchanges and original packet ids across a broker restart.
 //! - `flows.rs`: shared subscriptions, will delay, receive maximum, takeover, QoS 2, with
 //!   the raw client of `raw.rs`.
 //! - `malformed.rs`: bad packets on the socket.
@@ -10,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod durable;
+mod durable_ids;
 mod flows;
 mod malformed;
 mod raw;

@@ -9,7 +9,7 @@ use ferromq_mqtt::packet::{
     ConnAck, Connect, Publish, PublishAck, QosPid, Subscribe, Subscription, SubscriptionOptions,
 };
 use ferromq_mqtt::properties::ConnectProperties;
-use ferromq_mqtt::{Decoder, Encoder, Limits, Packet, ProtocolVersion, QoS};
+use ferromq_mqtt::{Decoder, Encoder, Limits, Packet, ProtocolVersion, QoS, ReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -144,6 +144,48 @@ impl Raw {
         match self.recv().await {
             Some(Packet::PubAck(a)) => assert_eq!(a.packet_id, pid(id)),
             other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes at QoS 2 and completes the exchange (PUBREC, PUBREL, PUBCOMP).
+    pub async fn publish_completed(&mut self, topic: &str, body: &'static [u8], id: u16) {
+        self.send(publish(topic, body, QoS::ExactlyOnce, id)).await;
+        match self.recv().await {
+            Some(Packet::PubRec(a)) => assert_eq!(a.packet_id, pid(id)),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+        self.send(Packet::PubRel(PublishAck::new(pid(id)))).await;
+        match self.recv().await {
+            Some(Packet::PubComp(a)) => assert_eq!(a.packet_id, pid(id)),
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+    }
+
+    /// Resends a QoS 2 PUBLISH with DUP (its PUBREC was not seen), then completes the
+    /// exchange; the broker must know the id (PUBCOMP 0x00).
+    pub async fn resend_qos2_and_release(&mut self, topic: &str, body: &'static [u8], id: u16) {
+        let Packet::Publish(mut again) = publish(topic, body, QoS::ExactlyOnce, id) else {
+            unreachable!()
+        };
+        again.dup = true;
+        self.send(Packet::Publish(again)).await;
+        match self.recv().await {
+            Some(Packet::PubRec(a)) => assert_eq!(a.packet_id, pid(id)),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+        self.send(Packet::PubRel(PublishAck::new(pid(id)))).await;
+        match self.recv().await {
+            Some(Packet::PubComp(a)) => assert_eq!(a.reason_code, ReasonCode::Success),
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+    }
+
+    /// PINGREQ, then waits for the PINGRESP: everything sent before was handled.
+    pub async fn ping(&mut self) {
+        self.send(Packet::PingReq).await;
+        match self.recv().await {
+            Some(Packet::PingResp) => {}
+            other => panic!("expected PINGRESP, got {other:?}"),
         }
     }
 

@@ -55,6 +55,11 @@ pub struct Delivery {
     pub redelivered: bool,
     /// How many times it was delivered before this delivery.
     pub delivery_count: u32,
+    /// The journal's id for the message (one per publish, whatever queues it reached),
+    /// the same before and after a restart, so that a protocol can recognise a message it
+    /// sent before the restart; 0 when this queue does not journal it (transient message,
+    /// non-durable queue, no store).
+    pub persistent_id: u64,
 }
 
 /// Bounds the deliveries outstanding for one consumer, or for several that share a limit

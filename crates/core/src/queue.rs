@@ -613,6 +613,7 @@ impl Queue {
                 message: e.msg.clone(),
                 redelivered: e.delivery_count > 0 || e.recovered,
                 delivery_count: e.delivery_count,
+                persistent_id: e.pid,
             };
             match slot.sink.send(Event::Deliver(delivery)) {
                 Ok(()) => {
@@ -732,6 +733,7 @@ impl Queue {
                     message: e.msg.clone(),
                     redelivered: e.delivery_count > 0 || e.recovered,
                     delivery_count: e.delivery_count,
+                    persistent_id: e.pid,
                 };
                 if ack_mode == AckMode::Manual {
                     e.delivery_count = e.delivery_count.saturating_add(1);

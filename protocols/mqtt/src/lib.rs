@@ -17,6 +17,9 @@
 //! - `shared.rs`: per-listener state: client ids (takeover), QoS 2 state and
 //!   unacknowledged packet ids of persistent sessions, retained messages.
 //! - `retained.rs`: retained messages, in memory and in a durable core queue.
+//! - `held.rs`: the durable queue whose messages those two hold unacknowledged.
+//! - `qos_store.rs`: persistent sessions' packet-id state (QoS 2 exchanges,
+//!   unacknowledged PUBLISHes) as markers in a durable core queue.
 //! - `conn.rs`: the tokio glue for one connection.
 //! - `config.rs`: [`MqttConfig`], every session and listener bound.
 //! - `codec.rs`: [`Decoder`] and [`Encoder`]: framing, version and
@@ -71,10 +74,12 @@ mod config;
 mod conn;
 pub mod error;
 mod framing;
+mod held;
 pub mod limits;
 pub mod mapping;
 pub mod packet;
 pub mod properties;
+mod qos_store;
 pub mod reason;
 pub mod retained;
 pub mod session;
@@ -124,10 +129,17 @@ pub async fn serve_shared(
 ) {
     let config = Arc::new(config);
     match broker.vhost(&config.vhost) {
-        Some(vhost) => match shared.retained().open(&vhost, broker.next_id()) {
-            Ok(n) => tracing::debug!(retained = n, "MQTT retained messages loaded"),
-            Err(e) => tracing::warn!(error = %e, "MQTT retained messages kept in memory only"),
-        },
+        Some(vhost) => {
+            match shared.retained().open(&vhost, broker.next_id()) {
+                Ok(n) => tracing::debug!(retained = n, "MQTT retained messages loaded"),
+                Err(e) => tracing::warn!(error = %e, "MQTT retained messages kept in memory only"),
+            }
+            let exists = |id: &str| vhost.queue(&adapter::session_queue_name(id)).is_some();
+            match shared.open_qos_state(&vhost, broker.next_id(), exists) {
+                Ok(n) => tracing::debug!(sessions = n, "MQTT session packet id state loaded"),
+                Err(e) => tracing::warn!(error = %e, "MQTT packet id state kept in memory only"),
+            }
+        }
         None => tracing::warn!(vhost = %config.vhost, "MQTT vhost does not exist"),
     }
     let slots = Arc::new(Semaphore::new(config.connections_max));

@@ -25,10 +25,11 @@ use std::sync::{Arc, Mutex};
 
 use bytestring::ByteString;
 use ferromq_core::{
-    AckMode, CoreError, ExchangeKind, ExchangeOptions, FieldTable, Message, Queue, QueueOptions,
+    AckMode, CoreError, ExchangeKind, ExchangeOptions, FieldTable, Message, QueueOptions,
     SyncTicket, Vhost,
 };
 
+use crate::held::HeldQueue;
 use crate::mapping::{self, filter_matches};
 
 /// The exchange retained copies are published to.
@@ -53,19 +54,11 @@ struct Kept {
     tag: Option<u64>,
 }
 
-#[derive(Debug)]
-struct Backing {
-    vhost: Vhost,
-    queue: Arc<Queue>,
-    /// The id the store's manual-ack gets are recorded under.
-    holder: u64,
-}
-
 #[derive(Debug, Default)]
 struct Inner {
     by_topic: HashMap<ByteString, Kept>,
     bytes: u64,
-    backing: Option<Backing>,
+    backing: Option<HeldQueue>,
 }
 
 /// The retained messages of one vhost.
@@ -89,7 +82,7 @@ impl Inner {
 
     fn settle(&self, tag: Option<u64>) {
         if let (Some(b), Some(tag)) = (&self.backing, tag) {
-            let _ = b.queue.ack(&[tag]);
+            b.settle(&[tag]);
         }
     }
 
@@ -124,7 +117,7 @@ impl RetainedStore {
         };
         let (queue, _) = vhost.declare_queue(RETAINED_QUEUE, options, false, 0)?;
         vhost.bind_queue(RETAINED_QUEUE, RETAINED_EXCHANGE, "", FieldTable::new(), 0)?;
-        inner.backing = Some(Backing {
+        inner.backing = Some(HeldQueue {
             vhost: vhost.clone(),
             queue: queue.clone(),
             holder,
@@ -171,23 +164,13 @@ impl RetainedStore {
         copy.exchange = RETAINED_EXCHANGE.into();
         copy.properties.persistent = true;
         let copy = Arc::new(copy);
-        let ticket = match b.vhost.publish(copy.clone()) {
-            Ok(o) => o.ticket,
+        let (tag, ticket) = match b.publish_and_hold(&copy) {
+            Ok(held) => held,
             Err(e) => {
                 tracing::debug!(error = %e, "MQTT retained message not stored");
                 return RetainOutcome::Refused;
             }
         };
-        // Take it off the queue; anything else found there was not published by the store
-        // (a client of another protocol publishing to `mqtt.retained`): discard it.
-        let mut tag = None;
-        while let Some((d, _)) = b.queue.get(AckMode::Manual, b.holder) {
-            if Arc::ptr_eq(&d.message, &copy) {
-                tag = Some(d.tag);
-                break;
-            }
-            let _ = b.queue.ack(&[d.tag]);
-        }
         if tag.is_none() {
             tracing::warn!("MQTT retained message lost its backing queue; kept in memory only");
         }

@@ -33,8 +33,9 @@ use crate::packet::{
     ConnAck, Connect, Disconnect, Publish, PublishAck, QosPid, RetainHandling, SubAck, Subscribe,
     UnsubAck, Unsubscribe, Will,
 };
+use crate::qos_store::{self, Kind};
 use crate::retained::RetainOutcome;
-use crate::shared::{Claim, QosState, Shared};
+use crate::shared::{Claim, QosState, Shared, Unacked};
 use crate::{
     ConnectReturnCode, DecodeError, EncodeError, Encoder, Packet, ProtocolVersion, QoS, ReasonCode,
 };
@@ -82,6 +83,8 @@ struct Outgoing {
     qos: QoS,
     /// Kept for a persistent session's next connection (see `QosState::unacked`).
     message: Arc<ferromq_core::Message>,
+    /// The message's id in the journal (0: not journaled), for the same after a restart.
+    persistent_id: u64,
 }
 
 /// Connected-state fields.
@@ -398,7 +401,8 @@ impl Session {
             Packet::PubRel(a) if live => self.on_pubrel(a, out),
             Packet::PubComp(a) if live => {
                 let q = &self.live.as_ref().expect("live").qos;
-                lock(q).released.remove(&a.packet_id.get());
+                let marker = lock(q).released.remove(&a.packet_id.get()).flatten();
+                self.shared.settle(marker.as_slice());
                 Flow::Continue
             }
             Packet::Subscribe(s) if live => self.on_subscribe(s, out),
@@ -585,7 +589,7 @@ impl Session {
         };
         // Unfinished outgoing QoS 2 exchanges resume with PUBREL.
         let qos = claim.state.clone();
-        let released: Vec<u16> = lock(&qos).released.iter().copied().collect();
+        let released: Vec<u16> = lock(&qos).released.keys().copied().collect();
         for id in released {
             if let Some(id) = NonZeroU16::new(id) {
                 self.write(Packet::PubRel(PublishAck::new(id)), out);
@@ -667,7 +671,7 @@ impl Session {
         if let Some(id) = p.qos.packet_id() {
             if qos == QoS::ExactlyOnce {
                 let live = self.live.as_ref().expect("live");
-                if lock(&live.qos).incoming.contains(&id.get()) {
+                if lock(&live.qos).incoming.contains_key(&id.get()) {
                     // A resend of a message already routed: acknowledge it again only.
                     self.acknowledge(None, Packet::PubRec(PublishAck::new(id)), out);
                     return Flow::Continue;
@@ -737,9 +741,17 @@ impl Session {
             QosPid::ExactlyOnce(id) => {
                 let mut a = PublishAck::new(id);
                 a.reason_code = code;
+                let mut ticket = ticket;
                 if !code.is_error() {
+                    // Recorded after the message, so the journal cannot hold the id
+                    // without the message; the PUBREC waits for both.
                     let live = self.live.as_ref().expect("live");
-                    lock(&live.qos).incoming.insert(id.get());
+                    let mut st = lock(&live.qos);
+                    let marker = mark(&self.shared, live, &st, Kind::Incoming, id.get());
+                    if let Some((_, Some(t))) = marker {
+                        ticket = Some(ticket.map_or(t, |a| a.max(t)));
+                    }
+                    st.incoming.insert(id.get(), marker.map(|m| m.0));
                 }
                 self.acknowledge(ticket, Packet::PubRec(a), out);
             }
@@ -751,8 +763,9 @@ impl Session {
         let live = self.live.as_ref().expect("live");
         let known = lock(&live.qos).incoming.remove(&a.packet_id.get());
         let mut comp = PublishAck::new(a.packet_id);
-        if !known {
-            comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+        match known {
+            Some(marker) => self.shared.settle(marker.as_slice()),
+            None => comp.reason_code = ReasonCode::PacketIdentifierNotFound,
         }
         // Behind any PUBREC still waiting for the journal.
         self.acknowledge(None, Packet::PubComp(comp), out);
@@ -774,14 +787,21 @@ impl Session {
                 if a.reason_code.is_error() || o.qos != QoS::ExactlyOnce {
                     return Flow::Continue;
                 }
+                // Recorded after the settlement above: a restart cannot find both the
+                // message queued and its PUBREL pending.
                 let live = self.live.as_ref().expect("live");
-                lock(&live.qos).released.insert(id);
+                let mut st = lock(&live.qos);
+                let marker = (st.released.len() < usize::from(self.cfg.inflight_out_max))
+                    .then(|| mark(&self.shared, live, &st, Kind::Released, id))
+                    .flatten();
+                st.released.insert(id, marker.map(|m| m.0));
+                drop(st);
                 self.write(Packet::PubRel(PublishAck::new(a.packet_id)), out);
             }
             None => {
                 let mut rel = PublishAck::new(a.packet_id);
                 let live = self.live.as_ref().expect("live");
-                if !lock(&live.qos).released.contains(&id) {
+                if !lock(&live.qos).released.contains_key(&id) {
                     rel.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
                 self.write(Packet::PubRel(rel), out);
@@ -1066,10 +1086,17 @@ impl Session {
         let retain = adapter::is_retained_copy(m) || (rap && adapter::was_retained(m));
         // A message an earlier connection sent and did not get acknowledged is resent
         // under its original packet identifier.
-        let original = (own && d.redelivered && qos != QoS::AtMostOnce)
-            .then(|| lock(&live.qos).take_unacked(&d.message))
-            .flatten()
-            .and_then(NonZeroU16::new);
+        let original = if own && d.redelivered && qos != QoS::AtMostOnce {
+            let mut st = lock(&live.qos);
+            let id = st.take_unacked(&d.message, d.persistent_id);
+            if st.unacked.is_empty() {
+                // All resent: the marker that kept them for a restart has done its job.
+                self.shared.settle(st.unacked_marker.take().as_slice());
+            }
+            id.and_then(NonZeroU16::new)
+        } else {
+            None
+        };
         let qos_pid = match qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
             q => match original.or_else(|| self.allocate_packet_id()) {
@@ -1110,6 +1137,7 @@ impl Session {
                         tag: d.tag,
                         qos,
                         message: d.message,
+                        persistent_id: d.persistent_id,
                     },
                 );
             }
@@ -1158,12 +1186,27 @@ impl Session {
             let mut state = lock(&live.qos);
             state
                 .unacked
-                .extend(sent.into_iter().map(|(id, o)| (id, o.message)));
+                .extend(sent.into_iter().map(|(id, o)| Unacked {
+                    id,
+                    message: Some(o.message),
+                    persistent_id: o.persistent_id,
+                }));
             let over = state
                 .unacked
                 .len()
                 .saturating_sub(usize::from(self.cfg.inflight_out_max));
             state.unacked.drain(..over);
+            // For a restart: one marker for them all, replacing the previous one (written
+            // first, so that a crash in between leaves the newer one, which wins).
+            let old = state.unacked_marker.take();
+            if state.unacked.iter().any(|u| u.persistent_id != 0) {
+                let body = qos_store::unacked_body(&state.unacked);
+                state.unacked_marker = self
+                    .shared
+                    .record(&state, &live.client_id, Kind::Unacked, body)
+                    .map(|m| m.0);
+            }
+            self.shared.settle(old.as_slice());
         }
         live.consumer = None;
         let current =
@@ -1228,6 +1271,21 @@ pub fn publish_will(
     if let Err(e) = vhost.publish(msg) {
         tracing::debug!(error = %e, "MQTT will not published");
     }
+}
+
+/// Records a marker of a packet id for a persistent session (see `qos_store.rs`): its tag
+/// and journal ticket; `None` when the state is in memory only.
+fn mark(
+    shared: &Shared,
+    live: &Live,
+    state: &QosState,
+    kind: Kind,
+    id: u16,
+) -> Option<(u64, Option<SyncTicket>)> {
+    if live.expiry_secs == 0 {
+        return None;
+    }
+    shared.record(state, &live.client_id, kind, qos_store::id_body(id))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -4,43 +4,78 @@
 //!
 //! # Locks
 //! `sessions` and the retained store's lock are never held together nor across `.await`;
-//! each [`QosState`] has its own lock, taken after (never while holding) `sessions`.
+//! each [`QosState`] has its own lock, taken after (never while holding) `sessions`; the
+//! QoS store's lock is taken while holding a `QosState` lock, never the other way round.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytestring::ByteString;
-use ferromq_core::Message;
+use ferromq_core::{CoreError, Message, SyncTicket, Vhost};
 use tokio_util::sync::CancellationToken;
 
+use crate::qos_store::{Kind, QosStore};
 use crate::retained::RetainedStore;
 
-/// Packet identifiers of a session's unfinished QoS 2 exchanges; they survive reconnects
-/// of a persistent session (in memory only).
+/// Packet identifiers of a session's unfinished QoS exchanges. They survive reconnects of
+/// a persistent session, and broker restarts through the markers of `qos_store.rs`
+/// (each `Option<u64>` is the tag of the marker that records the entry, if one does).
 #[derive(Debug, Default)]
 pub struct QosState {
     /// Incoming QoS 2 PUBLISHes already routed, awaiting PUBREL (dedup of resends).
-    pub incoming: HashSet<u16>,
+    pub incoming: HashMap<u16, Option<u64>>,
     /// Outgoing QoS 2 messages that got PUBREC: PUBREL sent, awaiting PUBCOMP.
-    pub released: BTreeSet<u16>,
+    pub released: BTreeMap<u16, Option<u64>>,
     /// QoS 1/2 PUBLISHes that an earlier connection of the session sent and that were not
     /// acknowledged, oldest first, at most `inflight_out_max`: when the core redelivers one
-    /// of these messages (the same `Arc`, requeued), it is resent under its original packet
-    /// identifier (MQTT 3.1.1 and 5.0, section 4.4). Holding the `Arc` keeps the pointer
-    /// from being reused by another message.
-    pub unacked: Vec<(u16, Arc<Message>)>,
+    /// of these messages, it is resent under its original packet identifier (MQTT 3.1.1
+    /// and 5.0, section 4.4).
+    pub unacked: Vec<Unacked>,
+    /// The marker that records `unacked` (written when a connection ends).
+    pub unacked_marker: Option<u64>,
+    /// The session ended (clean start, expiry, sweep): its markers are settled and no
+    /// new ones may be recorded (a connection that was taken over may still hold it).
+    pub discarded: bool,
+}
+
+/// A PUBLISH sent by an earlier connection of a session and not acknowledged.
+#[derive(Debug)]
+pub struct Unacked {
+    /// Its packet identifier.
+    pub id: u16,
+    /// The message, when sent since the broker started: the core requeues the same `Arc`.
+    /// Holding it keeps the pointer from being reused by another message.
+    pub message: Option<Arc<Message>>,
+    /// Its persistent id in the journal (0: not journaled), which identifies it after a
+    /// restart.
+    pub persistent_id: u64,
 }
 
 impl QosState {
     /// True if `id` names an unfinished outgoing exchange of an earlier connection.
     pub fn holds_id(&self, id: u16) -> bool {
-        self.released.contains(&id) || self.unacked.iter().any(|(p, _)| *p == id)
+        self.released.contains_key(&id) || self.unacked.iter().any(|u| u.id == id)
     }
 
-    /// The original packet identifier of a redelivered message, forgotten here once taken.
-    pub fn take_unacked(&mut self, msg: &Arc<Message>) -> Option<u16> {
-        let i = self.unacked.iter().position(|(_, m)| Arc::ptr_eq(m, msg))?;
-        Some(self.unacked.remove(i).0)
+    /// The original packet identifier of a redelivered message (known by pointer, or by
+    /// persistent id after a restart), forgotten here once taken.
+    pub fn take_unacked(&mut self, msg: &Arc<Message>, persistent_id: u64) -> Option<u16> {
+        let i = self.unacked.iter().position(|u| {
+            u.message.as_ref().is_some_and(|m| Arc::ptr_eq(m, msg))
+                || (persistent_id != 0 && u.persistent_id == persistent_id)
+        })?;
+        Some(self.unacked.remove(i).id)
+    }
+
+    /// The tags of every marker that records this state.
+    pub fn marker_tags(&self) -> Vec<u64> {
+        self.incoming
+            .values()
+            .chain(self.released.values())
+            .chain(std::iter::once(&self.unacked_marker))
+            .flatten()
+            .copied()
+            .collect()
     }
 }
 
@@ -75,6 +110,7 @@ struct Sessions {
 pub struct Shared {
     sessions: Mutex<Sessions>,
     retained: RetainedStore,
+    qos_store: QosStore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +127,7 @@ impl Shared {
     /// Registers a connection for `client_id`, telling any previous one to go. With
     /// `clean`, the QoS 2 state starts empty; otherwise the previous state is kept.
     pub fn claim(&self, client_id: &ByteString, clean: bool) -> Claim {
+        let mut discarded = Vec::new();
         let mut s = lock(&self.sessions);
         s.next_generation += 1;
         let generation = s.next_generation;
@@ -100,6 +137,7 @@ impl Shared {
                 let live = !old.kick.is_cancelled();
                 old.kick.cancel();
                 let state = if clean {
+                    discarded.push(old.state);
                     Arc::new(Mutex::new(QosState::default()))
                 } else {
                     old.state
@@ -116,6 +154,8 @@ impl Shared {
                 state: state.clone(),
             },
         );
+        drop(s);
+        self.discard(discarded);
         Claim {
             generation,
             kick,
@@ -151,13 +191,79 @@ impl Shared {
                 if keep {
                     // Mark it offline: a later claim is not a takeover.
                     e.kick.cancel();
-                } else {
-                    s.entries.remove(client_id);
+                } else if let Some(e) = s.entries.remove(client_id) {
+                    drop(s);
+                    self.discard(vec![e.state]);
                 }
                 true
             }
             _ => false,
         }
+    }
+
+    /// Ends sessions' QoS state: their markers are settled and no new ones recorded.
+    fn discard(&self, states: Vec<Arc<Mutex<QosState>>>) {
+        for state in states {
+            let mut st = lock(&state);
+            st.discarded = true;
+            self.qos_store.settle(&st.marker_tags());
+            *st = QosState {
+                discarded: true,
+                ..QosState::default()
+            };
+        }
+    }
+
+    /// Records a marker for a live state (see `qos_store.rs`); `None` (memory only) when
+    /// the state was discarded, the store is not open, or it refused.
+    pub(crate) fn record(
+        &self,
+        state: &QosState,
+        client_id: &ByteString,
+        kind: Kind,
+        body: bytes::Bytes,
+    ) -> Option<(u64, Option<SyncTicket>)> {
+        if state.discarded {
+            return None;
+        }
+        self.qos_store.record(client_id, kind, body)
+    }
+
+    /// Settles markers whose state went away.
+    pub(crate) fn settle(&self, tags: &[u64]) {
+        self.qos_store.settle(tags);
+    }
+
+    /// Opens the durable store of the sessions' QoS state in `vhost` and takes back what
+    /// it holds, as offline sessions (call before accepting connections). `exists` says
+    /// whether a client id's session queue still exists. Returns how many sessions had
+    /// state.
+    pub fn open_qos_state(
+        &self,
+        vhost: &Vhost,
+        holder: u64,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<usize, CoreError> {
+        let states = self.qos_store.open(vhost, holder, exists)?;
+        let n = states.len();
+        let mut s = lock(&self.sessions);
+        for (client_id, state) in states {
+            s.next_generation += 1;
+            let generation = s.next_generation;
+            let kick = CancellationToken::new();
+            // Offline: a first claim is not a takeover, and the sweep may forget it.
+            kick.cancel();
+            let old = s.entries.insert(
+                client_id,
+                Entry {
+                    generation,
+                    kick,
+                    state: Arc::new(Mutex::new(state)),
+                },
+            );
+            debug_assert!(old.is_none(), "opened before any connection");
+        }
+        Ok(n)
     }
 
     /// Forgets the state of offline sessions that `exists` says are gone (their queue
@@ -173,17 +279,19 @@ impl Shared {
         let gone: Vec<(ByteString, u64)> =
             offline.into_iter().filter(|(id, _)| !exists(id)).collect();
         let mut s = lock(&self.sessions);
-        let mut n = 0;
+        let mut forgotten = Vec::new();
         for (id, generation) in gone {
             // Still the same offline entry: nobody reconnected meanwhile.
             if s.entries
                 .get(&id)
                 .is_some_and(|e| e.generation == generation)
             {
-                s.entries.remove(&id);
-                n += 1;
+                forgotten.extend(s.entries.remove(&id).map(|e| e.state));
             }
         }
+        drop(s);
+        let n = forgotten.len();
+        self.discard(forgotten);
         n
     }
 

@@ -9,7 +9,7 @@ use ferromq_mqtt::packet::{
 };
 use ferromq_mqtt::properties::ConnectProperties;
 use ferromq_mqtt::session::{Flow, Session};
-use ferromq_mqtt::shared::Shared;
+use ferromq_mqtt::shared::{QosState, Shared, Unacked};
 use ferromq_mqtt::{Decoder, Limits, MqttConfig, Packet, ProtocolVersion, QoS, ReasonCode};
 
 fn broker() -> Broker {
@@ -409,4 +409,44 @@ fn sweep_forgets_offline_sessions_whose_queue_is_gone() {
     assert_eq!(shared.sweep(exists), 1);
     assert_eq!(shared.sessions_len(), 2);
     assert_eq!(shared.sweep(exists), 0);
+}
+
+#[test]
+fn a_clean_start_discards_the_previous_qos_state() {
+    let shared = Shared::new();
+    let id: bytestring::ByteString = "c".into();
+    let first = shared.claim(&id, false);
+    first.state.lock().unwrap().incoming.insert(5, None);
+    assert!(shared.release("c", first.generation, true));
+    let resumed = shared.claim(&id, false);
+    assert!(Arc::ptr_eq(&first.state, &resumed.state), "resumed as is");
+    assert!(shared.release("c", resumed.generation, true));
+    let clean = shared.claim(&id, true);
+    let old = first.state.lock().unwrap();
+    // A connection still holding the old state (taken over) can record nothing more.
+    assert!(old.discarded && old.incoming.is_empty());
+    assert!(!clean.state.lock().unwrap().discarded);
+}
+
+#[test]
+fn after_a_restart_an_unacked_message_is_known_by_its_persistent_id() {
+    let mut st = QosState::default();
+    st.unacked.push(Unacked {
+        id: 9,
+        message: None,
+        persistent_id: 42,
+    });
+    let requeued = Arc::new(ferromq_core::Message::new(
+        "amq.topic",
+        "k",
+        bytes::Bytes::from_static(b"body"),
+    ));
+    assert_eq!(
+        st.take_unacked(&requeued, 0),
+        None,
+        "not journaled: unknown"
+    );
+    assert_eq!(st.take_unacked(&requeued, 41), None);
+    assert_eq!(st.take_unacked(&requeued, 42), Some(9));
+    assert!(st.unacked.is_empty() && !st.holds_id(9));
 }

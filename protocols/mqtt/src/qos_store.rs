@@ -1,0 +1,236 @@
+//! The packet-identifier state of persistent sessions ([`QosState`]), kept in a durable
+//! core queue so that a broker restart behaves like a reconnect.
+//!
+//! # Design
+//! The technique of `retained.rs`: each piece of state is a small persistent marker
+//! message, published through the default exchange to the durable queue `mqtt-qos-state`,
+//! taken off it at once with a manual-ack `get` and held unacknowledged for as long as the
+//! state lasts. When the state goes away the marker is acknowledged, which settles it in
+//! the journal. At start [`QosStore::open`] takes every marker again and rebuilds each
+//! session's [`QosState`]. Nothing new goes into the journal format.
+//!
+//! A marker carries its kind in the header `x-mqtt-state` (U8) and its session in
+//! `x-mqtt-client-id` (Str); the body is big-endian:
+//! - **incoming** (2 bytes, the packet id): a QoS 2 PUBLISH was routed and its PUBREL has
+//!   not come. Published right after the message is routed, so the journal has the
+//!   message first; the PUBREC waits until both are synced.
+//! - **released** (the packet id): PUBREL sent for an outgoing QoS 2 message, PUBCOMP
+//!   awaited. Published after the delivery was acknowledged in the core, so a restart
+//!   cannot find both the message still queued and its PUBREL pending.
+//! - **unacked** (pairs of packet id and persistent id, 10 bytes each): the QoS 1/2
+//!   PUBLISHes of the session left unacknowledged when a connection ended. One marker per
+//!   connection end, replacing the previous one, rather than one per delivery: QoS 1
+//!   delivery stays free of journal work. The price is a crash window, written down in
+//!   README.md: a broker killed while the session is connected loses these ids (the
+//!   messages are still redelivered, with DUP, under new ids).
+//!
+//! # Bounds
+//! Only persistent sessions record markers (at most `persistent_sessions_max` of them):
+//! `incoming` markers are bounded by `inflight_in_max`, `released` ones by
+//! `inflight_out_max` (past it the state is kept in memory only) and the one `unacked`
+//! marker holds at most `inflight_out_max` pairs.
+//!
+//! # Locks
+//! `inner` is taken after a `QosState` lock (never the other way round) and never held
+//! across `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+use ferromq_core::{
+    AckMode, CoreError, FieldTable, FieldValue, Message, Properties, QueueOptions, SyncTicket,
+    Vhost,
+};
+
+use crate::adapter::H_CLIENT;
+use crate::held::HeldQueue;
+use crate::shared::{QosState, Unacked};
+
+/// The queue that keeps the markers (a reserved name).
+pub(crate) const STATE_QUEUE: &str = "mqtt-qos-state";
+/// The marker's kind (U8).
+const H_KIND: &str = "x-mqtt-state";
+
+/// What a marker records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Incoming QoS 2 packet id awaiting PUBREL.
+    Incoming = 1,
+    /// Outgoing QoS 2 packet id awaiting PUBCOMP.
+    Released = 2,
+    /// Packet ids and persistent ids of unacknowledged outgoing PUBLISHes.
+    Unacked = 3,
+}
+
+/// The durable home of the sessions' [`QosState`]; without a backing queue (not opened,
+/// or the vhost is gone) it records nothing and the state is in memory only.
+#[derive(Debug, Default)]
+pub struct QosStore {
+    inner: Mutex<Option<HeldQueue>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The body of an `incoming` or `released` marker.
+pub(crate) fn id_body(id: u16) -> Bytes {
+    Bytes::copy_from_slice(&id.to_be_bytes())
+}
+
+/// The body of an `unacked` marker: the entries that can be found again after a restart.
+pub(crate) fn unacked_body(entries: &[Unacked]) -> Bytes {
+    let mut b = BytesMut::with_capacity(entries.len() * 10);
+    for u in entries.iter().filter(|u| u.persistent_id != 0) {
+        b.put_u16(u.id);
+        b.put_u64(u.persistent_id);
+    }
+    b.freeze()
+}
+
+fn parse_id(body: &[u8]) -> Option<u16> {
+    let b: [u8; 2] = body.try_into().ok()?;
+    Some(u16::from_be_bytes(b)).filter(|id| *id != 0)
+}
+
+fn parse_unacked(body: &[u8]) -> Option<Vec<Unacked>> {
+    if !body.len().is_multiple_of(10) {
+        return None;
+    }
+    body.chunks_exact(10)
+        .map(|c| {
+            let id = u16::from_be_bytes([c[0], c[1]]);
+            let pid = u64::from_be_bytes(c[2..].try_into().expect("8 bytes"));
+            (id != 0 && pid != 0).then_some(Unacked {
+                id,
+                message: None,
+                persistent_id: pid,
+            })
+        })
+        .collect()
+}
+
+/// A marker's kind and session, if it is one.
+fn parse_marker(m: &Message) -> Option<(Kind, ByteString)> {
+    let h = &m.properties.headers;
+    let kind = match h.get(H_KIND) {
+        Some(FieldValue::U8(1)) => Kind::Incoming,
+        Some(FieldValue::U8(2)) => Kind::Released,
+        Some(FieldValue::U8(3)) => Kind::Unacked,
+        _ => return None,
+    };
+    match h.get(H_CLIENT) {
+        Some(FieldValue::Str(c)) => Some((kind, c.clone())),
+        _ => None,
+    }
+}
+
+impl QosStore {
+    /// Declares the backing queue in `vhost` (durable) and rebuilds the state its markers
+    /// hold, for the sessions that `exists` says still exist (the others' markers are
+    /// settled). `holder` must be an id no consumer uses. A second call returns nothing.
+    pub(crate) fn open(
+        &self,
+        vhost: &Vhost,
+        holder: u64,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<HashMap<ByteString, QosState>, CoreError> {
+        let mut inner = lock(&self.inner);
+        let mut states: HashMap<ByteString, QosState> = HashMap::new();
+        if inner.is_some() {
+            return Ok(states);
+        }
+        let options = QueueOptions {
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        let (queue, _) = vhost.declare_queue(STATE_QUEUE, options, false, 0)?;
+        let settle = |tag: u64| {
+            let _ = queue.ack(&[tag]);
+        };
+        // Queue order is publish order: a later marker replaces an earlier one.
+        while let Some((d, _)) = queue.get(AckMode::Manual, holder) {
+            let Some((kind, client)) = parse_marker(&d.message).filter(|(_, c)| exists(c)) else {
+                settle(d.tag);
+                continue;
+            };
+            let body = &d.message.body[..];
+            let s = states.entry(client).or_default();
+            let replaced = match kind {
+                Kind::Incoming => match parse_id(body) {
+                    Some(id) => s.incoming.insert(id, Some(d.tag)).flatten(),
+                    None => Some(d.tag),
+                },
+                Kind::Released => match parse_id(body) {
+                    Some(id) => s.released.insert(id, Some(d.tag)).flatten(),
+                    None => Some(d.tag),
+                },
+                Kind::Unacked => match parse_unacked(body) {
+                    Some(entries) => {
+                        s.unacked = entries;
+                        s.unacked_marker.replace(d.tag)
+                    }
+                    None => Some(d.tag),
+                },
+            };
+            if let Some(tag) = replaced {
+                settle(tag);
+            }
+        }
+        *inner = Some(HeldQueue {
+            vhost: vhost.clone(),
+            queue,
+            holder,
+        });
+        Ok(states)
+    }
+
+    /// Records a marker for `client_id`: its tag (to settle it later) and the journal
+    /// ticket to wait for. `None` when the store is not open or refused it (the journal is
+    /// failing or behind): the state is then kept in memory only.
+    pub(crate) fn record(
+        &self,
+        client_id: &ByteString,
+        kind: Kind,
+        body: Bytes,
+    ) -> Option<(u64, Option<SyncTicket>)> {
+        let inner = lock(&self.inner);
+        let b = inner.as_ref()?;
+        let mut headers = FieldTable::new();
+        headers.push(H_KIND, FieldValue::U8(kind as u8));
+        headers.push(H_CLIENT, FieldValue::Str(client_id.clone()));
+        let marker = Arc::new(Message {
+            body,
+            properties: Properties {
+                headers,
+                persistent: true,
+                ..Properties::default()
+            },
+            exchange: "".into(),
+            routing_key: STATE_QUEUE.into(),
+            deaths: Vec::new(),
+        });
+        match b.publish_and_hold(&marker) {
+            Ok((Some(tag), ticket)) => Some((tag, ticket)),
+            Ok((None, _)) => {
+                tracing::warn!("MQTT packet id state lost its backing queue; kept in memory only");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "MQTT packet id state not stored");
+                None
+            }
+        }
+    }
+
+    /// Settles markers: the state they recorded is gone.
+    pub(crate) fn settle(&self, tags: &[u64]) {
+        if let Some(b) = lock(&self.inner).as_ref() {
+            b.settle(tags);
+        }
+    }
+}
