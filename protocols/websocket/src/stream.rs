@@ -28,7 +28,9 @@ pub struct ByteStream<S> {
 }
 
 impl<S> ByteStream<S> {
-    pub(crate) fn new(ws: WebSocketStream<S>, subprotocol: Subprotocol) -> Self {
+    /// Wraps an open WebSocket of either role (the server side comes from
+    /// [`accept`](crate::accept); clients such as tests and the bench make their own).
+    pub fn new(ws: WebSocketStream<S>, subprotocol: Subprotocol) -> Self {
         Self {
             ws,
             unread: Bytes::new(),
