@@ -105,7 +105,7 @@ impl Client {
     pub async fn send_frame(&mut self, cmd: Command, headers: &[(&str, &str)], body: &[u8]) {
         let mut out = BytesMut::new();
         encode_parts(&mut out, self.version, cmd, headers, &Headers::new(), body);
-        self.stream.write_all(&out).await.expect("write");
+        self.send_raw(&out).await;
     }
 
     /// Like `send_frame`, but reports a dead connection instead of panicking.
@@ -117,11 +117,13 @@ impl Client {
     ) -> bool {
         let mut out = BytesMut::new();
         encode_parts(&mut out, self.version, cmd, headers, &Headers::new(), body);
-        self.stream.write_all(&out).await.is_ok()
+        self.stream.write_all(&out).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
+        // TLS and WebSocket streams buffer.
+        self.stream.flush().await.expect("flush");
     }
 
     /// The next frame (heart-beats skipped); panics after `WAIT`.
