@@ -130,6 +130,12 @@ class BrokerProcess:
                     "FERROMQ_LISTENERS__STOMP": f"{self.host}:{self.port}",
                     "FERROMQ_LISTENERS__AMQP": f"{self.host}:{self.amqp_port}",
                     "FERROMQ_LISTENERS__MQTT": f"{self.host}:{self.mqtt_port}",
+                    # TLS and WebSocket listeners only where a test asks for them.
+                    "FERROMQ_LISTENERS__AMQP_TLS": "",
+                    "FERROMQ_LISTENERS__MQTT_TLS": "",
+                    "FERROMQ_LISTENERS__STOMP_TLS": "",
+                    "FERROMQ_LISTENERS__WS": "",
+                    "FERROMQ_LISTENERS__WSS": "",
                     "FERROMQ_DATA_DIR": str(self.tmp / "data"),
                     "FERROMQ_LOG": "info",
                 }

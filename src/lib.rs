@@ -178,6 +178,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
         (broker, None, None, None)
     };
+    let prepared = transports::prepare(&config).await?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -265,7 +266,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         mqtt_sessions,
         ws: config.websocket.to_ws(),
     };
-    let transports = transports::start(&config, shared, &tasks).await?;
+    let transports = transports::serve(prepared, shared, &tasks);
 
     let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));
     let (b, stop) = (broker.clone(), shutdown.clone());

@@ -51,12 +51,20 @@ pub(crate) struct Shared {
     pub ws: WsConfig,
 }
 
-/// Binds and starts the TLS and WebSocket listeners that `config` turns on.
-pub(crate) async fn start(
-    config: &Config,
-    shared: Shared,
-    tasks: &TaskTracker,
-) -> Result<Bound, StartError> {
+/// The listeners bound and the TLS configuration loaded, not yet serving.
+pub(crate) struct Prepared {
+    tls: Option<Arc<Tls>>,
+    stomp_tls: Option<(TcpListener, SocketAddr)>,
+    amqp_tls: Option<(TcpListener, SocketAddr)>,
+    mqtt_tls: Option<(TcpListener, SocketAddr)>,
+    ws: Option<(TcpListener, SocketAddr)>,
+    wss: Option<(TcpListener, SocketAddr)>,
+    ws_connections_max: usize,
+}
+
+/// Loads (or generates) the certificate and binds the listeners `config` turns on, so
+/// that a bad certificate or a taken port fails the start before anything serves.
+pub(crate) async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let l = &config.listeners;
     let amqp_tls = parse_addr("listeners.amqp_tls", &l.amqp_tls)?;
     let mqtt_tls = parse_addr("listeners.mqtt_tls", &l.mqtt_tls)?;
@@ -72,17 +80,33 @@ pub(crate) async fn start(
     } else {
         None
     };
-    let s = Arc::new(shared);
-    let mut bound = Bound {
-        tls_cert: tls.as_ref().map(|t| t.cert_path().to_path_buf()),
-        ..Bound::default()
-    };
-    let stop = s.shutdown.clone();
-    let ws_max = config.websocket.connections_max;
+    Ok(Prepared {
+        tls,
+        stomp_tls: bind("STOMP/TLS", stomp_tls).await?,
+        amqp_tls: bind("AMQP/TLS", amqp_tls).await?,
+        mqtt_tls: bind("MQTT/TLS", mqtt_tls).await?,
+        ws: bind("WebSocket", ws).await?,
+        wss: bind("WebSocket/TLS", wss).await?,
+        ws_connections_max: config.websocket.connections_max,
+    })
+}
 
-    if let (Some(addr), Some(tls)) = (stomp_tls, &tls) {
-        let (listener, at) = bind("STOMP/TLS", addr).await?;
-        bound.stomp_tls = Some(at);
+/// Starts serving the prepared listeners.
+pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
+    let s = Arc::new(shared);
+    let stop = s.shutdown.clone();
+    let at = |l: &Option<(TcpListener, SocketAddr)>| l.as_ref().map(|(_, a)| *a);
+    let bound = Bound {
+        amqp_tls: at(&p.amqp_tls),
+        mqtt_tls: at(&p.mqtt_tls),
+        stomp_tls: at(&p.stomp_tls),
+        ws: at(&p.ws),
+        wss: at(&p.wss),
+        tls_cert: p.tls.as_ref().map(|t| t.cert_path().to_path_buf()),
+    };
+    // `prepare` loads TLS whenever a TLS listener is bound.
+    let tls = p.tls;
+    if let (Some((listener, _)), Some(tls)) = (p.stomp_tls, &tls) {
         let spec = spec("STOMP/TLS", s.stomp.connections_max, Some(tls));
         let s = s.clone();
         tasks.spawn(accept::serve(
@@ -100,9 +124,7 @@ pub(crate) async fn start(
             },
         ));
     }
-    if let (Some(addr), Some(tls)) = (amqp_tls, &tls) {
-        let (listener, at) = bind("AMQP/TLS", addr).await?;
-        bound.amqp_tls = Some(at);
+    if let (Some((listener, _)), Some(tls)) = (p.amqp_tls, &tls) {
         let spec = spec("AMQP/TLS", s.amqp.limits.connections_max, Some(tls));
         let s = s.clone();
         tasks.spawn(accept::serve(
@@ -120,9 +142,7 @@ pub(crate) async fn start(
             },
         ));
     }
-    if let (Some(addr), Some(tls)) = (mqtt_tls, &tls) {
-        let (listener, at) = bind("MQTT/TLS", addr).await?;
-        bound.mqtt_tls = Some(at);
+    if let (Some((listener, _)), Some(tls)) = (p.mqtt_tls, &tls) {
         let spec = spec("MQTT/TLS", s.mqtt.connections_max, Some(tls));
         let s = s.clone();
         tasks.spawn(accept::serve(
@@ -132,26 +152,23 @@ pub(crate) async fn start(
             move |io, peer| mqtt_connection(io, peer, s.clone()),
         ));
     }
-    for (name, addr, tls) in [
-        ("WebSocket", ws, None),
-        ("WebSocket/TLS", wss, tls.as_ref()),
-    ] {
-        let Some(addr) = addr else { continue };
-        let (listener, at) = bind(name, addr).await?;
-        if tls.is_some() {
-            bound.wss = Some(at);
-        } else {
-            bound.ws = Some(at);
-        }
+    let websockets = [
+        ("WebSocket", p.ws, None),
+        ("WebSocket/TLS", p.wss, tls.as_ref()),
+    ];
+    for (name, listener, tls) in websockets {
+        let Some((listener, _)) = listener else {
+            continue;
+        };
         let s = s.clone();
         tasks.spawn(accept::serve(
             listener,
-            spec(name, ws_max, tls),
+            spec(name, p.ws_connections_max, tls),
             stop.clone(),
             move |io, peer| websocket_connection(io, peer, s.clone()),
         ));
     }
-    Ok(bound)
+    bound
 }
 
 fn spec(name: &'static str, connections_max: usize, tls: Option<&Arc<Tls>>) -> Spec {
@@ -164,8 +181,9 @@ fn spec(name: &'static str, connections_max: usize, tls: Option<&Arc<Tls>>) -> S
 
 async fn bind(
     protocol: &'static str,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), StartError> {
+    addr: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let Some(addr) = addr else { return Ok(None) };
     let err = |source| StartError::Bind {
         protocol,
         addr,
@@ -174,7 +192,7 @@ async fn bind(
     let listener = TcpListener::bind(addr).await.map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     tracing::info!(protocol, addr = %bound, "listening");
-    Ok((listener, bound))
+    Ok(Some((listener, bound)))
 }
 
 async fn mqtt_connection<S>(io: S, peer: Peer, s: Arc<Shared>)
