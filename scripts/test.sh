@@ -4,7 +4,8 @@
 #      .venv under the repo),
 #   2. checks formatting and lints,
 #   3. runs `cargo test --workspace`,
-#   4. runs the interop suite (real third-party clients against the built broker).
+#   4. runs the interop suite (real third-party clients against the built broker), which
+#      includes the browser test (headless Chromium driven by interop/browser/run.mjs).
 # Needs no standard input; safe to run again (installs only what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,10 @@ step() { printf '\n==> %s\n' "$*"; }
 apt_packages=()
 command -v python3 >/dev/null || apt_packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+# The browser test: Debian's Chromium, driven from Node with playwright-core.
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${apt_packages[*]}"
   sudo_cmd=""
@@ -32,6 +37,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 step "installing Python test clients"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r interop/requirements.txt
+
+# --- Node packages of the browser test ------------------------------------------------
+step "installing the browser test's Node packages"
+(cd interop/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # --- Rust ------------------------------------------------------------------------------
 step "cargo fmt --check"
