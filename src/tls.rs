@@ -170,6 +170,44 @@ impl Tls {
     }
 }
 
+/// A client configuration (ring, TLS 1.2 and 1.3) that trusts the PEM certificates in
+/// `ca` and optionally presents `(certificate chain PEM, private key PEM)`: for tests,
+/// benches and tools that connect to the TLS listeners.
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&str, &str)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Rustls(format!("{}: {e}", ca.display())))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let pem = |message: String| TlsError::Pem {
+                path: PathBuf::from("<client identity>"),
+                message,
+            };
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem(e.to_string()))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| pem(e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TlsError::Rustls(e.to_string()))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
 /// The user name a certificate's subject gives: its first common name, or the whole
 /// distinguished name as x509-parser prints it (`C=.., O=.., CN=..`, in certificate
 /// order).

@@ -6,41 +6,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use ferromq_websocket::{ByteStream, Subprotocol};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ferromq_websocket::ByteStream;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use super::Io;
 
 /// A client configuration trusting the PEM certificates in `ca`, optionally presenting
 /// a client certificate (`(cert PEM, key PEM)`).
 pub fn client_config(ca: &Path, identity: Option<(&str, &str)>) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).expect("read CA") {
-        roots.add(c.expect("CA PEM")).expect("add CA");
-    }
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-    let config = match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    Arc::new(config)
+    ferromq::tls::client_config(ca, identity).expect("client TLS configuration")
 }
 
 /// A TLS connection to `addr` checked against `config` for the name `localhost`.
@@ -56,24 +34,10 @@ pub async fn tls(
 }
 
 /// Runs the client side of the upgrade on `io` and returns the WebSocket as bytes.
-pub async fn websocket<S: Io + 'static>(mut io: S, path: &str, protocols: &str) -> ByteStream<S> {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: {protocols}\r\n\r\n"
-    );
-    io.write_all(request.as_bytes()).await.unwrap();
-    let head = http_head(&mut io).await;
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    let sub = if protocols.contains("stomp") {
-        Subprotocol::Stomp
-    } else {
-        Subprotocol::Mqtt
-    };
-    ByteStream::new(
-        WebSocketStream::from_raw_socket(io, Role::Client, None).await,
-        sub,
-    )
+pub async fn websocket<S: Io + 'static>(io: S, path: &str, protocols: &str) -> ByteStream<S> {
+    ferromq_websocket::client::connect(io, path, protocols)
+        .await
+        .expect("WebSocket upgrade")
 }
 
 /// Reads an HTTP response head (byte by byte: nothing after it is consumed).

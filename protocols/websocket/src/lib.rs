@@ -10,6 +10,7 @@
 //! # Layout
 //! - `http.rs`: the request head (bounded) and the decision what to answer, without I/O.
 //! - `stream.rs`: [`ByteStream`], WebSocket messages <-> `AsyncRead + AsyncWrite`.
+//! - `client.rs`: [`client::connect`], the client side, for tests, benches and tools.
 //! - this file: configuration, [`accept`] (the only function that does handshake I/O).
 //!
 //! # Framing
@@ -22,6 +23,7 @@
 //! close handshake; shutting the byte stream down sends a close.
 #![warn(missing_docs)]
 
+pub mod client;
 mod http;
 mod stream;
 
