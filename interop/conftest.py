@@ -133,6 +133,12 @@ class BrokerProcess:
                     # The JMS suite runs from `cargo test` (tests/openwire.rs); off here, so
                     # parallel brokers do not race for 61616.
                     "FERROMQ_LISTENERS__OPENWIRE": "",
+                    # TLS and WebSocket listeners only where a test asks for them.
+                    "FERROMQ_LISTENERS__AMQP_TLS": "",
+                    "FERROMQ_LISTENERS__MQTT_TLS": "",
+                    "FERROMQ_LISTENERS__STOMP_TLS": "",
+                    "FERROMQ_LISTENERS__WS": "",
+                    "FERROMQ_LISTENERS__WSS": "",
                     "FERROMQ_DATA_DIR": str(self.tmp / "data"),
                     "FERROMQ_LOG": "info",
                 }

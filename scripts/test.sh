@@ -4,7 +4,8 @@
 #      .venv under the repo),
 #   2. checks formatting and lints,
 #   3. runs `cargo test --workspace`,
-#   4. runs the interop suite (real third-party clients against the built broker).
+#   4. runs the interop suite (real third-party clients against the built broker), which
+#      includes the browser test (headless Chromium driven by interop/browser/run.mjs).
 # Needs no standard input; safe to run again (installs only what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,10 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 [ -f /usr/share/java/activemq-client.jar ] || apt_packages+=(libactivemq-java)
 command -v javac >/dev/null || apt_packages+=(openjdk-17-jdk-headless)
 command -v mosquitto_sub >/dev/null || apt_packages+=(mosquitto-clients)
-command -v npm >/dev/null || apt_packages+=(nodejs npm)
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
+# The browser test: Debian's Chromium, driven from Node with playwright-core.
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${apt_packages[*]}"
   sudo_cmd=""
@@ -43,6 +47,9 @@ if [ ! -d interop/node-mqtt/node_modules/mqtt ]; then
   step "installing Node test clients"
   (cd interop/node-mqtt && npm ci --no-audit --no-fund --silent)
 fi
+# --- Node packages of the browser test ------------------------------------------------
+step "installing the browser test's Node packages"
+(cd interop/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # --- Rust ------------------------------------------------------------------------------
 step "cargo fmt --check"

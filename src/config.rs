@@ -5,7 +5,8 @@
 //! `FERROMQ_LISTENERS__STOMP=127.0.0.1:7000` sets `[listeners] stomp`,
 //! `FERROMQ_STOMP__CONNECTIONS_MAX=50` sets `[stomp] connections_max`,
 //! `FERROMQ_LISTENERS__AMQP=127.0.0.1:5673` sets `[listeners] amqp`,
-//! `FERROMQ_LISTENERS__MQTT=127.0.0.1:1884` sets `[listeners] mqtt`. Values are read as
+//! `FERROMQ_LISTENERS__MQTT=127.0.0.1:1884` sets `[listeners] mqtt`,
+//! `FERROMQ_LISTENERS__WSS=""` turns the WSS listener off. Values are read as
 //! TOML when they parse as TOML (numbers, booleans, arrays), otherwise as strings.
 
 use std::net::SocketAddr;
@@ -60,6 +61,10 @@ pub struct Config {
     pub limits: LimitsSection,
     /// The journal of durable state.
     pub store: StoreSection,
+    /// TLS for the `*_tls` and `wss` listeners.
+    pub tls: TlsSection,
+    /// MQTT and STOMP over WebSocket (`ws`, `wss` listeners).
+    pub websocket: WebSocketSection,
     /// Users; when none are given, `guest`/`guest` exists and may connect from loopback.
     pub users: Vec<UserSection>,
     /// Milliseconds between housekeeping passes (message TTL at queue heads, queue expiry).
@@ -82,6 +87,8 @@ impl Default for Config {
             openwire: OpenWireSection::default(),
             limits: LimitsSection::default(),
             store: StoreSection::default(),
+            tls: TlsSection::default(),
+            websocket: WebSocketSection::default(),
             users: Vec::new(),
             housekeeping_interval_ms: 1_000,
             shutdown_timeout_ms: 10_000,
@@ -101,6 +108,16 @@ pub struct Listeners {
     pub mqtt: String,
     /// OpenWire (`127.0.0.1:61616` by default).
     pub openwire: String,
+    /// AMQP 0-9-1 over TLS.
+    pub amqp_tls: String,
+    /// MQTT over TLS.
+    pub mqtt_tls: String,
+    /// STOMP over TLS.
+    pub stomp_tls: String,
+    /// MQTT and STOMP over WebSocket.
+    pub ws: String,
+    /// MQTT and STOMP over WebSocket over TLS.
+    pub wss: String,
 }
 
 impl Default for Listeners {
@@ -110,6 +127,11 @@ impl Default for Listeners {
             amqp: "127.0.0.1:5672".into(),
             mqtt: "127.0.0.1:1883".into(),
             openwire: "127.0.0.1:61616".into(),
+            amqp_tls: "127.0.0.1:5671".into(),
+            mqtt_tls: "127.0.0.1:8883".into(),
+            stomp_tls: "127.0.0.1:61614".into(),
+            ws: "127.0.0.1:61618".into(),
+            wss: "127.0.0.1:61619".into(),
         }
     }
 }
@@ -136,7 +158,7 @@ impl Listeners {
     }
 }
 
-fn parse_addr(key: &str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+pub(crate) fn parse_addr(key: &str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
     if s.is_empty() || s == "off" {
         return Ok(None);
     }
@@ -690,6 +712,95 @@ impl Default for OpenWireSection {
     }
 }
 
+/// `[tls]`: the certificate of every TLS listener and how client certificates are used.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain; empty uses a self-signed certificate for localhost that is
+    /// generated once into `data_dir/tls/cert.pem` (its path is logged at start).
+    pub cert: String,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// PEM CA certificates that sign client certificates.
+    pub client_ca: String,
+    /// Whether clients must present a certificate signed by `client_ca`.
+    pub client_cert: ClientCertMode,
+    /// Whether a verified client certificate names the user (used when the client sends
+    /// no credentials of its own; the user must exist).
+    pub client_cert_user: ClientCertUser,
+    /// Time for a TLS handshake, waiting for a handshake slot included.
+    pub handshake_timeout_ms: u64,
+    /// TLS handshakes in progress at once, over all TLS listeners (they cost CPU).
+    pub handshakes_max: usize,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert: String::new(),
+            key: String::new(),
+            client_ca: String::new(),
+            client_cert: ClientCertMode::None,
+            client_cert_user: ClientCertUser::Off,
+            handshake_timeout_ms: 10_000,
+            handshakes_max: 64,
+        }
+    }
+}
+
+/// `[tls] client_cert`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertMode {
+    /// Not asked for.
+    None,
+    /// Asked for and verified when sent.
+    Optional,
+    /// A connection without a valid one fails the handshake.
+    Required,
+}
+
+/// `[tls] client_cert_user`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertUser {
+    /// Certificates do not name users.
+    Off,
+    /// The subject's first common name (`CN`).
+    CommonName,
+    /// The whole subject, as `C=.., O=.., CN=..` in certificate order.
+    DistinguishedName,
+}
+
+/// `[websocket]`; see `ferromq_websocket::WsConfig` for the meaning of each.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct WebSocketSection {
+    pub connections_max: usize,
+    pub message_size_max_bytes: usize,
+    pub frame_size_max_bytes: usize,
+    pub request_head_max_bytes: usize,
+    pub handshake_timeout_ms: u64,
+    pub allowed_origins: Vec<String>,
+    pub write_buffer_max_bytes: usize,
+}
+
+impl Default for WebSocketSection {
+    fn default() -> Self {
+        let d = ferromq_websocket::WsConfig::default();
+        Self {
+            connections_max: 10_000,
+            message_size_max_bytes: d.message_size_max_bytes,
+            frame_size_max_bytes: d.frame_size_max_bytes,
+            request_head_max_bytes: d.request_head_max_bytes,
+            handshake_timeout_ms: d.handshake_timeout_ms,
+            allowed_origins: d.allowed_origins,
+            write_buffer_max_bytes: d.write_buffer_max_bytes,
+        }
+    }
+}
+
 impl OpenWireSection {
     /// The OpenWire crate's configuration (frames of at least 1 KiB, nesting of at least 1).
     pub fn to_openwire(&self) -> ferromq_openwire::OpenWireConfig {
@@ -710,6 +821,20 @@ impl OpenWireSection {
             properties_depth_max: self.properties_depth_max.max(1),
             inflated_max_bytes: self.inflated_max_bytes,
             broker_name: self.broker_name.clone(),
+        }
+    }
+}
+
+impl WebSocketSection {
+    /// The WebSocket crate's configuration.
+    pub fn to_ws(&self) -> ferromq_websocket::WsConfig {
+        ferromq_websocket::WsConfig {
+            message_size_max_bytes: self.message_size_max_bytes,
+            frame_size_max_bytes: self.frame_size_max_bytes,
+            request_head_max_bytes: self.request_head_max_bytes,
+            handshake_timeout_ms: self.handshake_timeout_ms,
+            allowed_origins: self.allowed_origins.clone(),
+            write_buffer_max_bytes: self.write_buffer_max_bytes,
         }
     }
 }

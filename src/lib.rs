@@ -5,9 +5,14 @@
 //! - `main.rs`: the command line (`serve`, `hash-password`).
 //! - this file: [`start`] binds every configured listener and returns a [`Server`] handle,
 //!   which tests use to run a broker in-process on ephemeral ports.
+//! - `transports.rs`: the TLS and WebSocket listeners; `accept.rs` their one accept loop;
+//!   `tls.rs` certificates and handshakes.
 #![warn(missing_docs)]
 
+mod accept;
 pub mod config;
+pub mod tls;
+mod transports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, ConfigError};
+pub use transports::Bound;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,9 @@ pub enum StartError {
     /// Another broker uses the data directory.
     #[error("data directory {0} is in use by another broker (lock file {0}/LOCK)")]
     Locked(std::path::PathBuf),
+    /// The TLS certificate, key or CA could not be used.
+    #[error("TLS: {0}")]
+    Tls(tls::TlsError),
     /// The journal could not be opened or replayed.
     #[error("cannot restore durable state: {0}")]
     Store(ferromq_core::CoreError),
@@ -59,6 +68,7 @@ pub struct Server {
     amqp_addr: Option<SocketAddr>,
     mqtt_addr: Option<SocketAddr>,
     openwire_addr: Option<SocketAddr>,
+    transports: Bound,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -86,6 +96,11 @@ impl Server {
     /// The OpenWire listener's bound address.
     pub fn openwire_addr(&self) -> Option<SocketAddr> {
         self.openwire_addr
+    }
+
+    /// The TLS and WebSocket listeners' addresses and the certificate they serve.
+    pub fn transports(&self) -> &Bound {
+        &self.transports
     }
 
     /// The broker core.
@@ -172,6 +187,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
         (broker, None, None, None)
     };
+    let prepared = transports::prepare(&config).await?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -223,6 +239,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         ));
     }
 
+    // One set of MQTT sessions and retained messages for every MQTT listener.
+    let mqtt_sessions = ferromq_mqtt::shared::Shared::new();
     let mut mqtt_addr = None;
     if let Some(addr) = config.listeners.mqtt_addr()? {
         let listener = TcpListener::bind(addr)
@@ -239,10 +257,11 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         })?;
         tracing::info!(protocol = "mqtt", addr = %bound, "listening");
         mqtt_addr = Some(bound);
-        tasks.spawn(ferromq_mqtt::serve(
+        tasks.spawn(ferromq_mqtt::serve_shared(
             listener,
             config.mqtt.to_mqtt(),
             broker.clone(),
+            mqtt_sessions.clone(),
             shutdown.clone(),
         ));
     }
@@ -265,6 +284,16 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             shutdown.clone(),
         ));
     }
+    let shared = transports::Shared {
+        broker: broker.clone(),
+        shutdown: shutdown.clone(),
+        stomp: Arc::new(config.stomp.to_stomp()),
+        amqp: Arc::new(config.amqp.to_amqp()),
+        mqtt: Arc::new(config.mqtt.to_mqtt()),
+        mqtt_sessions,
+        ws: config.websocket.to_ws(),
+    };
+    let transports = transports::serve(prepared, shared, &tasks);
 
     let interval = Duration::from_millis(config.housekeeping_interval_ms.max(10));
     let (b, stop) = (broker.clone(), shutdown.clone());
@@ -285,6 +314,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         amqp_addr,
         mqtt_addr,
         openwire_addr,
+        transports,
         shutdown,
         tasks,
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),

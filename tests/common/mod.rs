@@ -2,6 +2,8 @@
 //! minimal STOMP client built on the codec.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,6 +23,16 @@ pub async fn broker(tweak: impl FnOnce(&mut Config)) -> Server {
     config.listeners.amqp = "127.0.0.1:0".into();
     config.listeners.mqtt = "127.0.0.1:0".into();
     config.listeners.openwire = "127.0.0.1:0".into();
+    // TLS and WebSocket listeners are opt-in here (tests/tls.rs, tests/websocket.rs).
+    for l in [
+        &mut config.listeners.amqp_tls,
+        &mut config.listeners.mqtt_tls,
+        &mut config.listeners.stomp_tls,
+        &mut config.listeners.ws,
+        &mut config.listeners.wss,
+    ] {
+        l.clear();
+    }
     config.data_dir = std::env::temp_dir().join(format!(
         "ferromq-test-{}-{}",
         std::process::id(),
@@ -36,9 +48,13 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Any client byte stream (TCP, TLS, WebSocket).
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A raw STOMP client.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     rbuf: BytesMut,
     decoder: Decoder,
     pub version: Version,
@@ -48,8 +64,13 @@ impl Client {
     pub async fn open(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).unwrap();
+        Client::over(stream)
+    }
+
+    /// A client on an already connected stream.
+    pub fn over(stream: impl Io + 'static) -> Client {
         Client {
-            stream,
+            stream: Box::new(stream),
             rbuf: BytesMut::new(),
             decoder: Decoder::new(Limits::default()),
             version: Version::V1_2,
@@ -62,7 +83,12 @@ impl Client {
     }
 
     pub async fn connect_with(addr: SocketAddr, extra: &[(&str, &str)]) -> Client {
-        let mut c = Client::open(addr).await;
+        Client::open(addr).await.login(extra).await
+    }
+
+    /// Sends CONNECT (1.2, guest, plus `extra`); asserts CONNECTED.
+    pub async fn login(self, extra: &[(&str, &str)]) -> Client {
+        let mut c = self;
         let mut hs = vec![
             ("accept-version", "1.2"),
             ("host", "/"),
@@ -80,7 +106,7 @@ impl Client {
     pub async fn send_frame(&mut self, cmd: Command, headers: &[(&str, &str)], body: &[u8]) {
         let mut out = BytesMut::new();
         encode_parts(&mut out, self.version, cmd, headers, &Headers::new(), body);
-        self.stream.write_all(&out).await.expect("write");
+        self.send_raw(&out).await;
     }
 
     /// Like `send_frame`, but reports a dead connection instead of panicking.
@@ -92,11 +118,13 @@ impl Client {
     ) -> bool {
         let mut out = BytesMut::new();
         encode_parts(&mut out, self.version, cmd, headers, &Headers::new(), body);
-        self.stream.write_all(&out).await.is_ok()
+        self.stream.write_all(&out).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
+        // TLS and WebSocket streams buffer.
+        self.stream.flush().await.expect("flush");
     }
 
     /// The next frame (heart-beats skipped); panics after `WAIT`.

@@ -6,7 +6,7 @@
 //! `ferromq hash-password` makes new ones. Plain passwords never touch disk.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -44,6 +44,43 @@ impl Principal {
     /// Whether this user may open `vhost`.
     pub fn may_open(&self, vhost: &str) -> bool {
         self.vhosts.iter().any(|v| v == "*" || v == vhost)
+    }
+}
+
+/// The remote end of a connection as its listener knows it.
+///
+/// `verified_user` is a user name the transport has already proven, such as the subject
+/// of a TLS client certificate checked against the configured CA. A protocol uses it
+/// only when the client sends no credentials of its own (STOMP without `login`, MQTT
+/// without a username, AMQP's `EXTERNAL` mechanism), as RabbitMQ's `ssl_cert_login`
+/// does; the user must still exist in the user database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address; `None` for in-process callers.
+    pub addr: Option<SocketAddr>,
+    /// A user name proven by the transport.
+    pub verified_user: Option<String>,
+}
+
+impl Peer {
+    /// The client's IP address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.addr.map(|a| a.ip())
+    }
+}
+
+impl From<Option<SocketAddr>> for Peer {
+    fn from(addr: Option<SocketAddr>) -> Self {
+        Peer {
+            addr,
+            verified_user: None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Self {
+        Some(addr).into()
     }
 }
 
@@ -140,6 +177,20 @@ impl Users {
         self.admit(record, peer)
     }
 
+    /// A user whose identity the transport proved (a TLS client certificate): no
+    /// password, but the user must exist (else `BadCredentials`) and the loopback rule
+    /// still applies.
+    pub fn authenticate_verified(
+        &self,
+        user: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let Some(record) = self.by_name.get(user) else {
+            return Err(AuthError::BadCredentials);
+        };
+        self.admit(record, peer)
+    }
+
     fn admit(&self, record: &UserRecord, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
         if record.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
             return Err(AuthError::LoopbackOnly(record.name.clone()));
@@ -166,6 +217,25 @@ mod tests {
         assert!(verify_password(&fresh, "s3cret"));
         assert!(!verify_password(&fresh, "s3cre"));
         assert!(!verify_password("not base64!", "x"));
+    }
+
+    #[test]
+    fn verified_users_must_exist_and_keep_the_loopback_rule() {
+        let users = Users::new(vec![], true);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            users.authenticate_verified("guest", Some(lo)).unwrap().name,
+            "guest"
+        );
+        assert!(matches!(
+            users.authenticate_verified("guest", Some(remote)),
+            Err(AuthError::LoopbackOnly(_))
+        ));
+        assert!(matches!(
+            users.authenticate_verified("CN=mallory", Some(lo)),
+            Err(AuthError::BadCredentials)
+        ));
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! already bounded by credit). Confirms are flushed once per batch of frames read, so a
 //! pipelining publisher gets them coalesced (`multiple`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapter::{sleep_until, Broker, Event, EventReceiver, SyncWaiter};
+use crate::adapter::{sleep_until, Broker, Event, EventReceiver, Peer, SyncWaiter};
 use crate::codec::Decoder;
 use crate::session::{Flow, Session};
 use crate::AmqpConfig;
@@ -31,17 +30,22 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Runs one AMQP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
     stream: S,
-    peer: Option<SocketAddr>,
+    peer: impl Into<Peer>,
     config: Arc<AmqpConfig>,
     broker: Broker,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Peer {
+        addr: peer,
+        verified_user,
+    } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
     let (mut session, mut events) =
         Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    session.set_verified_user(verified_user);
     let mut synced = None;
     let mut decoder = Decoder::new(session.frame_max(), config.limits.table_depth_max);
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -108,7 +112,11 @@ pub async fn serve_connection<S>(
                 write_timeout
             };
             let written = tokio::select! {
-                r = tokio::time::timeout(limit, writer.write_all(&wbuf)) => r,
+                r = tokio::time::timeout(limit, async {
+                    writer.write_all(&wbuf).await?;
+                    // TLS and WebSocket streams buffer; a plain socket ignores this.
+                    writer.flush().await
+                }) => r,
                 // A write interrupted midway cannot be resumed with a goodbye after it.
                 _ = shutdown.cancelled(), if !stopping => break,
             };

@@ -11,6 +11,8 @@ use crate::nesting;
 
 /// The SASL mechanisms offered, in order of preference.
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// The mechanisms offered on a TLS connection whose client certificate was verified.
+pub const MECHANISMS_WITH_EXTERNAL: &str = "EXTERNAL PLAIN AMQPLAIN";
 
 /// `connection.start`: server properties and capabilities as RabbitMQ advertises them.
 pub fn start(product: &str, version: &str) -> connection::Start {

@@ -54,6 +54,9 @@ pub struct Session {
     cfg: Arc<AmqpConfig>,
     broker: Broker,
     peer: Option<IpAddr>,
+    /// A user proven by the transport (TLS client certificate), used when the client
+    /// sends no credentials.
+    verified_user: Option<String>,
     sink: Sink,
     phase: Phase,
     handshake_deadline_ms: u64,
@@ -78,6 +81,11 @@ fn conn_method(m: connection::AMQPMethod) -> AMQPClass {
 }
 
 impl Session {
+    /// Sets the user the transport proved (see `ferromq_core::Peer`).
+    pub fn set_verified_user(&mut self, user: Option<String>) {
+        self.verified_user = user;
+    }
+
     /// A session for a new connection; the receiver is where its deliveries arrive.
     pub fn new(
         cfg: Arc<AmqpConfig>,
@@ -97,6 +105,7 @@ impl Session {
             cfg,
             broker,
             peer,
+            verified_user: None,
             sink,
             phase: Phase::Header,
             caps: ClientCaps::default(),
@@ -435,7 +444,12 @@ impl Session {
     fn on_handshake(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, AmqpError> {
         match (self.phase, frame) {
             (Phase::Header, Frame::ProtocolHeader) => {
-                let m = handshake::start(&self.cfg.product, &self.cfg.version);
+                let mut m = handshake::start(&self.cfg.product, &self.cfg.version);
+                if self.verified_user.is_some() {
+                    // A verified client certificate: offer it first, as RabbitMQ's
+                    // rabbitmq_auth_mechanism_ssl does.
+                    m.mechanisms = handshake::MECHANISMS_WITH_EXTERNAL.into();
+                }
                 self.send(out, 0, conn_method(connection::AMQPMethod::Start(m)));
                 self.phase = Phase::StartOk;
                 Ok(Flow::Continue)
@@ -502,12 +516,20 @@ impl Session {
     ) -> Result<Flow, AmqpError> {
         self.caps = handshake::client_caps(&s.client_properties);
         let mechanism = s.mechanism.as_str();
-        let creds = handshake::credentials(mechanism, &s.response, self.cfg.limits.table_depth_max)
-            .map_err(|e| e.at(10, 11))?;
-        let principal = match creds {
-            None => Err(adapter::login_refused(mechanism)),
-            Some((user, pass)) => {
-                adapter::authenticate(&self.broker, mechanism, &user, &pass, self.peer)
+        let principal = match (mechanism, &self.verified_user) {
+            ("EXTERNAL", Some(user)) => {
+                adapter::authenticate_verified(&self.broker, user, self.peer)
+            }
+            _ => {
+                let depth = self.cfg.limits.table_depth_max;
+                let creds = handshake::credentials(mechanism, &s.response, depth)
+                    .map_err(|e| e.at(10, 11))?;
+                match creds {
+                    None => Err(adapter::login_refused(mechanism)),
+                    Some((user, pass)) => {
+                        adapter::authenticate(&self.broker, mechanism, &user, &pass, self.peer)
+                    }
+                }
             }
         }
         .map_err(|e| e.at(10, 11));

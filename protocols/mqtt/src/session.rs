@@ -106,6 +106,9 @@ pub struct Session {
     broker: Broker,
     shared: Arc<Shared>,
     peer: Option<IpAddr>,
+    /// A user proven by the transport (TLS client certificate), used when the client
+    /// sends no credentials.
+    verified_user: Option<String>,
     sink: Sink,
     encoder: Encoder,
     live: Option<Live>,
@@ -132,6 +135,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Sets the user the transport proved (see `ferromq_core::Peer`).
+    pub fn set_verified_user(&mut self, user: Option<String>) {
+        self.verified_user = user;
+    }
+
     /// A session for a new connection; the receiver is where its deliveries arrive.
     pub fn new(
         cfg: Arc<MqttConfig>,
@@ -148,6 +156,7 @@ impl Session {
             broker,
             shared,
             peer,
+            verified_user: None,
             sink,
             encoder: Encoder::new(ProtocolVersion::V3_1_1),
             live: None,
@@ -434,7 +443,10 @@ impl Session {
                 }
             }
             (None, Some(_)) => Err(ferromq_core::AuthError::BadCredentials),
-            (None, None) => self.broker.users().authenticate_anonymous(self.peer),
+            (None, None) => match &self.verified_user {
+                Some(user) => self.broker.users().authenticate_verified(user, self.peer),
+                None => self.broker.users().authenticate_anonymous(self.peer),
+            },
         };
         let principal = match principal {
             Ok(p) => p,

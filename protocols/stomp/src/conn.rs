@@ -5,12 +5,11 @@
 //! stops reading is disconnected instead of pinning memory (its deliveries are already
 //! bounded by credit).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ferromq_core::{clock::sleep_until, Broker, Event, SyncWaiter};
+use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,17 +30,22 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Runs one STOMP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
     stream: S,
-    peer: Option<SocketAddr>,
+    peer: impl Into<Peer>,
     config: Arc<StompConfig>,
     broker: Broker,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Peer {
+        addr: peer,
+        verified_user,
+    } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
     let (mut session, mut events) =
         Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    session.set_verified_user(verified_user);
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::new(config.limits.clone());
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -112,7 +116,11 @@ pub async fn serve_connection<S>(
                 write_timeout
             };
             let written = tokio::select! {
-                r = tokio::time::timeout(limit, writer.write_all(&wbuf)) => r,
+                r = tokio::time::timeout(limit, async {
+                    writer.write_all(&wbuf).await?;
+                    // TLS and WebSocket streams buffer; a plain socket ignores this.
+                    writer.flush().await
+                }) => r,
                 _ = shutdown.cancelled(), if !stopping => break,
             };
             match written {

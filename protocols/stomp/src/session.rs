@@ -74,6 +74,9 @@ pub struct Session {
     cfg: Arc<StompConfig>,
     broker: Broker,
     peer: Option<IpAddr>,
+    /// A user proven by the transport (TLS client certificate), used when the client
+    /// sends no credentials.
+    verified_user: Option<String>,
     sink: Sink,
     conn: Option<Connection>,
     version: Version,
@@ -106,6 +109,11 @@ fn err<T>(message: &str, detail: impl Into<String>) -> Result<T, StompError> {
 }
 
 impl Session {
+    /// Sets the user the transport proved (see `ferromq_core::Peer`).
+    pub fn set_verified_user(&mut self, user: Option<String>) {
+        self.verified_user = user;
+    }
+
     /// A session for a new connection; the receiver is where its deliveries arrive.
     pub fn new(
         cfg: Arc<StompConfig>,
@@ -120,6 +128,7 @@ impl Session {
             cfg,
             broker,
             peer,
+            verified_user: None,
             sink,
             conn: None,
             version: Version::V1_0,
@@ -483,7 +492,10 @@ impl Session {
             (Some(user), pass) => self
                 .broker
                 .authenticate(user, pass.unwrap_or(""), self.peer)?,
-            (None, _) => self.broker.users().authenticate_anonymous(self.peer)?,
+            (None, _) => match &self.verified_user {
+                Some(user) => self.broker.users().authenticate_verified(user, self.peer)?,
+                None => self.broker.users().authenticate_anonymous(self.peer)?,
+            },
         };
         // `host` names the vhost when such a vhost exists; clients such as stomp.py send the
         // server's host name there, which falls back to the default vhost.

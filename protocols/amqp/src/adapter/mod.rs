@@ -21,7 +21,7 @@ use ferromq_core::{AckMode, Connection, ConsumerSpec, Exclusivity, QueueOptions}
 
 pub(crate) use ferromq_core::clock::sleep_until;
 pub(crate) use ferromq_core::{
-    Broker, ConsumerHandle, CreditGate, Delivery, Event, EventReceiver, Message, Principal,
+    Broker, ConsumerHandle, CreditGate, Delivery, Event, EventReceiver, Message, Peer, Principal,
     PublishOutcome, Queue, Sink, SyncTicket, SyncWaiter, Transaction,
 };
 pub(crate) use properties::message_from_publish;
@@ -55,6 +55,21 @@ pub(crate) fn authenticate(
             ferromq_core::AuthError::BadCredentials | ferromq_core::AuthError::AnonymousRefused => {
                 login_refused(mechanism)
             }
+            other => other.into(),
+        })
+}
+
+/// Admits the user a TLS client certificate proved (SASL `EXTERNAL`).
+pub(crate) fn authenticate_verified(
+    broker: &Broker,
+    user: &str,
+    peer: Option<IpAddr>,
+) -> Result<Principal, AmqpError> {
+    broker
+        .users()
+        .authenticate_verified(user, peer)
+        .map_err(|e| match e {
+            ferromq_core::AuthError::BadCredentials => login_refused("EXTERNAL"),
             other => other.into(),
         })
 }

@@ -1,0 +1,136 @@
+//! One accept loop for every listener that `src/` serves itself (TLS and WebSocket): it
+//! caps connections, runs the TLS handshake when the listener has TLS, and hands the
+//! stream and the [`Peer`] to a protocol's connection function. Adding a protocol's TLS
+//! listener is one call to [`serve`] with that protocol's `serve_connection`.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ferromq_core::Peer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::tls::Tls;
+
+/// How long to back off after a failed `accept` (EMFILE and friends).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A client's byte stream, with or without TLS.
+pub enum Transport {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// What a listener is, besides its socket.
+pub struct Spec {
+    /// For logs: `"MQTT/TLS"`, `"WebSocket"`.
+    pub name: &'static str,
+    /// Connections at once; more are closed right after accept.
+    pub connections_max: usize,
+    /// The handshake to run first, if any.
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// Accepts on `listener` until `shutdown` fires, then waits for its connections to end.
+pub async fn serve<H, F>(listener: TcpListener, spec: Spec, shutdown: CancellationToken, handler: H)
+where
+    H: Fn(Transport, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(spec.connections_max));
+    let tasks = TaskTracker::new();
+    let handler = Arc::new(handler);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(listener = spec.name, error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(listener = spec.name, peer = %addr, max = spec.connections_max, "connection refused: listener is at its connection limit");
+            continue;
+        };
+        let Some(tls) = spec.tls.clone() else {
+            let conn = handler(Transport::Plain(tcp), addr.into());
+            tasks.spawn(async move {
+                conn.await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task so a slow client holds up no one;
+        // the protocol's future is made afterwards, in that task.
+        let (handler, stop, name) = (handler.clone(), shutdown.clone(), spec.name);
+        tasks.spawn(async move {
+            let done = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = tls.handshake(tcp, addr) => r,
+            };
+            match done {
+                Ok((stream, peer)) => handler(Transport::Tls(Box::new(stream)), peer).await,
+                Err(e) => tracing::debug!(listener = name, peer = %addr, error = %e, "TLS handshake failed"),
+            }
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
