@@ -77,7 +77,7 @@ async fn jms_client_scenarios() {
     let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL ")).collect();
     server.shutdown().await;
     assert!(
-        output.status.success() && failed.is_empty() && passed >= 16,
+        output.status.success() && failed.is_empty() && passed >= 18,
         "JMS scenarios: {passed} passed, failures:\n{}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         failed.join("\n")
     );

@@ -569,6 +569,7 @@ impl Session {
                 priority: 0,
                 exclusive: Exclusivity::Shared,
                 sink: self.sink.clone(),
+                selector: None,
             },
         );
         let consumer = match consumer {
@@ -881,6 +882,7 @@ impl Session {
                         priority: 0,
                         exclusive: Exclusivity::Shared,
                         sink: self.sink.clone(),
+                        selector: None,
                     },
                 )
             })()

@@ -226,6 +226,7 @@ impl Link {
                 Exclusivity::Shared
             },
             sink: self.sink.clone(),
+            selector: None,
         };
         match self.conn.consume(queue, spec) {
             Ok(h) => Ok(h),
