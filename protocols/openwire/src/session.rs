@@ -554,10 +554,13 @@ impl Session {
             Body::MessagePull(p) => self.on_pull(*p, now_ms, out).map(|_| Reply::Now),
             Body::KeepAliveInfo => Ok(self.keep_alive(c.response_required, out)),
             Body::ShutdownInfo => Ok(Reply::Close),
-            Body::FlushCommand
-            | Body::ConnectionControl(_)
-            | Body::ConsumerControl(_)
-            | Body::ControlCommand(_) => Ok(Reply::Now),
+            Body::ConsumerControl(cc) => {
+                self.on_consumer_control(*cc, out);
+                Ok(Reply::Now)
+            }
+            Body::FlushCommand | Body::ConnectionControl(_) | Body::ControlCommand(_) => {
+                Ok(Reply::Now)
+            }
             Body::Response { .. }
             | Body::ExceptionResponse { .. }
             | Body::IntegerResponse { .. } => Ok(Reply::None),
@@ -1239,6 +1242,38 @@ impl Session {
         };
         c.update_window();
         Ok(())
+    }
+
+    /// A client's ConsumerControl changes a consumer's prefetch. The failover transport
+    /// resubscribes a consumer that had prefetched messages with prefetch 0 and, once it has
+    /// dropped its stale buffer, restores the real prefetch this way.
+    fn on_consumer_control(&mut self, cc: ConsumerControl, out: &mut BytesMut) {
+        let Some(cid) = cc.consumer_id else {
+            return;
+        };
+        let prefetch = if cc.prefetch <= 0 {
+            0
+        } else {
+            (cc.prefetch as u32).min(self.cfg.prefetch_max)
+        };
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        if cc.close || prefetch == c.prefetch {
+            return;
+        }
+        c.prefetch = prefetch;
+        if prefetch == 0 {
+            c.update_window();
+            return;
+        }
+        c.pull_waiting = false;
+        c.pull_deadline_ms = None;
+        let held = std::mem::take(&mut c.held);
+        c.update_window();
+        for d in held {
+            self.send_delivery(&cid, d, out);
+        }
     }
 
     /// A delivery or cancellation from the core.
