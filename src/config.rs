@@ -390,6 +390,9 @@ pub struct LimitsSection {
     pub bindings_max: usize,
     pub consumers_per_queue_max: usize,
     pub transaction_ops_max: usize,
+    pub selector_length_max_bytes: usize,
+    pub selector_depth_max: usize,
+    pub selector_scan_max: usize,
 }
 
 impl Default for LimitsSection {
@@ -402,6 +405,9 @@ impl Default for LimitsSection {
             bindings_max: d.bindings_max,
             consumers_per_queue_max: d.consumers_per_queue_max,
             transaction_ops_max: d.transaction_ops_max,
+            selector_length_max_bytes: d.selector_length_max_bytes,
+            selector_depth_max: d.selector_depth_max,
+            selector_scan_max: d.selector_scan_max,
         }
     }
 }
@@ -416,6 +422,9 @@ impl LimitsSection {
             bindings_max: self.bindings_max,
             consumers_per_queue_max: self.consumers_per_queue_max,
             transaction_ops_max: self.transaction_ops_max,
+            selector_length_max_bytes: self.selector_length_max_bytes,
+            selector_depth_max: self.selector_depth_max,
+            selector_scan_max: self.selector_scan_max,
             ..Default::default()
         }
     }

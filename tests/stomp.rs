@@ -421,3 +421,85 @@ async fn a_full_reject_publish_queue_refuses_a_receipted_send() {
     );
     server.shutdown().await;
 }
+
+/// SUBSCRIBE with a `selector` header, waiting for the receipt.
+async fn subscribe_selecting(c: &mut Client, id: &str, dest: &str, selector: &str) {
+    let receipt = format!("sub-{id}");
+    c.send_frame(
+        Command::Subscribe,
+        &[
+            ("id", id),
+            ("destination", dest),
+            ("ack", "auto"),
+            ("selector", selector),
+            ("receipt", &receipt),
+        ],
+        b"",
+    )
+    .await;
+    let f = c.frame().await;
+    assert_eq!(f.command, Command::Receipt, "{f:?}");
+}
+
+#[tokio::test]
+async fn selector_header_filters_queue_and_topic_subscriptions() {
+    let server = broker(|_| {}).await;
+    let addr = server.stomp_addr().unwrap();
+    let mut red = Client::connect(addr).await;
+    subscribe_selecting(&mut red, "r", "/queue/paint", "color = 'red' AND size > 2").await;
+    let mut topic = Client::connect(addr).await;
+    subscribe_selecting(&mut topic, "t", "/topic/paint.news", "color LIKE 'bl%'").await;
+    let mut p = Client::connect(addr).await;
+    for (color, size) in [("red", "1"), ("blue", "5"), ("red", "5")] {
+        let body = format!("{color}-{size}");
+        p.send(
+            "/queue/paint",
+            body.as_bytes(),
+            &[("color", color), ("size", size)],
+        )
+        .await;
+        p.send("/topic/paint.news", body.as_bytes(), &[("color", color)])
+            .await;
+    }
+    // STOMP header values are strings, so `size > 2` compares a string with a number:
+    // unknown, never selected (as in JMS). Only string comparisons select here.
+    p.send("/queue/paint", b"red-big", &[("color", "red")])
+        .await;
+    red.expect_silence(100).await;
+    drop(red);
+    let mut red = Client::connect(addr).await;
+    subscribe_selecting(&mut red, "r2", "/queue/paint", "color = 'red'").await;
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let m = red.message().await;
+        bodies.push(String::from_utf8(m.body.to_vec()).unwrap());
+    }
+    assert_eq!(bodies, ["red-1", "red-5", "red-big"]);
+    let m = topic.message().await;
+    assert_eq!(&m.body[..], b"blue-5");
+    topic.expect_silence(100).await;
+    // The blue one is still in the queue for a consumer without a selector.
+    let mut any = Client::connect(addr).await;
+    any.subscribe("a", "/queue/paint", "auto").await;
+    assert_eq!(&any.message().await.body[..], b"blue-5");
+
+    // A malformed selector is an ERROR frame for that connection only.
+    let mut bad = Client::connect(addr).await;
+    bad.send_frame(
+        Command::Subscribe,
+        &[
+            ("id", "b"),
+            ("destination", "/queue/paint"),
+            ("selector", "color = "),
+        ],
+        b"",
+    )
+    .await;
+    let f = bad.frame().await;
+    assert_eq!(f.command, Command::Error, "{f:?}");
+    assert_eq!(f.headers.get("message"), Some("Invalid selector"));
+    bad.expect_closed().await;
+    p.send("/queue/paint", b"after", &[]).await;
+    assert_eq!(&any.message().await.body[..], b"after");
+    server.shutdown().await;
+}

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::message::Message;
 use crate::queue::Queue;
+use crate::selector::Selector;
 
 /// What a queue sends to a connection.
 #[derive(Debug)]
@@ -109,6 +110,11 @@ impl CreditGate {
         self.limit.load(Ordering::SeqCst)
     }
 
+    /// True when a credit is free (without taking it).
+    pub(crate) fn has_credit(&self) -> bool {
+        self.inflight.load(Ordering::SeqCst) < self.limit.load(Ordering::SeqCst)
+    }
+
     /// Takes one credit if there is one.
     pub(crate) fn try_acquire(&self) -> bool {
         let limit = self.limit.load(Ordering::SeqCst);
@@ -187,6 +193,9 @@ pub struct ConsumerSpec {
     pub exclusive: Exclusivity,
     /// Where deliveries go.
     pub sink: Sink,
+    /// Only messages it selects are delivered to this consumer; the others stay for other
+    /// consumers. See `Queue`'s dispatch for how far a queue looks for a match.
+    pub selector: Option<Arc<Selector>>,
 }
 
 /// A registered consumer. Dropping it cancels the consumer and returns its unacknowledged

@@ -11,6 +11,7 @@
 //! - `queue.rs`: ready messages, consumers, unacked deliveries, TTL, limits, priorities;
 //!   `queue_args.rs` parses `x-` arguments.
 //! - `consumer.rs`: delivery events, credit gates, consumer handles.
+//! - `selector.rs`: JMS SQL-92 message selectors (OpenWire consumers, STOMP `selector`).
 //! - `message.rs`: the message model. `txn.rs`: transactions. `auth.rs`: users.
 //! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
 //!
@@ -34,6 +35,7 @@ mod message;
 mod paging;
 mod queue;
 mod queue_args;
+pub mod selector;
 pub mod topic;
 mod txn;
 mod vhost;
@@ -53,6 +55,7 @@ pub use limits::CoreLimits;
 pub use message::{Death, DeathReason, FieldTable, FieldValue, Message, Properties};
 pub use paging::PagingConfig;
 pub use queue::{Enqueued, Queue, QueueOptions, QueueStats};
-pub use queue_args::{Overflow, QueueArgs};
+pub use queue_args::{Overflow, QueueArgs, QueueSelector};
+pub use selector::{Selector, SelectorError, SelectorLimits};
 pub use txn::Transaction;
 pub use vhost::{generated_queue_name, PublishOutcome, Vhost};

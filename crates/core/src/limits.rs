@@ -26,6 +26,26 @@ pub struct CoreLimits {
     pub deaths_max: usize,
     /// Depth of exchange-to-exchange routing before a route is cut (guards binding loops).
     pub exchange_hops_max: usize,
+    /// Longest message selector accepted (JMS / STOMP `selector`); IN lists of a few
+    /// hundred values fit.
+    pub selector_length_max_bytes: usize,
+    /// Deepest selector expression (parentheses, NOT, signs and operators nested): parsing
+    /// and evaluation recurse this deep, so it bounds their stack use.
+    pub selector_depth_max: usize,
+    /// Ready messages in memory a queue passes over (selected by no consumer with credit)
+    /// per dispatch pass while consumers have selectors. Bounds the work one publish or ack can cause when selective consumers
+    /// match none of a long backlog; messages beyond it wait until earlier ones go.
+    pub selector_scan_max: usize,
+}
+
+impl CoreLimits {
+    /// The bounds for compiling selectors.
+    pub fn selector(&self) -> crate::selector::SelectorLimits {
+        crate::selector::SelectorLimits {
+            length_max_bytes: self.selector_length_max_bytes,
+            depth_max: self.selector_depth_max,
+        }
+    }
 }
 
 impl Default for CoreLimits {
@@ -40,9 +60,19 @@ impl Default for CoreLimits {
             queue_length_default_max: None,
             deaths_max: 32,
             exchange_hops_max: 16,
+            selector_length_max_bytes: SELECTOR_LENGTH_MAX_BYTES_DEFAULT,
+            selector_depth_max: SELECTOR_DEPTH_MAX_DEFAULT,
+            selector_scan_max: 10_000,
         }
     }
 }
+
+/// Default longest selector text.
+pub const SELECTOR_LENGTH_MAX_BYTES_DEFAULT: usize = 16 * 1024;
+
+/// Default deepest selector tree: far beyond hand-written selectors, and a few hundred
+/// stack frames at most.
+pub const SELECTOR_DEPTH_MAX_DEFAULT: usize = 64;
 
 /// Default bytes of journal records the core may have submitted that the journal has not
 /// yet taken, before producers of persistent messages are paused. Together with the

@@ -13,7 +13,21 @@
 //!   paged entries has at least one in memory (it reads a batch back when its memory part
 //!   empties), so the head of every lane is in memory.
 //! - Every entry in `unacked` holds one credit of its gate.
-//! - After any public operation returns, either no consumer has credit or nothing is ready.
+//! - After any public operation returns, either no consumer has credit or nothing is ready,
+//!   or (with selectors) no consumer with credit selects one of the first
+//!   `selector_scan_max` ready entries in memory.
+//! - `selective` is the number of consumers with a selector.
+//!
+//! # Selectors
+//! While no consumer has a selector, dispatch takes the head of the highest non-empty lane
+//! (the fast path). Otherwise it scans the entries in memory, highest lane first and
+//! oldest first, and gives each to the first consumer in the usual order (priority,
+//! round-robin, exclusivity) that has credit and selects it; entries nobody selects stay in
+//! place for later consumers. Only the memory part of a lane is scanned: a paged entry is
+//! seen by a selective consumer once it is read back, which happens when the entries
+//! before it have been consumed. So a backlog of entries no consumer selects that exceeds
+//! the memory budget (or the scan bound) hides newer matching messages until it drains,
+//! as ActiveMQ's paging cursor does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -31,6 +45,7 @@ use crate::error::CoreError;
 use crate::message::{DeathReason, FieldTable, Message};
 use crate::paging::{Pager, Spill};
 use crate::queue_args::{Overflow, QueueArgs};
+use crate::selector::Selector;
 use crate::vhost::VhostInner;
 
 /// Declared properties of a queue.
@@ -107,6 +122,16 @@ struct Slot {
     priority: i32,
     exclusive: Exclusivity,
     sink: Sink,
+    selector: Option<Arc<Selector>>,
+}
+
+impl Slot {
+    /// True when this consumer takes `e`.
+    fn selects(&self, e: &Entry) -> bool {
+        self.selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&e.msg, e.delivery_count))
+    }
 }
 
 /// One priority level's ready messages: the oldest in memory, newer ones possibly paged.
@@ -141,6 +166,8 @@ struct State {
     unacked: HashMap<u64, Unacked>,
     /// Sorted by priority, highest first; insertion order within a priority.
     consumers: Vec<Slot>,
+    /// Consumers with a selector.
+    selective: usize,
     rr: usize,
     next_seq: u64,
     /// Delivery tags are fresh for every delivery, so a stale ack (from a consumer that is
@@ -189,6 +216,8 @@ pub struct Queue {
     me: Weak<Queue>,
     clock: Arc<dyn Clock>,
     consumers_max: usize,
+    /// Entries examined per dispatch pass while consumers have selectors.
+    selector_scan_max: usize,
     /// The journal, for a durable queue of a broker with a store.
     journal: Option<Journal>,
     /// Where ready messages beyond the memory budget go (a broker with a store).
@@ -214,6 +243,8 @@ pub(crate) struct Home {
     pub vhost: Weak<VhostInner>,
     pub clock: Arc<dyn Clock>,
     pub consumers_max: usize,
+    /// `CoreLimits::selector_scan_max`.
+    pub selector_scan_max: usize,
     /// The persister and the vhost's name, if this queue is journaled.
     pub journal: Option<(Arc<Durable>, ByteString)>,
     /// Paging, for a broker with a store.
@@ -232,6 +263,7 @@ impl Queue {
             vhost,
             clock,
             consumers_max,
+            selector_scan_max,
             journal,
             pager,
         } = home;
@@ -246,6 +278,7 @@ impl Queue {
             me: me.clone(),
             clock,
             consumers_max,
+            selector_scan_max: selector_scan_max.max(1),
             journal: journal.map(|(durable, vhost)| Journal { durable, vhost }),
             pager,
             state: Mutex::new(State {
@@ -255,6 +288,7 @@ impl Queue {
                 resident: 0,
                 unacked: HashMap::new(),
                 consumers: Vec::new(),
+                selective: 0,
                 rr: 0,
                 next_seq: 1,
                 next_tag: 1,
@@ -498,8 +532,10 @@ impl Queue {
                     priority: spec.priority,
                     exclusive: spec.exclusive,
                     sink: spec.sink,
+                    selector: spec.selector,
                 },
             );
+            st.selective = st.consumers.iter().filter(|c| c.selector.is_some()).count();
             st.had_consumers = true;
             st.last_used_ms = now;
             self.dispatch(&mut st, now, &mut fx);
@@ -516,10 +552,7 @@ impl Queue {
         {
             let mut st = self.state.lock();
             if let Some(pos) = st.consumers.iter().position(|c| c.id == id) {
-                st.consumers.remove(pos);
-                if st.rr > pos {
-                    st.rr -= 1;
-                }
+                remove_slot(&mut st, pos);
                 st.last_used_ms = now;
             }
             if requeue_unacked {
@@ -590,6 +623,10 @@ impl Queue {
 
     /// Delivers ready messages while consumers have credit.
     fn dispatch(&self, st: &mut State, now: u64, fx: &mut Effects) {
+        if st.selective > 0 {
+            self.dispatch_selective(st, now, fx);
+            return;
+        }
         while st.ready_len > 0 && !st.consumers.is_empty() {
             let Some(level) = st.ready.iter().rposition(|l| !l.is_empty()) else {
                 break;
@@ -599,90 +636,156 @@ impl Queue {
                 fx.die(e, DeathReason::Expired);
                 continue;
             }
-            let Some(ci) = self.pick_consumer(st) else {
+            let Some(ci) = self.pick_consumer(&st.consumers, &mut st.rr, None) else {
                 break;
             };
-            let mut e = self.pop(st, level);
-            let tag = st.next_tag;
-            st.next_tag += 1;
-            let slot = &st.consumers[ci];
-            let delivery = Delivery {
-                queue: self.arc(),
-                consumer_id: slot.id,
-                tag,
-                message: e.msg.clone(),
-                redelivered: e.delivery_count > 0 || e.recovered,
-                delivery_count: e.delivery_count,
-                persistent_id: e.pid,
-            };
-            match slot.sink.send(Event::Deliver(delivery)) {
-                Ok(()) => {
-                    if slot.ack_mode == AckMode::Manual {
-                        e.delivery_count = e.delivery_count.saturating_add(1);
-                        let unacked = Unacked {
-                            entry: e,
-                            consumer_id: slot.id,
-                            gate: slot.gate.clone(),
-                        };
-                        st.unacked.insert(tag, unacked);
-                    } else {
-                        fx.settle(&e);
-                    }
+            let e = self.pop(st, level);
+            self.deliver(st, ci, level, e, fx);
+        }
+    }
+
+    /// Dispatch while some consumer has a selector: see the module docs.
+    fn dispatch_selective(&self, st: &mut State, now: u64, fx: &mut Effects) {
+        let mut scanned = 0;
+        for level in (0..st.ready.len()).rev() {
+            let mut i = 0;
+            while i < st.ready[level].mem.len() {
+                if scanned >= self.selector_scan_max || !self.any_credit(st) {
+                    return;
                 }
-                Err(_) => {
-                    // The connection is gone but has not dropped its handle yet: put the
-                    // message back and stop serving that consumer.
-                    let dead = st.consumers.remove(ci);
-                    fx.kicks.extend(dead.gate.release(1));
-                    self.remember(st, &e);
-                    st.ready[level].mem.push_front(e);
-                    if st.rr > ci {
-                        st.rr -= 1;
+                if is_expired(&st.ready[level].mem[i], now) {
+                    let e = self.take(st, level, i);
+                    fx.die(e, DeathReason::Expired);
+                    continue;
+                }
+                let State {
+                    ready,
+                    consumers,
+                    rr,
+                    ..
+                } = &mut *st;
+                match self.pick_consumer(consumers, rr, Some(&ready[level].mem[i])) {
+                    Some(ci) => {
+                        let e = self.take(st, level, i);
+                        self.deliver(st, ci, level, e, fx);
+                    }
+                    None => {
+                        i += 1;
+                        scanned += 1;
                     }
                 }
             }
         }
     }
 
-    /// The next consumer with credit: highest priority first, round-robin within it;
-    /// with single-active-consumer only the oldest consumer is eligible.
-    fn pick_consumer(&self, st: &mut State) -> Option<usize> {
+    /// True when some consumer has credit; otherwise the queue waits on every gate, so that
+    /// credit coming back on any of them runs dispatch again.
+    fn any_credit(&self, st: &State) -> bool {
+        if st.consumers.iter().any(|c| c.gate.has_credit()) {
+            return true;
+        }
         let me = self.arc();
+        for c in &st.consumers {
+            c.gate.wait(&me);
+        }
+        // Re-check after registering so a concurrent release is not missed.
+        st.consumers.iter().any(|c| c.gate.has_credit())
+    }
+
+    /// Sends `e`, taken from `level`, to consumer `ci` (whose credit is already taken).
+    fn deliver(&self, st: &mut State, ci: usize, level: usize, mut e: Entry, fx: &mut Effects) {
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        let slot = &st.consumers[ci];
+        let delivery = Delivery {
+            queue: self.arc(),
+            consumer_id: slot.id,
+            tag,
+            message: e.msg.clone(),
+            redelivered: e.delivery_count > 0 || e.recovered,
+            delivery_count: e.delivery_count,
+            persistent_id: e.pid,
+        };
+        match slot.sink.send(Event::Deliver(delivery)) {
+            Ok(()) => {
+                if slot.ack_mode == AckMode::Manual {
+                    e.delivery_count = e.delivery_count.saturating_add(1);
+                    let unacked = Unacked {
+                        entry: e,
+                        consumer_id: slot.id,
+                        gate: slot.gate.clone(),
+                    };
+                    st.unacked.insert(tag, unacked);
+                } else {
+                    fx.settle(&e);
+                }
+            }
+            Err(_) => {
+                // The connection is gone but has not dropped its handle yet: put the
+                // message back in its place and stop serving that consumer.
+                let dead = remove_slot(st, ci);
+                fx.kicks.extend(dead.gate.release(1));
+                self.remember(st, &e);
+                let lane = &mut st.ready[level].mem;
+                let at = lane.partition_point(|x| x.seq < e.seq);
+                lane.insert(at, e);
+            }
+        }
+    }
+
+    /// The next consumer with credit (that selects `entry`, when given): highest priority
+    /// first, round-robin within it; with single-active-consumer only the oldest consumer
+    /// is eligible, and with failover exclusivity only the oldest exclusive one.
+    fn pick_consumer(
+        &self,
+        consumers: &[Slot],
+        rr: &mut usize,
+        entry: Option<&Entry>,
+    ) -> Option<usize> {
+        let me = self.arc();
+        let selects = |c: &Slot| entry.is_none_or(|e| c.selects(e));
         let active = if self.args.single_active_consumer {
             Some(0)
         } else {
-            st.consumers
+            consumers
                 .iter()
                 .position(|c| c.exclusive == Exclusivity::Failover)
         };
         if let Some(i) = active {
-            let gate = &st.consumers.get(i)?.gate;
+            let slot = consumers.get(i)?;
+            if !selects(slot) {
+                return None;
+            }
+            let gate = &slot.gate;
             if gate.try_acquire() {
                 return Some(i);
             }
             gate.wait(&me);
             return gate.try_acquire().then_some(i);
         }
-        let n = st.consumers.len();
+        let n = consumers.len();
         let mut start = 0;
         while start < n {
-            let prio = st.consumers[start].priority;
-            let end = st.consumers[start..]
+            let prio = consumers[start].priority;
+            let end = consumers[start..]
                 .iter()
                 .position(|c| c.priority != prio)
                 .map_or(n, |p| start + p);
             let len = end - start;
             for k in 0..len {
-                let i = start + (st.rr + k) % len;
-                let gate = &st.consumers[i].gate;
+                let i = start + (*rr + k) % len;
+                if !selects(&consumers[i]) {
+                    continue;
+                }
+                let gate = &consumers[i].gate;
                 if gate.try_acquire() {
-                    st.rr = (i - start + 1) % len;
+                    *rr = (i - start + 1) % len;
                     return Some(i);
                 }
                 gate.wait(&me);
                 // Re-check after registering so a concurrent release is not missed.
                 if gate.try_acquire() {
-                    st.rr = (i - start + 1) % len;
+                    *rr = (i - start + 1) % len;
                     return Some(i);
                 }
             }
@@ -1002,10 +1105,16 @@ impl Queue {
     /// Takes the head of a non-empty lane, reading paged entries back when the memory part
     /// runs empty.
     fn pop(&self, st: &mut State, level: usize) -> Entry {
+        self.take(st, level, 0)
+    }
+
+    /// Takes entry `i` of a lane's memory part, reading paged entries back when the memory
+    /// part runs empty.
+    fn take(&self, st: &mut State, level: usize, i: usize) -> Entry {
         let e = st.ready[level]
             .mem
-            .pop_front()
-            .expect("caller checked the lane is not empty");
+            .remove(i)
+            .expect("caller checked the index is in the lane");
         self.forget(st, &e);
         if st.ready[level].mem.is_empty() && st.ready[level].is_paging() {
             self.page_in(st, level);
@@ -1110,6 +1219,18 @@ fn is_expired(e: &Entry, now: u64) -> bool {
 }
 
 /// Wakes queues that waited on a gate which now has credit.
+/// Removes consumer `pos`, keeping the round-robin position and the selector count right.
+fn remove_slot(st: &mut State, pos: usize) -> Slot {
+    let slot = st.consumers.remove(pos);
+    if st.rr > pos {
+        st.rr -= 1;
+    }
+    if slot.selector.is_some() {
+        st.selective -= 1;
+    }
+    slot
+}
+
 pub(crate) fn kick_all(queues: Vec<Weak<Queue>>) {
     for q in queues.into_iter().filter_map(|w| w.upgrade()) {
         q.kick();

@@ -2,8 +2,24 @@
 
 use bytestring::ByteString;
 
+use std::sync::Arc;
+
 use crate::error::CoreError;
 use crate::message::{FieldTable, FieldValue};
+use crate::selector::{Selector, SelectorLimits};
+
+/// A queue's `x-selector`: only messages it selects are routed to the queue. Compared by
+/// text for redeclaration equivalence.
+#[derive(Clone, Debug)]
+pub struct QueueSelector(pub Arc<Selector>);
+
+impl PartialEq for QueueSelector {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.text() == other.0.text()
+    }
+}
+
+impl Eq for QueueSelector {}
 
 /// What a full queue does with one more message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +47,9 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     pub single_active_consumer: bool,
     pub delivery_limit: Option<u32>,
+    /// `x-selector` (ferromq's own argument, used for JMS topic subscriptions with a
+    /// selector): messages it does not select are not routed to this queue.
+    pub selector: Option<QueueSelector>,
 }
 
 fn non_negative(table: &FieldTable, name: &str) -> Result<Option<u64>, CoreError> {
@@ -59,6 +78,19 @@ impl QueueArgs {
     /// Parses the arguments RabbitMQ defines; unknown `x-` arguments are ignored as RabbitMQ
     /// ignores them.
     pub fn parse(table: &FieldTable) -> Result<Self, CoreError> {
+        Self::parse_with(table, &SelectorLimits::default())
+    }
+
+    /// [`QueueArgs::parse`] with the bounds for an `x-selector`.
+    pub fn parse_with(table: &FieldTable, limits: &SelectorLimits) -> Result<Self, CoreError> {
+        let selector = match string(table, "x-selector")? {
+            None => None,
+            Some(text) => Selector::parse_optional(Some(&text), limits)
+                .map_err(|e| {
+                    CoreError::PreconditionFailed(format!("invalid arg 'x-selector': {e}"))
+                })?
+                .map(|s| QueueSelector(Arc::new(s))),
+        };
         let overflow = match string(table, "x-overflow")?.as_deref() {
             None | Some("drop-head") => Overflow::DropHead,
             Some("reject-publish") => Overflow::RejectPublish,
@@ -106,6 +138,7 @@ impl QueueArgs {
             max_priority,
             single_active_consumer,
             delivery_limit,
+            selector,
         })
     }
 }

@@ -337,7 +337,7 @@ impl Vhost {
         } else {
             name
         };
-        let mut args = QueueArgs::parse(&options.arguments)?;
+        let mut args = QueueArgs::parse_with(&options.arguments, &self.0.limits.selector())?;
         // Before the equivalence check: the stored arguments carry the default too.
         if args.max_length.is_none() {
             args.max_length = self.0.limits.queue_length_default_max;
@@ -657,7 +657,7 @@ impl Vhost {
         auto_delete: bool,
         arguments: crate::FieldTable,
     ) -> Result<Arc<Queue>, CoreError> {
-        let mut args = QueueArgs::parse(&arguments)?;
+        let mut args = QueueArgs::parse_with(&arguments, &self.0.limits.selector())?;
         if args.max_length.is_none() {
             args.max_length = self.0.limits.queue_length_default_max;
         }
@@ -775,6 +775,7 @@ impl VhostInner {
             vhost: self.me.clone(),
             clock: self.clock.clone(),
             consumers_max: self.limits.consumers_per_queue_max,
+            selector_scan_max: self.limits.selector_scan_max,
             journal,
             pager: self.durable.as_ref().map(|d| d.pager().clone()),
         }
@@ -828,18 +829,25 @@ impl VhostInner {
         }
     }
 
-    /// The queues `msg` goes to from exchange `e`, deduplicated.
+    /// The queues `msg` goes to from exchange `e`, deduplicated, without those whose
+    /// `x-selector` does not select it.
     fn route(&self, e: &Arc<Exchange>, msg: &Message) -> SmallVec<[Arc<Queue>; 4]> {
         let mut queues = SmallVec::new();
         if e.name().is_empty() {
             if let Some(q) = self.topology.read().queues.get(&msg.routing_key) {
                 queues.push(q.clone());
             }
-            return queues;
+        } else {
+            self.route_from(e, msg, &mut queues, &mut SmallVec::new(), 0);
+            queues.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+            queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
-        self.route_from(e, msg, &mut queues, &mut SmallVec::new(), 0);
-        queues.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
-        queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        queues.retain(|q| {
+            q.args()
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.0.matches(msg, 0))
+        });
         queues
     }
 

@@ -589,6 +589,7 @@ impl Session {
                 priority: 0,
                 exclusive: Exclusivity::Shared,
                 sink: self.sink.clone(),
+                selector: None,
             },
         );
         let consumer = match consumer {
@@ -923,6 +924,7 @@ impl Session {
                         priority: 0,
                         exclusive: Exclusivity::Shared,
                         sink: self.sink.clone(),
+                        selector: None,
                     },
                 )
             })()

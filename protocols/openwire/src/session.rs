@@ -554,10 +554,13 @@ impl Session {
             Body::MessagePull(p) => self.on_pull(*p, now_ms, out).map(|_| Reply::Now),
             Body::KeepAliveInfo => Ok(self.keep_alive(c.response_required, out)),
             Body::ShutdownInfo => Ok(Reply::Close),
-            Body::FlushCommand
-            | Body::ConnectionControl(_)
-            | Body::ConsumerControl(_)
-            | Body::ControlCommand(_) => Ok(Reply::Now),
+            Body::ConsumerControl(cc) => {
+                self.on_consumer_control(*cc, out);
+                Ok(Reply::Now)
+            }
+            Body::FlushCommand | Body::ConnectionControl(_) | Body::ControlCommand(_) => {
+                Ok(Reply::Now)
+            }
             Body::Response { .. }
             | Body::ExceptionResponse { .. }
             | Body::IntegerResponse { .. } => Ok(Reply::None),
@@ -657,12 +660,12 @@ impl Session {
                 "QueueBrowser is not supported by this broker",
             ));
         }
-        if info.selector.is_some() {
-            return Err(CommandError::new(
-                "javax.jms.InvalidSelectorException",
-                "message selectors are not supported yet by this broker",
-            ));
-        }
+        let selector = ferromq_core::Selector::parse_optional(
+            info.selector.as_deref(),
+            &self.broker.limits().selector(),
+        )
+        .map_err(|e| CommandError::new("javax.jms.InvalidSelectorException", e.to_string()))?
+        .map(Arc::new);
         if info.retroactive {
             tracing::info!(peer = ?self.peer, "retroactive consumer requested; retroactive delivery is not supported and is ignored");
         }
@@ -691,7 +694,8 @@ impl Session {
             }
             _ => None,
         };
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        // Each queue, and whether it is this subscriber's own (filtered by `x-selector`).
+        let mut queues: Vec<(Arc<Queue>, bool)> = Vec::new();
         let mut own_queue = false;
         for d in elements(&dest) {
             if is_advisory(&d) {
@@ -715,19 +719,34 @@ impl Session {
                             self.conn().id(),
                         )?;
                     }
-                    queues.push(q);
+                    queues.push((q, false));
                 }
                 Destination::TempQueue(name) => {
-                    queues.push(self.conn().vhost().queue_for(name, self.conn().id())?);
+                    queues.push((
+                        self.conn().vhost().queue_for(name, self.conn().id())?,
+                        false,
+                    ));
                 }
                 Destination::Topic(pattern) | Destination::TempTopic(pattern) => {
                     own_queue = true;
                     let key = binding_key(pattern);
                     let conn = self.conn();
+                    // A subscription's selector filters what enters its queue, so what it
+                    // does not select never piles up there (ActiveMQ stores only matching
+                    // messages for a durable subscriber too).
+                    let mut arguments = FieldTable::new();
+                    if let Some(sel) = &selector {
+                        arguments.insert("x-selector", FieldValue::Str(sel.text().into()));
+                    }
                     let (name, options) = match &durable_name {
-                        Some(n) => (n.clone(), QueueOptions::default()),
+                        Some(n) => (
+                            n.clone(),
+                            QueueOptions {
+                                arguments,
+                                ..QueueOptions::default()
+                            },
+                        ),
                         None => {
-                            let mut arguments = FieldTable::new();
                             arguments.insert(
                                 "x-max-length",
                                 FieldValue::U64(self.cfg.topic_backlog_max),
@@ -743,7 +762,25 @@ impl Session {
                             )
                         }
                     };
-                    let (q, _) = conn.declare_queue(&name, options, false)?;
+                    let q = match conn.declare_queue(&name, options.clone(), false) {
+                        Ok((q, _)) => q,
+                        // A durable subscriber back with another selector: JMS makes that
+                        // a new subscription (the old one and its messages go), unless the
+                        // old one is in use.
+                        Err(ferromq_core::CoreError::PreconditionFailed(_))
+                            if durable_name.is_some() =>
+                        {
+                            conn.vhost()
+                                .delete_queue(&name, true, false, conn.id())
+                                .map_err(|_| {
+                                    CommandError::jms(format!(
+                                        "durable subscription '{name}' is in use with another selector"
+                                    ))
+                                })?;
+                            conn.declare_queue(&name, options, false)?.0
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     conn.vhost().bind_queue(
                         &name,
                         "amq.topic",
@@ -751,12 +788,12 @@ impl Session {
                         FieldTable::new(),
                         conn.id(),
                     )?;
-                    queues.push(q);
+                    queues.push((q, true));
                 }
             }
         }
         let mut handles = Vec::with_capacity(queues.len());
-        for q in &queues {
+        for (q, filtered) in &queues {
             let spec = ConsumerSpec {
                 tag: format!(
                     "{}:{}:{}",
@@ -772,6 +809,8 @@ impl Session {
                     Exclusivity::Shared
                 },
                 sink: self.sink.clone(),
+                // Topic subscriptions filter at their queue's `x-selector` instead.
+                selector: if *filtered { None } else { selector.clone() },
             };
             let h = self.conn().consume(q.name(), spec)?;
             self.by_core.insert(h.id(), info.consumer_id.clone());
@@ -1203,6 +1242,38 @@ impl Session {
         };
         c.update_window();
         Ok(())
+    }
+
+    /// A client's ConsumerControl changes a consumer's prefetch. The failover transport
+    /// resubscribes a consumer that had prefetched messages with prefetch 0 and, once it has
+    /// dropped its stale buffer, restores the real prefetch this way.
+    fn on_consumer_control(&mut self, cc: ConsumerControl, out: &mut BytesMut) {
+        let Some(cid) = cc.consumer_id else {
+            return;
+        };
+        let prefetch = if cc.prefetch <= 0 {
+            0
+        } else {
+            (cc.prefetch as u32).min(self.cfg.prefetch_max)
+        };
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        if cc.close || prefetch == c.prefetch {
+            return;
+        }
+        c.prefetch = prefetch;
+        if prefetch == 0 {
+            c.update_window();
+            return;
+        }
+        c.pull_waiting = false;
+        c.pull_deadline_ms = None;
+        let held = std::mem::take(&mut c.held);
+        c.update_window();
+        for d in held {
+            self.send_delivery(&cid, d, out);
+        }
     }
 
     /// A delivery or cancellation from the core.

@@ -159,31 +159,36 @@ pub(crate) fn ensure_queue(conn: &Connection, name: &str) -> Result<(), StompErr
 pub(crate) struct SubscriptionQueue {
     pub(crate) name: ByteString,
     pub(crate) durable_name: Option<ByteString>,
+    /// The queue is the subscription's own and its `x-selector` applies the selector.
+    pub(crate) filtered: bool,
 }
 
 /// What a SUBSCRIBE asked for, beyond the destination.
-pub(crate) struct SubscribeOptions {
+pub(crate) struct SubscribeOptions<'a> {
     /// A durable topic subscription's name (`durable:true` + id, or ActiveMQ's
     /// `activemq.subscriptionName`), qualified by the connection's client id.
     pub(crate) durable: Option<String>,
     /// Bound on a non-durable topic subscription's backlog (drop-head).
     pub(crate) backlog_max: u64,
+    /// The `selector` header, already checked: a topic subscription's queue filters with
+    /// it, so that what it does not select never piles up there.
+    pub(crate) selector: Option<&'a str>,
 }
 
 /// Finds or creates the queue behind a subscription.
 pub(crate) fn resolve_subscribe(
     conn: &Connection,
     dest: &Destination<'_>,
-    opts: &SubscribeOptions,
+    opts: &SubscribeOptions<'_>,
 ) -> Result<SubscriptionQueue, StompError> {
     let (exchange, key) = match *dest {
         Destination::Queue(q) => {
             ensure_queue(conn, q)?;
-            return Ok(SubscriptionQueue { name: q.into(), durable_name: None });
+            return Ok(SubscriptionQueue { name: q.into(), durable_name: None, filtered: false });
         }
         Destination::AmqQueue(q) | Destination::ReplyQueue(q) => {
             conn.vhost().queue_for(q, conn.id())?;
-            return Ok(SubscriptionQueue { name: q.into(), durable_name: None });
+            return Ok(SubscriptionQueue { name: q.into(), durable_name: None, filtered: false });
         }
         Destination::TempQueue(_) => {
             return Err(StompError::new(
@@ -199,6 +204,10 @@ pub(crate) fn resolve_subscribe(
             (x, key.to_string())
         }
     };
+    let mut arguments = FieldTable::new();
+    if let Some(sel) = opts.selector {
+        arguments.insert("x-selector", FieldValue::Str(sel.into()));
+    }
     let (name, options) = match &opts.durable {
         Some(sub) => (
             format!("stomp-durable.{sub}"),
@@ -206,11 +215,10 @@ pub(crate) fn resolve_subscribe(
                 durable: true,
                 exclusive: false,
                 auto_delete: false,
-                arguments: FieldTable::new(),
+                arguments,
             },
         ),
         None => {
-            let mut arguments = FieldTable::new();
             arguments.insert("x-max-length", FieldValue::U64(opts.backlog_max));
             (
                 ferromq_core::generated_queue_name("stomp-subscription-"),
@@ -230,6 +238,7 @@ pub(crate) fn resolve_subscribe(
     Ok(SubscriptionQueue {
         name: q.name().clone(),
         durable_name,
+        filtered: true,
     })
 }
 

@@ -651,12 +651,12 @@ impl Session {
                 ),
             );
         }
-        if h.get("selector").is_some() {
-            return err(
-                "Selectors not supported",
-                "the 'selector' header is not supported yet by this broker",
-            );
-        }
+        let selector = ferromq_core::Selector::parse_optional(
+            h.get("selector"),
+            &self.broker.limits().selector(),
+        )
+        .map_err(|e| StompError::new("Invalid selector", e.to_string()))?
+        .map(Arc::new);
         let ack = match h.get("ack").unwrap_or("auto") {
             "auto" => AckKind::Auto,
             "client" => AckKind::Client,
@@ -678,6 +678,7 @@ impl Session {
             &SubscribeOptions {
                 durable,
                 backlog_max: self.cfg.topic_backlog_max,
+                selector: selector.as_ref().map(|s| s.text()),
             },
         )?;
         let prefetch = prefetch(h)?;
@@ -712,6 +713,7 @@ impl Session {
                 Exclusivity::Shared
             },
             sink: self.sink.clone(),
+            selector: if sq.filtered { None } else { selector },
         };
         let handle = conn.consume(&sq.name, spec)?;
         self.by_consumer.insert(handle.id(), id.clone());
@@ -973,6 +975,7 @@ fn temp_queue(
         priority: 0,
         exclusive: Exclusivity::Sole,
         sink: sink.clone(),
+        selector: None,
     };
     let handle = conn.consume(q.name(), spec)?;
     by_consumer.insert(handle.id(), dest.clone());

@@ -168,6 +168,7 @@ pub struct ConsumerOpts {
     pub priority: i32,
     pub exclusive: Exclusivity,
     pub gate: Option<Arc<CreditGate>>,
+    pub selector: Option<Arc<ferromq_core::Selector>>,
 }
 
 impl Default for ConsumerOpts {
@@ -178,6 +179,7 @@ impl Default for ConsumerOpts {
             priority: 0,
             exclusive: Exclusivity::Shared,
             gate: None,
+            selector: None,
         }
     }
 }
@@ -204,6 +206,7 @@ impl Sub {
             priority: opts.priority,
             exclusive: opts.exclusive,
             sink,
+            selector: opts.selector.clone(),
         };
         let handle = conn.consume(queue, spec)?;
         Ok(Sub { handle, rx, gate })

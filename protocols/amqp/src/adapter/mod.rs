@@ -241,6 +241,7 @@ impl Link {
                 Exclusivity::Shared
             },
             sink: self.sink.clone(),
+            selector: None,
         };
         match self.conn.consume(queue, spec) {
             Ok(h) => Ok(h),
