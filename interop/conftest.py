@@ -137,6 +137,7 @@ class BrokerProcess:
                     "FERROMQ_LISTENERS__AMQP_TLS": "",
                     "FERROMQ_LISTENERS__MQTT_TLS": "",
                     "FERROMQ_LISTENERS__STOMP_TLS": "",
+                    "FERROMQ_LISTENERS__OPENWIRE_TLS": "",
                     "FERROMQ_LISTENERS__WS": "",
                     "FERROMQ_LISTENERS__WSS": "",
                     "FERROMQ_DATA_DIR": str(self.tmp / "data"),

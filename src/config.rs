@@ -114,6 +114,8 @@ pub struct Listeners {
     pub mqtt_tls: String,
     /// STOMP over TLS.
     pub stomp_tls: String,
+    /// OpenWire over TLS (`ssl://` in ActiveMQ clients).
+    pub openwire_tls: String,
     /// MQTT and STOMP over WebSocket.
     pub ws: String,
     /// MQTT and STOMP over WebSocket over TLS.
@@ -130,6 +132,7 @@ impl Default for Listeners {
             amqp_tls: "127.0.0.1:5671".into(),
             mqtt_tls: "127.0.0.1:8883".into(),
             stomp_tls: "127.0.0.1:61614".into(),
+            openwire_tls: "127.0.0.1:61617".into(),
             ws: "127.0.0.1:61618".into(),
             wss: "127.0.0.1:61619".into(),
         }

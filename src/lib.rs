@@ -290,6 +290,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         stomp: Arc::new(config.stomp.to_stomp()),
         amqp: Arc::new(config.amqp.to_amqp()),
         mqtt: Arc::new(config.mqtt.to_mqtt()),
+        openwire: Arc::new(config.openwire.to_openwire()),
         mqtt_sessions,
         ws: config.websocket.to_ws(),
     };

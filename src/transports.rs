@@ -31,6 +31,8 @@ pub struct Bound {
     pub mqtt_tls: Option<SocketAddr>,
     /// STOMP over TLS.
     pub stomp_tls: Option<SocketAddr>,
+    /// OpenWire over TLS.
+    pub openwire_tls: Option<SocketAddr>,
     /// MQTT and STOMP over WebSocket.
     pub ws: Option<SocketAddr>,
     /// MQTT and STOMP over WebSocket over TLS.
@@ -46,6 +48,7 @@ pub(crate) struct Shared {
     pub stomp: Arc<ferromq_stomp::StompConfig>,
     pub amqp: Arc<ferromq_amqp::AmqpConfig>,
     pub mqtt: Arc<ferromq_mqtt::MqttConfig>,
+    pub openwire: Arc<ferromq_openwire::OpenWireConfig>,
     /// The same client-id table and retained store as the plain MQTT listener.
     pub mqtt_sessions: Arc<ferromq_mqtt::shared::Shared>,
     pub ws: WsConfig,
@@ -57,6 +60,7 @@ pub(crate) struct Prepared {
     stomp_tls: Option<(TcpListener, SocketAddr)>,
     amqp_tls: Option<(TcpListener, SocketAddr)>,
     mqtt_tls: Option<(TcpListener, SocketAddr)>,
+    openwire_tls: Option<(TcpListener, SocketAddr)>,
     ws: Option<(TcpListener, SocketAddr)>,
     wss: Option<(TcpListener, SocketAddr)>,
     ws_connections_max: usize,
@@ -69,9 +73,10 @@ pub(crate) async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let amqp_tls = parse_addr("listeners.amqp_tls", &l.amqp_tls)?;
     let mqtt_tls = parse_addr("listeners.mqtt_tls", &l.mqtt_tls)?;
     let stomp_tls = parse_addr("listeners.stomp_tls", &l.stomp_tls)?;
+    let openwire_tls = parse_addr("listeners.openwire_tls", &l.openwire_tls)?;
     let ws = parse_addr("listeners.ws", &l.ws)?;
     let wss = parse_addr("listeners.wss", &l.wss)?;
-    let tls = if [amqp_tls, mqtt_tls, stomp_tls, wss]
+    let tls = if [amqp_tls, mqtt_tls, stomp_tls, openwire_tls, wss]
         .iter()
         .any(Option::is_some)
     {
@@ -85,6 +90,7 @@ pub(crate) async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         stomp_tls: bind("STOMP/TLS", stomp_tls).await?,
         amqp_tls: bind("AMQP/TLS", amqp_tls).await?,
         mqtt_tls: bind("MQTT/TLS", mqtt_tls).await?,
+        openwire_tls: bind("OpenWire/TLS", openwire_tls).await?,
         ws: bind("WebSocket", ws).await?,
         wss: bind("WebSocket/TLS", wss).await?,
         ws_connections_max: config.websocket.connections_max,
@@ -100,6 +106,7 @@ pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
         amqp_tls: at(&p.amqp_tls),
         mqtt_tls: at(&p.mqtt_tls),
         stomp_tls: at(&p.stomp_tls),
+        openwire_tls: at(&p.openwire_tls),
         ws: at(&p.ws),
         wss: at(&p.wss),
         tls_cert: p.tls.as_ref().map(|t| t.cert_path().to_path_buf()),
@@ -150,6 +157,24 @@ pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
             spec,
             stop.clone(),
             move |io, peer| mqtt_connection(io, peer, s.clone()),
+        ));
+    }
+    if let (Some((listener, _)), Some(tls)) = (p.openwire_tls, &tls) {
+        let spec = spec("OpenWire/TLS", s.openwire.connections_max, Some(tls));
+        let s = s.clone();
+        tasks.spawn(accept::serve(
+            listener,
+            spec,
+            stop.clone(),
+            move |io, peer| {
+                ferromq_openwire::serve_connection(
+                    io,
+                    peer.addr,
+                    s.openwire.clone(),
+                    s.broker.clone(),
+                    s.shutdown.clone(),
+                )
+            },
         ));
     }
     let websockets = [

@@ -56,6 +56,12 @@ fn spawn_child(data: &Path, port: u16, amqp: Option<u16>) -> Child {
         )
         .env("FERROMQ_LISTENERS__MQTT", "")
         .env("FERROMQ_LISTENERS__OPENWIRE", "")
+        .env("FERROMQ_LISTENERS__AMQP_TLS", "")
+        .env("FERROMQ_LISTENERS__MQTT_TLS", "")
+        .env("FERROMQ_LISTENERS__STOMP_TLS", "")
+        .env("FERROMQ_LISTENERS__OPENWIRE_TLS", "")
+        .env("FERROMQ_LISTENERS__WS", "")
+        .env("FERROMQ_LISTENERS__WSS", "")
         .env("FERROMQ_LOG", "warn")
         // Small segments, so that rotation and deletion happen during the test.
         .env("FERROMQ_STORE__SEGMENT_SIZE_MAX_BYTES", "262144")

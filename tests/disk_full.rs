@@ -61,6 +61,16 @@ fn config(data: &Path) -> Config {
     c.listeners.amqp = String::new();
     c.listeners.mqtt = String::new();
     c.listeners.openwire = String::new();
+    for l in [
+        &mut c.listeners.amqp_tls,
+        &mut c.listeners.mqtt_tls,
+        &mut c.listeners.stomp_tls,
+        &mut c.listeners.openwire_tls,
+        &mut c.listeners.ws,
+        &mut c.listeners.wss,
+    ] {
+        l.clear();
+    }
     c.data_dir = data.to_path_buf();
     c.store.segment_size_max_bytes = 1 << 20;
     c.store.disk_free_min_bytes = 8 << 20;

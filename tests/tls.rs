@@ -27,6 +27,7 @@ use tokio::time::timeout;
 
 fn tls_on(c: &mut Config) {
     c.listeners.stomp_tls = "127.0.0.1:0".into();
+    c.listeners.openwire_tls = "127.0.0.1:0".into();
     c.listeners.amqp_tls = "127.0.0.1:0".into();
     c.listeners.mqtt_tls = "127.0.0.1:0".into();
 }
@@ -197,7 +198,22 @@ async fn every_protocol_over_tls_with_the_generated_certificate() {
     stomp_round_trip(&server, &cfg).await;
     amqp_round_trip(&server, &cfg).await;
     mqtt_round_trip(&server, &cfg, true).await;
+    openwire_greets(&server, &cfg).await;
     server.shutdown().await;
+}
+
+/// OpenWire over TLS: the broker opens with its WireFormatInfo (size prefix, type 1, the
+/// `ActiveMQ` magic). The JMS scenarios themselves run over TCP in tests/openwire.rs.
+async fn openwire_greets(server: &Server, cfg: &Arc<ClientConfig>) {
+    let addr = server.transports().openwire_tls.unwrap();
+    let mut io = tls(addr, cfg).await.expect("TLS handshake");
+    let mut head = [0u8; 4 + 1 + 8];
+    timeout(common::WAIT, io.read_exact(&mut head))
+        .await
+        .expect("WireFormatInfo in time")
+        .expect("read");
+    assert_eq!(head[4], 1, "WIREFORMAT_INFO command type");
+    assert_eq!(&head[5..], b"ActiveMQ");
 }
 
 #[tokio::test]

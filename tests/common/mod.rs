@@ -28,6 +28,7 @@ pub async fn broker(tweak: impl FnOnce(&mut Config)) -> Server {
         &mut config.listeners.amqp_tls,
         &mut config.listeners.mqtt_tls,
         &mut config.listeners.stomp_tls,
+        &mut config.listeners.openwire_tls,
         &mut config.listeners.ws,
         &mut config.listeners.wss,
     ] {
