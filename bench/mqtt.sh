@@ -122,15 +122,17 @@ RESULTS=$BENCH_DIR/results-$STAMP.txt
 
 MOSQUITTO_PID=
 FERROMQ_PID=
+stop_pid() {
+    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+        kill -TERM "$1"
+        wait "$1" 2>/dev/null || true
+    fi
+    return 0
+}
 cleanup() {
     set +e
-    local pid
-    for pid in "$FERROMQ_PID" "$MOSQUITTO_PID"; do
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid"
-            wait "$pid" 2>/dev/null
-        fi
-    done
+    stop_pid "$FERROMQ_PID"
+    stop_pid "$MOSQUITTO_PID"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -154,23 +156,47 @@ max_inflight_messages $INFLIGHT
 listener $MOSQUITTO_PORT 127.0.0.1
 allow_anonymous true
 EOF
+start_mosquitto() {
+    pinned "$BROKER_CPUS" "$MOSQUITTO" -c "$MDIR/mosquitto.conf" >>"$MDIR/stdout.log" 2>&1 </dev/null &
+    MOSQUITTO_PID=$!
+    wait_port "$MOSQUITTO_PORT" 30 "$MOSQUITTO_PID" Mosquitto "$MDIR/stdout.log"
+}
 say "starting Mosquitto ($("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p')) on 127.0.0.1:$MOSQUITTO_PORT, files in $MDIR"
-pinned "$BROKER_CPUS" "$MOSQUITTO" -c "$MDIR/mosquitto.conf" >"$MDIR/stdout.log" 2>&1 </dev/null &
-MOSQUITTO_PID=$!
-wait_port "$MOSQUITTO_PORT" 30 "$MOSQUITTO_PID" Mosquitto "$MDIR/stdout.log"
+start_mosquitto
 
 # --- ferromq ---------------------------------------------------------------------------
+# Defaults except: its own port and data directory, the other listeners off, room for
+# the idle connections, the same in-flight window as Mosquitto's.
+start_ferromq() {
+    rm -rf "$FDIR/data"
+    mkdir -p "$FDIR/data"
+    FERROMQ_DATA_DIR=$FDIR/data \
+        FERROMQ_LISTENERS__MQTT=127.0.0.1:$FERROMQ_PORT \
+        FERROMQ_LISTENERS__STOMP="" \
+        FERROMQ_LISTENERS__AMQP="" \
+        FERROMQ_MQTT__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
+        FERROMQ_MQTT__INFLIGHT_OUT_MAX=$INFLIGHT \
+        FERROMQ_LOG=warn \
+        pinned "$BROKER_CPUS" "$FERROMQ" serve >>"$FDIR/ferromq.log" 2>&1 </dev/null &
+    FERROMQ_PID=$!
+    wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+}
 say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
-FERROMQ_DATA_DIR=$FDIR/data \
-    FERROMQ_LISTENERS__MQTT=127.0.0.1:$FERROMQ_PORT \
-    FERROMQ_LISTENERS__STOMP="" \
-    FERROMQ_LISTENERS__AMQP="" \
-    FERROMQ_MQTT__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
-    FERROMQ_MQTT__INFLIGHT_OUT_MAX=$INFLIGHT \
-    FERROMQ_LOG=warn \
-    pinned "$BROKER_CPUS" "$FERROMQ" serve >"$FDIR/ferromq.log" 2>&1 </dev/null &
-FERROMQ_PID=$!
-wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+start_ferromq
+
+# The idle case measures RSS growth, so it gets a freshly started broker: memory a
+# broker kept from earlier cases (malloc rarely returns it) would otherwise be reused
+# by the new connections and hide their cost.
+restart() { # broker
+    if [ "$1" = mosquitto ]; then
+        stop_pid "$MOSQUITTO_PID"
+        start_mosquitto
+    else
+        stop_pid "$FERROMQ_PID"
+        start_ferromq
+    fi
+    sleep 1 # let it settle before its RSS is read
+}
 
 # --- Runs ------------------------------------------------------------------------------
 run_one() { # broker port pid case run
@@ -199,6 +225,7 @@ for ((run = 1; run <= RUNS; run++)); do
         for b in $order; do
             kill -0 "$MOSQUITTO_PID" 2>/dev/null || die "Mosquitto is gone (see $MDIR/mosquitto.log)"
             kill -0 "$FERROMQ_PID" 2>/dev/null || die "ferromq is gone (see $FDIR/ferromq.log)"
+            [ "$c" != idle ] || restart "$b"
             if [ "$b" = mosquitto ]; then
                 run_one "$b" "$MOSQUITTO_PORT" "$MOSQUITTO_PID" "$c" "$run"
             else
