@@ -109,19 +109,26 @@ async fn connection(
     // Spread the first pings over one period so that they do not all come at once.
     let mut next = tokio::time::Instant::now() + c.keep_alive.mul_f64(c.i as f64 / c.n as f64);
     let mut pings = 0;
+    let mut last_ok = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = stop.changed() => break,
         }
+        let late = next.elapsed();
         match tokio::time::timeout(c.keep_alive, ping(&mut s)).await {
             Ok(Ok(())) => {
                 pings += 1;
                 counts.pings.fetch_add(1, Ordering::Relaxed);
+                last_ok = tokio::time::Instant::now();
             }
             Ok(Err(e)) => {
                 counts.dropped.fetch_add(1, Ordering::Relaxed);
-                counts.error(format!("connection {id}: {e}"));
+                counts.error(format!(
+                    "connection {id}: {e} ({} ms after its last answer, ping {} ms late)",
+                    last_ok.elapsed().as_millis(),
+                    late.as_millis()
+                ));
                 return Outcome {
                     pings,
                     alive_at_end: false,

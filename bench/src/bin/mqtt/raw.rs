@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -12,8 +13,8 @@ pub const PINGRESP: [u8; 2] = [0xd0, 0x00];
 pub const DISCONNECT: [u8; 2] = [0xe0, 0x00];
 
 /// Source ports per loopback address that a run may use: the default ephemeral range
-/// (32768–60999) holds about 28,000.
-pub const PORTS_PER_SOURCE_ADDR: usize = 20_000;
+/// (32768–60999) holds about 28,000, and finding a free one gets slow as it fills.
+pub const PORTS_PER_SOURCE_ADDR: usize = 10_000;
 
 /// CONNECT, MQTT 3.1.1, clean session, no will, no user name.
 pub fn connect_packet(client_id: &str, keep_alive_s: u16) -> Vec<u8> {
@@ -49,6 +50,23 @@ pub fn source_addr(i: usize, n: u8) -> IpAddr {
 /// Opens a TCP connection from `source` (any port) to `broker`.
 pub async fn dial(source: IpAddr, broker: SocketAddr) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
+    // Pick the port at connect(), not bind(): bind() must find a port unused towards
+    // every destination and scans a crowded range slowly (seconds per thousand
+    // connections past about 14,000), blocking the runtime's threads meanwhile.
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(broker).await?;
     stream.set_nodelay(true)?;
