@@ -5,10 +5,12 @@
 //! # Layout
 //! - [`cli`]: `--flag value` parsing and the exit on a usage error.
 //! - [`seq`]: [`seq::SeqSet`], the bitmap of sequence numbers a consumer has received.
+//! - [`run`]: the measurement window and the first error of a run.
 //! - [`procfs`]: CPU seconds and RSS of a process, busy time of the machine, the open
 //!   file limit.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod procfs;
+pub mod run;
 pub mod seq;

@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferromq_bench::cli::{die, Flags};
+use ferromq_bench::run::{self, FirstError};
 use ferromq_bench::seq::SeqSet;
 use lapin::message::DeliveryResult;
 use lapin::options::{
@@ -192,7 +193,7 @@ struct Shared {
     stop: AtomicBool,
     consumers: Vec<Arc<ConsumerStats>>,
     /// First error seen by a producer or consumer task.
-    error: Mutex<Option<String>>,
+    error: FirstError,
 }
 
 impl Shared {
@@ -212,10 +213,7 @@ impl Shared {
     }
 
     fn fail(&self, what: String) {
-        let mut e = self.error.lock().expect("no panics while held");
-        if e.is_none() {
-            *e = Some(what);
-        }
+        self.error.set(what);
         self.stop.store(true, Ordering::Relaxed);
     }
 }
@@ -458,7 +456,7 @@ async fn main() {
             .iter()
             .map(|_| Arc::new(ConsumerStats::default()))
             .collect(),
-        error: Mutex::new(None),
+        error: FirstError::default(),
     });
 
     let mut consumer_conns = Vec::new();
@@ -514,18 +512,14 @@ async fn main() {
         shared.delivered_total(),
         shared.sent.load(Ordering::Relaxed),
     );
-    let end = t0 + Duration::from_secs(a.seconds);
-    let (mut last, mut last_progress, mut stall_max) = (delivered0, t0, Duration::ZERO);
-    while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-        let now = Instant::now();
-        let d = shared.delivered_total();
-        if d != last {
-            last = d;
-            last_progress = now;
-        }
-        stall_max = stall_max.max(now - last_progress);
-    }
+    let stall_max = run::window(
+        Duration::from_secs(a.seconds),
+        SAMPLE_INTERVAL,
+        || shared.delivered_total(),
+        || shared.stop.load(Ordering::Relaxed),
+        || {},
+    )
+    .await;
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -582,7 +576,7 @@ async fn main() {
         .map(|c| c.redelivered.load(Ordering::Relaxed))
         .sum();
     let lost = sent * n - distinct;
-    let error = shared.error.lock().expect("no panics while held").clone();
+    let error = shared.error.get();
 
     // Clean up: delete what this run declared; closing the connections cancels consumers.
     for q in &queues {
@@ -629,10 +623,7 @@ async fn main() {
         redelivered,
         shared.nacked.load(Ordering::Relaxed),
         stall_max.as_millis(),
-        error
-            .as_deref()
-            .map(|e| format!("{e:?}"))
-            .unwrap_or_else(|| "none".into()),
+        shared.error.field(),
     );
     if failed_early || error.is_some() || lost > 0 || duplicates > 0 {
         std::process::exit(1);

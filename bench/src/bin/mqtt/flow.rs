@@ -18,12 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
+use ferromq_bench::run::{window, FirstError};
 use ferromq_bench::seq::SeqSet;
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
 };
 
-use crate::{error_field, usage_fields, Args};
+use crate::{usage_fields, Args};
 
 /// Producer number and sequence number at the start of every body.
 pub const HEADER_BYTES: usize = 12;
@@ -121,7 +122,7 @@ struct Shared {
     producers: Vec<Producer>,
     consumers: Vec<Consumer>,
     stop: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: FirstError,
 }
 
 impl Shared {
@@ -149,15 +150,8 @@ impl Shared {
     }
 
     fn fail(&self, what: String) {
-        let mut e = self.error.lock().expect("no panics while held");
-        if e.is_none() {
-            *e = Some(what);
-        }
+        self.error.set(what);
         self.stop.store(true, Ordering::Relaxed);
-    }
-
-    fn error(&self) -> Option<String> {
-        self.error.lock().expect("no panics while held").clone()
     }
 }
 
@@ -326,7 +320,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         producers: (0..producers).map(|_| Producer::default()).collect(),
         consumers: (0..consumers).map(|_| Consumer::new(producers)).collect(),
         stop: AtomicBool::new(false),
-        error: Mutex::new(None),
+        error: FirstError::default(),
     });
     let mut usage = a.usage();
 
@@ -365,21 +359,18 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         shared.delivered_total(),
         shared.sent_total(),
     );
-    let end = t0 + Duration::from_secs(a.seconds);
-    let (mut last, mut last_progress, mut stall_max) = (delivered0, t0, Duration::ZERO);
-    while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-        let now = Instant::now();
-        let d = shared.delivered_total();
-        if d != last {
-            last = d;
-            last_progress = now;
-        }
-        stall_max = stall_max.max(now - last_progress);
-        if let Some(u) = usage.as_mut() {
-            let _ = u.sample();
-        }
-    }
+    let stall_max = window(
+        Duration::from_secs(a.seconds),
+        SAMPLE_INTERVAL,
+        || shared.delivered_total(),
+        || shared.stop.load(Ordering::Relaxed),
+        || {
+            if let Some(u) = usage.as_mut() {
+                let _ = u.sample();
+            }
+        },
+    )
+    .await;
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -400,7 +391,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
             .iter()
             .any(|p| p.acked.load(Ordering::Relaxed) < p.sent.load(Ordering::Relaxed))
             && Instant::now() < deadline
-            && shared.error().is_none()
+            && shared.error.get().is_none()
         {
             tokio::time::sleep(SAMPLE_INTERVAL).await;
         }
@@ -447,7 +438,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
             .consumers
             .iter()
             .all(|c| c.delivered.load(Ordering::Relaxed) >= published);
-        if done || last_progress.elapsed() > DRAIN_IDLE_MAX || shared.error().is_some() {
+        if done || last_progress.elapsed() > DRAIN_IDLE_MAX || shared.error.get().is_some() {
             break;
         }
         tokio::time::sleep(SAMPLE_INTERVAL).await;
@@ -482,7 +473,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     let duplicates = sum(|c| &c.duplicates);
     let corrupt = sum(|c| &c.corrupt);
     let lost = expected - distinct.min(expected);
-    let error = shared.error();
+    let error = shared.error.get();
     let elapsed = (t1 - t0).as_secs_f64();
     let delivered_window = delivered1 - delivered0;
     let published_window = sent1 - sent0;
@@ -514,7 +505,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         unacked,
         stall_max.as_millis(),
         usage_line,
-        error_field(error.as_deref()),
+        shared.error.field(),
     );
     !(failed_early
         || error.is_some()

@@ -18,14 +18,15 @@
 //! a moment after they all closed (how much the broker gave back).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferromq_bench::procfs;
+use ferromq_bench::run::{window, FirstError};
 use tokio::sync::{watch, Semaphore};
 
 use crate::raw::{dial, disconnect, handshake, ping, source_addr, PORTS_PER_SOURCE_ADDR};
-use crate::{die, error_field, usage_fields, Args};
+use crate::{die, usage_fields, Args};
 
 /// Descriptors this process needs besides one per connection.
 const FD_SPARE: u64 = 64;
@@ -43,16 +44,7 @@ struct Counts {
     /// Connections that failed a ping or were closed during the hold.
     dropped: AtomicU64,
     pings: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Counts {
-    fn error(&self, e: String) {
-        let mut first = self.first_error.lock().expect("no panics while held");
-        if first.is_none() {
-            *first = Some(e);
-        }
-    }
+    first_error: FirstError,
 }
 
 /// What one connection did.
@@ -95,12 +87,16 @@ async fn connection(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             counts.failed.fetch_add(1, Ordering::Relaxed);
-            counts.error(format!("connect from {source}: {e}"));
+            counts
+                .first_error
+                .set(format!("connect from {source}: {e}"));
             return failed;
         }
         Err(_) => {
             counts.failed.fetch_add(1, Ordering::Relaxed);
-            counts.error(format!("connect from {source}: over {CONNECT_TIMEOUT:?}"));
+            counts
+                .first_error
+                .set(format!("connect from {source}: over {CONNECT_TIMEOUT:?}"));
             return failed;
         }
     };
@@ -124,7 +120,7 @@ async fn connection(
             }
             Ok(Err(e)) => {
                 counts.dropped.fetch_add(1, Ordering::Relaxed);
-                counts.error(format!(
+                counts.first_error.set(format!(
                     "connection {id}: {e} ({} ms after its last answer, ping {} ms late)",
                     last_ok.elapsed().as_millis(),
                     late.as_millis()
@@ -136,7 +132,9 @@ async fn connection(
             }
             Err(_) => {
                 counts.dropped.fetch_add(1, Ordering::Relaxed);
-                counts.error(format!("connection {id}: no PINGRESP within a period"));
+                counts
+                    .first_error
+                    .set(format!("connection {id}: no PINGRESP within a period"));
                 return Outcome {
                     pings,
                     alive_at_end: false,
@@ -151,7 +149,9 @@ async fn connection(
     })
     .await;
     if let Ok(Err(e)) = &end {
-        counts.error(format!("connection {id} at the end: {e}"));
+        counts
+            .first_error
+            .set(format!("connection {id} at the end: {e}"));
     }
     Outcome {
         pings,
@@ -215,13 +215,18 @@ pub async fn run(a: &Args) -> bool {
     if let Some(u) = usage.as_mut() {
         let _ = u.mark();
     }
-    let hold_end = Instant::now() + Duration::from_secs(a.hold_s);
-    while Instant::now() < hold_end {
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-        if let Some(u) = usage.as_mut() {
-            let _ = u.sample();
-        }
-    }
+    window(
+        Duration::from_secs(a.hold_s),
+        SAMPLE_INTERVAL,
+        || counts.pings.load(Ordering::Relaxed),
+        || false,
+        || {
+            if let Some(u) = usage.as_mut() {
+                let _ = u.sample();
+            }
+        },
+    )
+    .await;
     let rss_held = rss();
     let open_at_end = connected - counts.dropped.load(Ordering::Relaxed);
     let usage_line = usage_fields(usage.as_mut());
@@ -235,7 +240,7 @@ pub async fn run(a: &Args) -> bool {
                 pings_min = pings_min.min(o.pings);
                 alive += u64::from(o.alive_at_end);
             }
-            Err(e) => counts.error(format!("connection task: {e}")),
+            Err(e) => counts.first_error.set(format!("connection task: {e}")),
         }
     }
     tokio::time::sleep(AFTER_CLOSE).await;
@@ -243,11 +248,7 @@ pub async fn run(a: &Args) -> bool {
 
     let failed = counts.failed.load(Ordering::Relaxed);
     let dropped = counts.dropped.load(Ordering::Relaxed);
-    let error = counts
-        .first_error
-        .lock()
-        .expect("no panics while held")
-        .clone();
+    let error = counts.first_error.get();
     let per_conn_b = if open_at_end > 0 {
         (rss_held as f64 - rss_before as f64) * 1024.0 / open_at_end as f64
     } else {
@@ -278,7 +279,7 @@ pub async fn run(a: &Args) -> bool {
         rss_closed,
         per_conn_b,
         usage_line,
-        error_field(error.as_deref()),
+        counts.first_error.field(),
     );
     failed == 0 && dropped == 0 && alive == n as u64 && pings_min >= 1 && error.is_none()
 }

@@ -182,11 +182,6 @@ pub fn usage_fields(u: Option<&mut Usage>) -> String {
     }
 }
 
-/// The first error of a run, as a field value.
-pub fn error_field(e: Option<&str>) -> String {
-    e.map(|e| format!("{e:?}")).unwrap_or_else(|| "none".into())
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();

@@ -6,11 +6,13 @@
 //! over `--source-addrs` loopback addresses all the same.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferromq_bench::run::{window, FirstError};
+
 use crate::raw::{dial, disconnect, handshake, source_addr};
-use crate::{error_field, usage_fields, Args};
+use crate::{usage_fields, Args};
 
 /// Longest a single connection cycle may take.
 const CYCLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,7 +23,7 @@ const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 struct Counts {
     ok: AtomicU64,
     failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    first_error: FirstError,
     stop: AtomicBool,
 }
 
@@ -42,13 +44,10 @@ async fn worker(a: Arc<WorkerArgs>, w: usize, counts: Arc<Counts>) {
             }
             failed => {
                 counts.failed.fetch_add(1, Ordering::Relaxed);
-                let mut e = counts.first_error.lock().expect("no panics while held");
-                if e.is_none() {
-                    *e = Some(match failed {
-                        Ok(Err(e)) => format!("{source}: {e}"),
-                        _ => format!("{source}: cycle over {CYCLE_TIMEOUT:?}"),
-                    });
-                }
+                counts.first_error.set(match failed {
+                    Ok(Err(e)) => format!("{source}: {e}"),
+                    _ => format!("{source}: cycle over {CYCLE_TIMEOUT:?}"),
+                });
             }
         }
     }
@@ -85,13 +84,18 @@ pub async fn run(a: &Args) -> bool {
         counts.ok.load(Ordering::Relaxed),
         counts.failed.load(Ordering::Relaxed),
     );
-    let end = t0 + Duration::from_secs(a.seconds);
-    while Instant::now() < end {
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-        if let Some(u) = usage.as_mut() {
-            let _ = u.sample();
-        }
-    }
+    let stall_max = window(
+        Duration::from_secs(a.seconds),
+        SAMPLE_INTERVAL,
+        || counts.ok.load(Ordering::Relaxed),
+        || false,
+        || {
+            if let Some(u) = usage.as_mut() {
+                let _ = u.sample();
+            }
+        },
+    )
+    .await;
     let (t1, ok1, failed1) = (
         Instant::now(),
         counts.ok.load(Ordering::Relaxed),
@@ -103,14 +107,10 @@ pub async fn run(a: &Args) -> bool {
         let _ = w.await;
     }
     let failed = counts.failed.load(Ordering::Relaxed);
-    let error = counts
-        .first_error
-        .lock()
-        .expect("no panics while held")
-        .clone();
     println!(
         "label={} case={} connects_per_s={:.0} seconds={:.2} parallel={} \
-         source_addrs={} connects_window={} failed_window={} connects={} failed={} {} error={}",
+         source_addrs={} connects_window={} failed_window={} connects={} failed={} \
+         stall_max_ms={} {} error={}",
         a.label,
         a.case_name,
         (ok1 - ok0) as f64 / (t1 - t0).as_secs_f64(),
@@ -121,8 +121,9 @@ pub async fn run(a: &Args) -> bool {
         failed1 - failed0,
         counts.ok.load(Ordering::Relaxed),
         failed,
+        stall_max.as_millis(),
         usage_line,
-        error_field(error.as_deref()),
+        counts.first_error.field(),
     );
     failed == 0
 }
