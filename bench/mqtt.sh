@@ -41,21 +41,9 @@ LOADGEN_CPUS=${LOADGEN_CPUS:-}
 MOSQUITTO_PORT=${MOSQUITTO_PORT:-1893}
 FERROMQ_PORT=${FERROMQ_PORT:-1903}
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'mqtt.sh: %s\n' "$*" >&2; exit 1; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() { # port seconds pid name log
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        port_open "$1" && return 0
-        kill -0 "$3" 2>/dev/null || { tail -n 40 "$5" >&2; die "$4 exited during start-up (log above: $5)"; }
-        sleep 0.1
-    done
-    tail -n 40 "$5" >&2
-    die "$4 does not accept connections on $1 after $2 s (log above: $5)"
-}
+SCRIPT=mqtt.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 pinned() { # cpus command...: becomes the command (exec), under taskset when cpus is set
     local cpus=$1
@@ -122,13 +110,6 @@ RESULTS=$BENCH_DIR/results-$STAMP.txt
 
 MOSQUITTO_PID=
 FERROMQ_PID=
-stop_pid() {
-    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
-        kill -TERM "$1"
-        wait "$1" 2>/dev/null || true
-    fi
-    return 0
-}
 cleanup() {
     set +e
     stop_pid "$FERROMQ_PID"
@@ -184,9 +165,10 @@ start_ferromq() {
 say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
 start_ferromq
 
-# The idle case measures RSS growth, so it gets a freshly started broker: memory a
-# broker kept from earlier cases (malloc rarely returns it) would otherwise be reused
-# by the new connections and hide their cost.
+# Every run gets a freshly started broker, so that its CPU seconds and peak RSS are
+# its own: memory a broker kept from an earlier case (malloc rarely returns it) would
+# count again, and the idle case, which measures RSS growth, would see new
+# connections reuse it and hide their cost.
 restart() { # broker
     if [ "$1" = mosquitto ]; then
         stop_pid "$MOSQUITTO_PID"
@@ -225,7 +207,7 @@ for ((run = 1; run <= RUNS; run++)); do
         for b in $order; do
             kill -0 "$MOSQUITTO_PID" 2>/dev/null || die "Mosquitto is gone (see $MDIR/mosquitto.log)"
             kill -0 "$FERROMQ_PID" 2>/dev/null || die "ferromq is gone (see $FDIR/ferromq.log)"
-            [ "$c" != idle ] || restart "$b"
+            restart "$b"
             if [ "$b" = mosquitto ]; then
                 run_one "$b" "$MOSQUITTO_PORT" "$MOSQUITTO_PID" "$c" "$run"
             else
@@ -236,8 +218,6 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 # --- Table -----------------------------------------------------------------------------
-field() { sed -n "s/.*[[:space:]]$1=\([^ ]*\).*/\1/p"; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
 lost() { grep " label=$1 case=$2 " "$RESULTS" | field lost | awk '{ s += $1 } END { print s + 0 }'; } # broker case
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
@@ -262,15 +242,17 @@ notes() { # broker case: everything that is not a clean run
           if (lost + dup + cor + failed + dropped > 0 || ex != 0 || err != "none")
             printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, failed, dropped, ex, err }'
 }
+FLOW_CASES=$(for c in $CASES; do [ "$c" = idle ] || printf '%s ' "$c"; done)
 {
-    echo
-    echo "MQTT 3.1.1, ${SIZE}-byte messages, rumqttc clients, broker in-flight window $INFLIGHT;"
-    echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all consumers)"
-    echo "cpu: broker CPU seconds in the window; rss: broker peak RSS in the run, MiB; lost: sum over runs"
-    echo
-    printf '%-24s %11s %11s %7s | %6s %6s | %6s %6s | %6s %6s\n' case Mosquitto ferromq ratio "cpu M" "cpu f" "rss M" "rss f" "lost M" "lost f"
-    for c in $CASES; do
-        [ "$c" = idle ] && continue
+    if [ -n "$FLOW_CASES" ]; then
+        echo
+        echo "MQTT 3.1.1, ${SIZE}-byte messages, rumqttc clients, broker in-flight window $INFLIGHT;"
+        echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all consumers)"
+        echo "cpu: broker CPU seconds in the window; rss: broker peak RSS in the run (freshly started), MiB; lost: sum over runs"
+        echo
+        printf '%-24s %11s %11s %7s | %6s %6s | %6s %6s | %6s %6s\n' case Mosquitto ferromq ratio "cpu M" "cpu f" "rss M" "rss f" "lost M" "lost f"
+    fi
+    for c in $FLOW_CASES; do
         rf=$(rate_field "$c")
         m=$(med mosquitto "$c" "$rf")
         f=$(med ferromq "$c" "$rf")
