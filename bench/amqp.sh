@@ -31,21 +31,9 @@ RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25682}
 EPMD_PORT=${EPMD_PORT:-24369}
 FERROMQ_PORT=${FERROMQ_PORT:-5692}
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'amqp.sh: %s\n' "$*" >&2; exit 1; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() { # port seconds pid name log
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        port_open "$1" && return 0
-        kill -0 "$3" 2>/dev/null || { tail -n 40 "$5" >&2; die "$4 exited during start-up (log above: $5)"; }
-        sleep 0.1
-    done
-    tail -n 40 "$5" >&2
-    die "$4 does not accept connections on $1 after $2 s (log above: $5)"
-}
+SCRIPT=amqp.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # --- Install ---------------------------------------------------------------------------
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -69,8 +57,9 @@ if [ -z "${NO_BUILD:-}" ]; then
     say "building (release): the load generator and ferromq"
     (cd "$ROOT" && cargo build --release -p ferromq-bench --bin amqp >&2 && cargo build --release --bin ferromq >&2)
 fi
-LOADGEN=$ROOT/target/release/amqp
-FERROMQ=$ROOT/target/release/ferromq
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+LOADGEN=$TARGET/release/amqp
+FERROMQ=$TARGET/release/ferromq
 [ -x "$LOADGEN" ] && [ -x "$FERROMQ" ] || die "missing $LOADGEN or $FERROMQ (unset NO_BUILD)"
 
 # --- Fresh state -----------------------------------------------------------------------
@@ -88,10 +77,7 @@ RABBIT_PID=
 FERROMQ_PID=
 cleanup() {
     set +e
-    if [ -n "$FERROMQ_PID" ] && kill -0 "$FERROMQ_PID" 2>/dev/null; then
-        kill -TERM "$FERROMQ_PID"
-        wait "$FERROMQ_PID" 2>/dev/null
-    fi
+    stop_pid "$FERROMQ_PID"
     if [ -n "$RABBIT_PID" ] && kill -0 "$RABBIT_PID" 2>/dev/null; then
         # The start script turns SIGTERM into a clean `rabbitmqctl stop`.
         kill -TERM "$RABBIT_PID"
@@ -183,8 +169,6 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 # --- Table -----------------------------------------------------------------------------
-field() { sed -n "s/.*[[:space:]]$1=\([^ ]*\).*/\1/p"; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 notes() { # broker case: everything that is not a clean run
     grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
         { lost = dup = 0; err = "none"; ex = 0; run = "?"

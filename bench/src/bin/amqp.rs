@@ -41,6 +41,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferromq_bench::cli::{die, Flags};
+use ferromq_bench::run::{self, FirstError};
+use ferromq_bench::seq::SeqSet;
 use lapin::message::DeliveryResult;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -107,32 +110,28 @@ fn args() -> Args {
         backlog: 20_000,
         label: String::new(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .unwrap_or_else(|| die(&format!("{flag} needs a value")))
-        };
+    let mut f = Flags::from_env();
+    while let Some(flag) = f.next_flag() {
         match flag.as_str() {
-            "--uri" => a.uri = value(),
+            "--uri" => a.uri = f.value(&flag),
             "--case" => {
-                a.case = match value().as_str() {
+                a.case = match f.value(&flag).as_str() {
                     "transient" => Case::Transient,
                     "persistent" => Case::Persistent,
                     "fanout" => Case::Fanout,
                     other => die(&format!("unknown case {other}")),
                 }
             }
-            "--seconds" => a.seconds = number(&flag, value()),
-            "--warmup" => a.warmup = number(&flag, value()),
-            "--size" => a.size = number(&flag, value()),
-            "--prefetch" => a.prefetch = number(&flag, value()),
-            "--window" => a.window = number(&flag, value()),
-            "--fanout" => a.fanout = number(&flag, value()),
-            "--ack-every" => a.ack_every = number(&flag, value()),
-            "--pipeline" => a.pipeline = number(&flag, value()),
-            "--backlog" => a.backlog = number(&flag, value()),
-            "--label" => a.label = value(),
+            "--seconds" => a.seconds = f.number(&flag),
+            "--warmup" => a.warmup = f.number(&flag),
+            "--size" => a.size = f.number(&flag),
+            "--prefetch" => a.prefetch = f.number(&flag),
+            "--window" => a.window = f.number(&flag),
+            "--fanout" => a.fanout = f.number(&flag),
+            "--ack-every" => a.ack_every = f.number(&flag),
+            "--pipeline" => a.pipeline = f.number(&flag),
+            "--backlog" => a.backlog = f.number(&flag),
+            "--label" => a.label = f.value(&flag),
             other => die(&format!("unknown flag {other}")),
         }
     }
@@ -148,24 +147,13 @@ fn args() -> Args {
     a
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: String) -> T {
-    v.parse()
-        .unwrap_or_else(|_| die(&format!("{flag}: not a number: {v}")))
-}
-
-fn die(msg: &str) -> ! {
-    eprintln!("amqp bench: {msg}");
-    std::process::exit(2)
-}
-
 /// What one consumer has received.
 #[derive(Default)]
 struct ConsumerStats {
     delivered: AtomicU64,
     duplicates: AtomicU64,
     redelivered: AtomicU64,
-    /// Bit `n` is set once sequence number `n` has been delivered.
-    seen: Mutex<Vec<u64>>,
+    seen: Mutex<SeqSet>,
 }
 
 impl ConsumerStats {
@@ -174,16 +162,7 @@ impl ConsumerStats {
             .get(..8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .unwrap_or(u64::MAX);
-        let (word, bit) = ((seq / 64) as usize, seq % 64);
-        let fresh = {
-            let mut seen = self.seen.lock().expect("no panics while held");
-            if seen.len() <= word {
-                seen.resize((word + 1).next_power_of_two(), 0);
-            }
-            let fresh = seen[word] & (1 << bit) == 0;
-            seen[word] |= 1 << bit;
-            fresh
-        };
+        let fresh = self.seen.lock().expect("no panics while held").insert(seq);
         if !fresh {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
@@ -195,18 +174,10 @@ impl ConsumerStats {
 
     /// Distinct sequence numbers below `sent` that were delivered.
     fn distinct_below(&self, sent: u64) -> u64 {
-        let seen = self.seen.lock().expect("no panics while held");
-        let full_words = (sent / 64) as usize;
-        let mut n: u64 = seen
-            .iter()
-            .take(full_words)
-            .map(|w| u64::from(w.count_ones()))
-            .sum();
-        if let Some(w) = seen.get(full_words) {
-            let mask = (1u64 << (sent % 64)) - 1;
-            n += u64::from((w & mask).count_ones());
-        }
-        n
+        self.seen
+            .lock()
+            .expect("no panics while held")
+            .count_below(sent)
     }
 }
 
@@ -222,7 +193,7 @@ struct Shared {
     stop: AtomicBool,
     consumers: Vec<Arc<ConsumerStats>>,
     /// First error seen by a producer or consumer task.
-    error: Mutex<Option<String>>,
+    error: FirstError,
 }
 
 impl Shared {
@@ -242,10 +213,7 @@ impl Shared {
     }
 
     fn fail(&self, what: String) {
-        let mut e = self.error.lock().expect("no panics while held");
-        if e.is_none() {
-            *e = Some(what);
-        }
+        self.error.set(what);
         self.stop.store(true, Ordering::Relaxed);
     }
 }
@@ -488,7 +456,7 @@ async fn main() {
             .iter()
             .map(|_| Arc::new(ConsumerStats::default()))
             .collect(),
-        error: Mutex::new(None),
+        error: FirstError::default(),
     });
 
     let mut consumer_conns = Vec::new();
@@ -544,18 +512,14 @@ async fn main() {
         shared.delivered_total(),
         shared.sent.load(Ordering::Relaxed),
     );
-    let end = t0 + Duration::from_secs(a.seconds);
-    let (mut last, mut last_progress, mut stall_max) = (delivered0, t0, Duration::ZERO);
-    while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-        let now = Instant::now();
-        let d = shared.delivered_total();
-        if d != last {
-            last = d;
-            last_progress = now;
-        }
-        stall_max = stall_max.max(now - last_progress);
-    }
+    let stall_max = run::window(
+        Duration::from_secs(a.seconds),
+        SAMPLE_INTERVAL,
+        || shared.delivered_total(),
+        || shared.stop.load(Ordering::Relaxed),
+        || {},
+    )
+    .await;
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -612,7 +576,7 @@ async fn main() {
         .map(|c| c.redelivered.load(Ordering::Relaxed))
         .sum();
     let lost = sent * n - distinct;
-    let error = shared.error.lock().expect("no panics while held").clone();
+    let error = shared.error.get();
 
     // Clean up: delete what this run declared; closing the connections cancels consumers.
     for q in &queues {
@@ -659,10 +623,7 @@ async fn main() {
         redelivered,
         shared.nacked.load(Ordering::Relaxed),
         stall_max.as_millis(),
-        error
-            .as_deref()
-            .map(|e| format!("{e:?}"))
-            .unwrap_or_else(|| "none".into()),
+        shared.error.field(),
     );
     if failed_early || error.is_some() || lost > 0 || duplicates > 0 {
         std::process::exit(1);

@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# MQTT side by side: ferromq against Mosquitto, same load generator
+# (bench/src/bin/mqtt/), same machine, one run. Prints a table with both figures, the
+# ratio ferromq/Mosquitto, each broker's CPU seconds and peak RSS, and the RSS per idle
+# connection. See bench/README.md.
+#
+#   bench/mqtt.sh                              # 3 runs of 10 s per case and broker, medians
+#   RUNS=1 SECONDS_PER_RUN=5 bench/mqtt.sh
+#   CASES="qos1 fanout1" bench/mqtt.sh
+#   CASES=idle IDLE_CONNECTIONS=50000 bench/mqtt.sh
+#
+# Everything it writes (Mosquitto's config and log, ferromq's data, raw results) goes
+# under $BENCH_DIR (default bench/target-peers/mqtt, ignored by git through a generated
+# .gitignore). Both brokers are stopped on exit, whatever the exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/mqtt}
+RUNS=${RUNS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+WARMUP=${WARMUP:-2}
+CASES=${CASES:-"qos0 qos1 fanout0 fanout1 fanin0 fanin1 connect idle"}
+SIZE=${SIZE:-256}
+FANOUT=${FANOUT:-10}
+FANIN=${FANIN:-10}
+# Messages each broker sends a client before waiting for PUBACKs (both brokers alike:
+# ferromq's inflight_out_max default, Mosquitto's max_inflight_messages).
+INFLIGHT=${INFLIGHT:-128}
+# Concurrent CONNECT/CONNACK/DISCONNECT cycles in the connect case.
+PARALLEL=${PARALLEL:-8}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-50000}
+KEEP_ALIVE=${KEEP_ALIVE:-10}
+# Extra flags for every load-generator run (e.g. "--backlog 0").
+MQTT_ARGS=${MQTT_ARGS:-}
+# CPU lists for taskset, e.g. BROKER_CPUS=0 LOADGEN_CPUS=1; empty: not pinned (the
+# load generator reports everyone's CPU seconds instead).
+BROKER_CPUS=${BROKER_CPUS:-}
+LOADGEN_CPUS=${LOADGEN_CPUS:-}
+
+# Ports: neither broker's default (1883), nor each other's.
+MOSQUITTO_PORT=${MOSQUITTO_PORT:-1893}
+FERROMQ_PORT=${FERROMQ_PORT:-1903}
+
+SCRIPT=mqtt.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+pinned() { # cpus command...: becomes the command (exec), under taskset when cpus is set
+    local cpus=$1
+    shift
+    if [ -n "$cpus" ]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
+
+# --- Install ---------------------------------------------------------------------------
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    say "installing mosquitto (Debian package)"
+    [ "$(id -u)" = 0 ] || die "mosquitto is missing; run as root or: sudo apt-get install -y mosquitto"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto </dev/null >&2 \
+        || die "apt-get install -y mosquitto failed"
+fi
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+for p in "$MOSQUITTO_PORT" "$FERROMQ_PORT"; do
+    port_open "$p" && die "port $p is already in use (set MOSQUITTO_PORT, FERROMQ_PORT)"
+done
+if port_open 1883; then
+    say "warning: something listens on 1883 (a system Mosquitto?); it shares the CPU with this benchmark"
+fi
+
+# --- Open files ------------------------------------------------------------------------
+# Each broker holds one descriptor per connection, and so does the load generator (it
+# raises its own soft limit to the hard one). Raising the hard limit needs
+# CAP_SYS_RESOURCE; without it the idle case is cut down to what fits, and says so.
+IDLE_NOTE=""
+case " $CASES " in
+*" idle "*)
+    need=$((IDLE_CONNECTIONS + 1000))
+    if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
+        ulimit -Hn "$need" 2>/dev/null || true
+    fi
+    hard=$(ulimit -Hn)
+    if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+        IDLE_NOTE="idle: $IDLE_CONNECTIONS connections asked, the open-file hard limit is $hard and cannot be raised here (no CAP_SYS_RESOURCE), so $((hard - 1000)) were opened"
+        say "warning: $IDLE_NOTE"
+        IDLE_CONNECTIONS=$((hard - 1000))
+    fi
+    ;;
+esac
+ulimit -n "$(ulimit -Hn)"
+
+# --- Build -----------------------------------------------------------------------------
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -z "${NO_BUILD:-}" ]; then
+    say "building (release): the load generator and ferromq"
+    (cd "$ROOT" && cargo build --release -p ferromq-bench --bin mqtt >&2 && cargo build --release --bin ferromq >&2)
+fi
+LOADGEN=$TARGET/release/mqtt
+FERROMQ=$TARGET/release/ferromq
+[ -x "$LOADGEN" ] && [ -x "$FERROMQ" ] || die "missing $LOADGEN or $FERROMQ (unset NO_BUILD)"
+
+# --- Fresh state -----------------------------------------------------------------------
+mkdir -p "$BENCH_DIR"
+# Generated files only: keep them out of git without touching the repository's .gitignore.
+case "$BENCH_DIR" in "$ROOT"/*) printf '*\n' >"$(dirname "$BENCH_DIR")/.gitignore" ;; esac
+MDIR=$BENCH_DIR/mosquitto
+FDIR=$BENCH_DIR/ferromq
+rm -rf "$MDIR" "$FDIR"
+mkdir -p "$MDIR" "$FDIR/data"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=$BENCH_DIR/results-$STAMP.txt
+
+MOSQUITTO_PID=
+FERROMQ_PID=
+cleanup() {
+    set +e
+    stop_pid "$FERROMQ_PID"
+    stop_pid "$MOSQUITTO_PID"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- Mosquitto -------------------------------------------------------------------------
+# Defaults except: its own port, files and user; no persistence file (ferromq keeps
+# clean sessions in memory too); queues and in-flight windows that do not drop or
+# throttle QoS 1 under load (PEERS.md: the default max_queued_messages of 1000 drops).
+cat >"$MDIR/mosquitto.conf" <<EOF
+# Generated by bench/mqtt.sh
+user $(id -un)
+pid_file $MDIR/mosquitto.pid
+persistence false
+log_dest file $MDIR/mosquitto.log
+log_type error
+log_type warning
+connection_messages false
+max_queued_messages 1000000
+max_inflight_messages $INFLIGHT
+listener $MOSQUITTO_PORT 127.0.0.1
+allow_anonymous true
+EOF
+start_mosquitto() {
+    pinned "$BROKER_CPUS" "$MOSQUITTO" -c "$MDIR/mosquitto.conf" >>"$MDIR/stdout.log" 2>&1 </dev/null &
+    MOSQUITTO_PID=$!
+    wait_port "$MOSQUITTO_PORT" 30 "$MOSQUITTO_PID" Mosquitto "$MDIR/stdout.log"
+}
+say "starting Mosquitto ($("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p')) on 127.0.0.1:$MOSQUITTO_PORT, files in $MDIR"
+start_mosquitto
+
+# --- ferromq ---------------------------------------------------------------------------
+# Defaults except: its own port and data directory, the other listeners off, room for
+# the idle connections, the same in-flight window as Mosquitto's.
+start_ferromq() {
+    rm -rf "$FDIR/data"
+    mkdir -p "$FDIR/data"
+    FERROMQ_DATA_DIR=$FDIR/data \
+        FERROMQ_LISTENERS__MQTT=127.0.0.1:$FERROMQ_PORT \
+        FERROMQ_LISTENERS__STOMP="" \
+        FERROMQ_LISTENERS__AMQP="" \
+        FERROMQ_MQTT__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
+        FERROMQ_MQTT__INFLIGHT_OUT_MAX=$INFLIGHT \
+        FERROMQ_LOG=warn \
+        pinned "$BROKER_CPUS" "$FERROMQ" serve >>"$FDIR/ferromq.log" 2>&1 </dev/null &
+    FERROMQ_PID=$!
+    wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+}
+say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
+start_ferromq
+
+# Every run gets a freshly started broker, so that its CPU seconds and peak RSS are
+# its own: memory a broker kept from an earlier case (malloc rarely returns it) would
+# count again, and the idle case, which measures RSS growth, would see new
+# connections reuse it and hide their cost.
+restart() { # broker
+    if [ "$1" = mosquitto ]; then
+        stop_pid "$MOSQUITTO_PID"
+        start_mosquitto
+    else
+        stop_pid "$FERROMQ_PID"
+        start_ferromq
+    fi
+    sleep 1 # let it settle before its RSS is read
+}
+
+# --- Runs ------------------------------------------------------------------------------
+run_one() { # broker port pid case run
+    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 120))
+    [ "$4" = idle ] && limit=$((4 * KEEP_ALIVE + 300))
+    line=$(pinned "$LOADGEN_CPUS" timeout "$limit" "$LOADGEN" --port "$2" --broker-pid "$3" \
+        --case "$4" --label "$1" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" \
+        --fanout "$FANOUT" --fanin "$FANIN" --parallel "$PARALLEL" \
+        --connections "$IDLE_CONNECTIONS" --keep-alive "$KEEP_ALIVE" \
+        $MQTT_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
+    [ -n "$line" ] || line="label=$1 case=$4 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    echo "run=$5 exit=$rc $line" | tee -a "$RESULTS" >&2
+}
+
+{
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$MOSQUITTO" -h 2>/dev/null | head -n1)"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; fan-out $FANOUT; fan-in $FANIN; inflight $INFLIGHT"
+    echo "# broker cpus: ${BROKER_CPUS:-any}; load generator cpus: ${LOADGEN_CPUS:-any}"
+} >"$RESULTS"
+say "cases: $CASES; $RUNS run(s) per case and broker; results in $RESULTS"
+for ((run = 1; run <= RUNS; run++)); do
+    for c in $CASES; do
+        # Alternate which broker goes first, so neither always runs on a warmer machine.
+        if ((run % 2)); then order="mosquitto ferromq"; else order="ferromq mosquitto"; fi
+        for b in $order; do
+            kill -0 "$MOSQUITTO_PID" 2>/dev/null || die "Mosquitto is gone (see $MDIR/mosquitto.log)"
+            kill -0 "$FERROMQ_PID" 2>/dev/null || die "ferromq is gone (see $FDIR/ferromq.log)"
+            restart "$b"
+            if [ "$b" = mosquitto ]; then
+                run_one "$b" "$MOSQUITTO_PORT" "$MOSQUITTO_PID" "$c" "$run"
+            else
+                run_one "$b" "$FERROMQ_PORT" "$FERROMQ_PID" "$c" "$run"
+            fi
+        done
+    done
+done
+
+# --- Table -----------------------------------------------------------------------------
+med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
+lost() { grep " label=$1 case=$2 " "$RESULTS" | field lost | awk '{ s += $1 } END { print s + 0 }'; } # broker case
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+rate_field() { case $1 in connect) echo connects_per_s ;; *) echo msgs_per_s ;; esac; }
+describe() {
+    case $1 in
+    qos0) echo "QoS 0, 1 -> 1" ;; qos1) echo "QoS 1, 1 -> 1" ;;
+    fanout0) echo "QoS 0, 1 -> $FANOUT" ;; fanout1) echo "QoS 1, 1 -> $FANOUT" ;;
+    fanin0) echo "QoS 0, $FANIN -> 1" ;; fanin1) echo "QoS 1, $FANIN -> 1" ;;
+    connect) echo "connects/s ($PARALLEL parallel)" ;;
+    esac
+}
+notes() { # broker case: everything that is not a clean run
+    grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
+        { lost = dup = cor = failed = dropped = 0; err = "none"; ex = 0; run = "?"
+          for (i = 1; i <= NF; i++) { split($i, kv, "=")
+            if (kv[1] == "run") run = kv[2]
+            if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
+            if (kv[1] == "corrupt") cor = kv[2]; if (kv[1] == "failed") failed = kv[2]
+            if (kv[1] == "dropped") dropped = kv[2]
+            if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
+          if (lost + dup + cor + failed + dropped > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, failed, dropped, ex, err }'
+}
+FLOW_CASES=$(for c in $CASES; do [ "$c" = idle ] || printf '%s ' "$c"; done)
+{
+    if [ -n "$FLOW_CASES" ]; then
+        echo
+        echo "MQTT 3.1.1, ${SIZE}-byte messages, rumqttc clients, broker in-flight window $INFLIGHT;"
+        echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all consumers)"
+        echo "cpu: broker CPU seconds in the window; rss: broker peak RSS in the run (freshly started), MiB; lost: sum over runs"
+        echo
+        printf '%-24s %11s %11s %7s | %6s %6s | %6s %6s | %6s %6s\n' case Mosquitto ferromq ratio "cpu M" "cpu f" "rss M" "rss f" "lost M" "lost f"
+    fi
+    for c in $FLOW_CASES; do
+        rf=$(rate_field "$c")
+        m=$(med mosquitto "$c" "$rf")
+        f=$(med ferromq "$c" "$rf")
+        ratio=$(awk -v f="$f" -v m="$m" 'BEGIN { if (m > 0) printf "%.2fx", f / m; else print "n/a" }')
+        printf '%-24s %11.0f %11.0f %7s | %6.2f %6.2f | %6s %6s | %6s %6s\n' "$(describe "$c")" "$m" "$f" "$ratio" \
+            "$(med mosquitto "$c" broker_cpu_s)" "$(med ferromq "$c" broker_cpu_s)" \
+            "$(mib "$(med mosquitto "$c" broker_rss_peak_kib)")" "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")" \
+            "$(lost mosquitto "$c")" "$(lost ferromq "$c")"
+    done
+    case " $CASES " in
+    *" idle "*)
+        echo
+        echo "Idle connections: $IDLE_CONNECTIONS with Keep Alive ${KEEP_ALIVE} s, each pinging once a period; medians"
+        printf '%-10s %12s %14s %14s %14s %12s %12s\n' broker connected "rss before" "rss held" "bytes/conn" "connects/s" "cpu s hold"
+        for b in mosquitto ferromq; do
+            printf '%-10s %12.0f %11.1f MiB %11.1f MiB %14.0f %12.0f %12.2f\n' "$b" \
+                "$(med "$b" idle connected)" \
+                "$(awk -v k="$(med "$b" idle rss_before_kib)" 'BEGIN { print k / 1024 }')" \
+                "$(awk -v k="$(med "$b" idle rss_held_kib)" 'BEGIN { print k / 1024 }')" \
+                "$(med "$b" idle rss_per_conn_b)" "$(med "$b" idle connects_per_s)" "$(med "$b" idle broker_cpu_s)"
+        done
+        [ -z "$IDLE_NOTE" ] || echo "note: $IDLE_NOTE"
+        ;;
+    esac
+    echo
+    echo "core use (medians of CPU seconds in the window; $(nproc) cores): load generator / everything else on the machine"
+    for c in $CASES; do
+        printf '  %-8s mosquitto runs %5.2f / %5.2f   ferromq runs %5.2f / %5.2f\n' "$c" \
+            "$(med mosquitto "$c" loadgen_cpu_s)" "$(med mosquitto "$c" other_cpu_s)" \
+            "$(med ferromq "$c" loadgen_cpu_s)" "$(med ferromq "$c" other_cpu_s)"
+    done
+    echo
+    bad=$(for c in $CASES; do notes mosquitto "$c"; notes ferromq "$c"; done)
+    if [ -n "$bad" ]; then
+        echo "not clean:"
+        echo "$bad"
+    else
+        echo "every run delivered every message exactly once; every idle connection stayed up"
+    fi
+    echo "raw lines: $RESULTS"
+} | tee -a "$RESULTS"

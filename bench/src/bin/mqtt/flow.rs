@@ -1,0 +1,551 @@
+//! The message-flow cases: producers publish to one topic, consumers subscribed to it
+//! receive, every message is accounted for.
+//!
+//! Each body starts with the producer's number (u32) and its sequence number (u64), both
+//! little-endian; the rest is a pattern that depends on the producer, checked byte for
+//! byte on arrival (`corrupt` counts mismatches). Every consumer keeps, per producer, a
+//! [`SeqSet`] of the numbers it received, so `lost` (published × consumers − distinct
+//! deliveries) and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
+//! is reported, and only a loss at QoS 1 fails the run.
+//!
+//! Flow control: producer `p` pauses while it is more than `--backlog / producers`
+//! messages ahead of the slowest consumer's highest number received from `p` (highest,
+//! not count, so that a QoS 0 loss does not stall it forever). Queues stay short and the
+//! figure is the broker's steady state, not the rate at which it can buffer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use ferromq_bench::run::{window, FirstError};
+use ferromq_bench::seq::SeqSet;
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
+};
+
+use crate::{usage_fields, Args};
+
+/// Producer number and sequence number at the start of every body.
+pub const HEADER_BYTES: usize = 12;
+
+/// Longest wait for a connection, a subscription, or the last PUBACKs.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the producers stop, the drain gives up when no delivery arrived for this long.
+const DRAIN_IDLE_MAX: Duration = Duration::from_secs(5);
+/// How often the measurement window samples progress (for the longest stall).
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a producer waits before checking the backlog again.
+const BACKLOG_PAUSE: Duration = Duration::from_millis(1);
+/// Keep Alive of every client; far longer than a run's pauses.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// rumqttc's request channel (publishes handed over, not yet written).
+const REQUEST_CHANNEL_CAP: usize = 256;
+
+/// What one consumer has received.
+struct Consumer {
+    delivered: AtomicU64,
+    /// Per producer: highest sequence number received + 1.
+    high: Vec<AtomicU64>,
+    /// Per producer: every sequence number received.
+    seen: Mutex<Vec<SeqSet>>,
+    duplicates: AtomicU64,
+    /// Fresh numbers that arrived after a higher one from the same producer.
+    out_of_order: AtomicU64,
+    /// Bodies with a wrong size, producer or pattern, or on another topic.
+    corrupt: AtomicU64,
+}
+
+impl Consumer {
+    fn new(producers: usize) -> Self {
+        Self {
+            delivered: AtomicU64::new(0),
+            high: (0..producers).map(|_| AtomicU64::new(0)).collect(),
+            seen: Mutex::new(vec![SeqSet::default(); producers]),
+            duplicates: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, body: &[u8], patterns: &[Vec<u8>]) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        let Some((p, seq)) = parse_header(body) else {
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(pattern) = patterns.get(p) else {
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if body.len() != pattern.len() || body[HEADER_BYTES..] != pattern[HEADER_BYTES..] {
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+        }
+        let fresh = self.seen.lock().expect("no panics while held")[p].insert(seq);
+        if !fresh {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.high[p].fetch_max(seq + 1, Ordering::Relaxed) > seq + 1 {
+            self.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn parse_header(body: &[u8]) -> Option<(usize, u64)> {
+    let p = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
+    let seq = u64::from_le_bytes(body.get(4..HEADER_BYTES)?.try_into().ok()?);
+    Some((p as usize, seq))
+}
+
+/// The body producer `p` sends, with a zero sequence number.
+fn pattern(p: usize, size: usize) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(p as u8))
+        .collect();
+    b[..4].copy_from_slice(&(p as u32).to_le_bytes());
+    b[4..HEADER_BYTES].fill(0);
+    b
+}
+
+/// One producer's counts.
+#[derive(Default)]
+struct Producer {
+    /// Publishes handed to the client.
+    sent: AtomicU64,
+    /// PUBACKs received (QoS 1).
+    acked: AtomicU64,
+}
+
+/// State shared by every task of a run.
+struct Shared {
+    producers: Vec<Producer>,
+    consumers: Vec<Consumer>,
+    stop: AtomicBool,
+    error: FirstError,
+}
+
+impl Shared {
+    fn delivered_total(&self) -> u64 {
+        self.consumers
+            .iter()
+            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Lowest over the consumers of the highest number received from producer `p`.
+    fn progress(&self, p: usize) -> u64 {
+        self.consumers
+            .iter()
+            .map(|c| c.high[p].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn sent_total(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.sent.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn fail(&self, what: String) {
+        self.error.set(what);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn qos_of(n: u8) -> QoS {
+    if n == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    }
+}
+
+/// A connected client: polls its event loop until CONNACK.
+async fn connect(a: &Args, id: String, inflight: u16) -> Result<(AsyncClient, EventLoop), String> {
+    let mut o = MqttOptions::new(id.clone(), a.host.to_string(), a.port);
+    o.set_keep_alive(KEEP_ALIVE);
+    o.set_clean_session(true);
+    o.set_inflight(inflight);
+    o.set_max_packet_size(a.size + 1024, a.size + 1024);
+    let (client, mut ev) = AsyncClient::new(o, REQUEST_CHANNEL_CAP);
+    let mut net = ev.network_options();
+    net.set_connection_timeout(SETUP_TIMEOUT.as_secs());
+    ev.set_network_options(net);
+    match tokio::time::timeout(SETUP_TIMEOUT, ev.poll()).await {
+        Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) => Ok((client, ev)),
+        Ok(Ok(other)) => Err(format!("{id}: expected CONNACK, got {other:?}")),
+        Ok(Err(e)) => Err(format!("{id}: connect: {e}")),
+        Err(_) => Err(format!("{id}: no CONNACK within {SETUP_TIMEOUT:?}")),
+    }
+}
+
+/// Connects consumer `c`, subscribes, and spawns its receiving loop.
+async fn start_consumer(
+    a: &Args,
+    run: &str,
+    topic: &str,
+    qos: QoS,
+    c: usize,
+    shared: Arc<Shared>,
+    patterns: Arc<Vec<Vec<u8>>>,
+) -> Result<(AsyncClient, tokio::task::JoinHandle<()>), String> {
+    let (client, mut ev) = connect(a, format!("{run}-c{c}"), a.inflight).await?;
+    client
+        .subscribe(topic, qos)
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ev.poll()).await {
+            Ok(Ok(Event::Incoming(Incoming::SubAck(ack)))) => {
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
+                    return Err(format!("SUBACK refused: {ack:?}"));
+                }
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("consumer {c}: {e}")),
+            Err(_) => return Err(format!("consumer {c}: no SUBACK within {SETUP_TIMEOUT:?}")),
+        }
+    }
+    let topic = topic.to_string();
+    let task = tokio::spawn(async move {
+        let me = &shared.consumers[c];
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    if p.topic != topic {
+                        me.corrupt.fetch_add(1, Ordering::Relaxed);
+                    }
+                    me.record(&p.payload, &patterns);
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    shared.fail(format!("consumer {c}: {e}"));
+                    return;
+                }
+            }
+        }
+    });
+    Ok((client, task))
+}
+
+/// Connects producer `p` and spawns its event loop (which counts PUBACKs and ends once
+/// DISCONNECT is written) and its publishing loop.
+async fn start_producer(
+    a: &Args,
+    run: &str,
+    topic: &str,
+    qos: QoS,
+    p: usize,
+    shared: Arc<Shared>,
+    body: Vec<u8>,
+) -> Result<
+    (
+        AsyncClient,
+        tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
+    let (client, mut ev) = connect(a, format!("{run}-p{p}"), a.inflight).await?;
+    let loop_shared = shared.clone();
+    let event_loop = tokio::spawn(async move {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                    loop_shared.producers[p]
+                        .acked
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    loop_shared.fail(format!("producer {p}: {e}"));
+                    return;
+                }
+            }
+        }
+    });
+    let backlog = (a.backlog / shared.producers.len() as u64).max(1);
+    let unlimited = a.backlog == 0;
+    let publisher = client.clone();
+    let topic = topic.to_string();
+    let publishing = tokio::spawn(async move {
+        let me = &shared.producers[p];
+        let mut body = BytesMut::from(&body[..]);
+        let mut seq = 0u64;
+        while !shared.stop.load(Ordering::Relaxed) {
+            if !unlimited && seq >= shared.progress(p) + backlog {
+                tokio::time::sleep(BACKLOG_PAUSE).await;
+                continue;
+            }
+            let mut header = &mut body[4..HEADER_BYTES];
+            header.put_u64_le(seq);
+            if let Err(e) = publisher
+                .publish_bytes(topic.as_str(), qos, false, body.clone().freeze())
+                .await
+            {
+                shared.fail(format!("producer {p}: publish: {e}"));
+                return;
+            }
+            seq += 1;
+            me.sent.store(seq, Ordering::Relaxed);
+        }
+    });
+    Ok((client, event_loop, publishing))
+}
+
+/// Runs one flow case and prints its line; returns whether it was clean.
+pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> bool {
+    let qos = qos_of(qos_n);
+    let run = format!(
+        "bench-{}-{}-{}",
+        a.case_name,
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let topic = format!("bench/{run}/t");
+    let patterns: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..producers).map(|p| pattern(p, a.size)).collect());
+    let shared = Arc::new(Shared {
+        producers: (0..producers).map(|_| Producer::default()).collect(),
+        consumers: (0..consumers).map(|_| Consumer::new(producers)).collect(),
+        stop: AtomicBool::new(false),
+        error: FirstError::default(),
+    });
+    let mut usage = a.usage();
+
+    let mut consumer_clients = Vec::new();
+    let mut consumer_tasks = Vec::new();
+    for c in 0..consumers {
+        match start_consumer(a, &run, &topic, qos, c, shared.clone(), patterns.clone()).await {
+            Ok((client, task)) => {
+                consumer_clients.push(client);
+                consumer_tasks.push(task);
+            }
+            Err(e) => crate::die(&e),
+        }
+    }
+    let mut producer_clients = Vec::new();
+    let mut event_loops = Vec::new();
+    let mut publishing = Vec::new();
+    for p in 0..producers {
+        match start_producer(a, &run, &topic, qos, p, shared.clone(), patterns[p].clone()).await {
+            Ok((client, ev, publish)) => {
+                producer_clients.push(client);
+                event_loops.push(ev);
+                publishing.push(publish);
+            }
+            Err(e) => crate::die(&e),
+        }
+    }
+
+    // Warm-up, then the measurement window.
+    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    if let Some(u) = usage.as_mut() {
+        let _ = u.mark();
+    }
+    let (t0, delivered0, sent0) = (
+        Instant::now(),
+        shared.delivered_total(),
+        shared.sent_total(),
+    );
+    let stall_max = window(
+        Duration::from_secs(a.seconds),
+        SAMPLE_INTERVAL,
+        || shared.delivered_total(),
+        || shared.stop.load(Ordering::Relaxed),
+        || {
+            if let Some(u) = usage.as_mut() {
+                let _ = u.sample();
+            }
+        },
+    )
+    .await;
+    let (t1, delivered1, sent1) = (
+        Instant::now(),
+        shared.delivered_total(),
+        shared.sent_total(),
+    );
+    let usage_line = usage_fields(usage.as_mut());
+    let failed_early = shared.stop.swap(true, Ordering::Relaxed);
+
+    // Stop publishing; at QoS 1 wait for every PUBACK; then DISCONNECT, which rumqttc
+    // writes after every publish handed to it, so `sent` is exactly what was written.
+    for t in publishing {
+        let _ = t.await;
+    }
+    if qos_n > 0 {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        while shared
+            .producers
+            .iter()
+            .any(|p| p.acked.load(Ordering::Relaxed) < p.sent.load(Ordering::Relaxed))
+            && Instant::now() < deadline
+            && shared.error.get().is_none()
+        {
+            tokio::time::sleep(SAMPLE_INTERVAL).await;
+        }
+    }
+    for c in &producer_clients {
+        let _ = c.disconnect().await;
+    }
+    for t in event_loops {
+        if tokio::time::timeout(SETUP_TIMEOUT, t).await.is_err() {
+            shared.fail("a producer did not finish writing within the drain timeout".into());
+        }
+    }
+    let sent: Vec<u64> = shared
+        .producers
+        .iter()
+        .map(|p| p.sent.load(Ordering::Relaxed))
+        .collect();
+    let published: u64 = sent.iter().sum();
+    let unacked: u64 = if qos_n > 0 {
+        shared
+            .producers
+            .iter()
+            .map(|p| {
+                p.sent.load(Ordering::Relaxed)
+                    - p.acked
+                        .load(Ordering::Relaxed)
+                        .min(p.sent.load(Ordering::Relaxed))
+            })
+            .sum()
+    } else {
+        0
+    };
+
+    // Drain: until every consumer has everything, or nothing arrives for a while.
+    let expected = published * consumers as u64;
+    let (mut last, mut last_progress) = (shared.delivered_total(), Instant::now());
+    loop {
+        let d = shared.delivered_total();
+        if d != last {
+            last = d;
+            last_progress = Instant::now();
+        }
+        let done = shared
+            .consumers
+            .iter()
+            .all(|c| c.delivered.load(Ordering::Relaxed) >= published);
+        if done || last_progress.elapsed() > DRAIN_IDLE_MAX || shared.error.get().is_some() {
+            break;
+        }
+        tokio::time::sleep(SAMPLE_INTERVAL).await;
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    for c in &consumer_clients {
+        let _ = c.disconnect().await;
+    }
+    for t in consumer_tasks {
+        let _ = tokio::time::timeout(SETUP_TIMEOUT, t).await;
+    }
+
+    let sum = |f: fn(&Consumer) -> &AtomicU64| -> u64 {
+        shared
+            .consumers
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .sum()
+    };
+    let distinct: u64 = shared
+        .consumers
+        .iter()
+        .map(|c| {
+            let seen = c.seen.lock().expect("no panics while held");
+            seen.iter()
+                .zip(&sent)
+                .map(|(s, &n)| s.count_below(n))
+                .sum::<u64>()
+        })
+        .sum();
+    let delivered_all = shared.delivered_total();
+    let duplicates = sum(|c| &c.duplicates);
+    let corrupt = sum(|c| &c.corrupt);
+    let lost = expected - distinct.min(expected);
+    let error = shared.error.get();
+    let elapsed = (t1 - t0).as_secs_f64();
+    let delivered_window = delivered1 - delivered0;
+    let published_window = sent1 - sent0;
+    println!(
+        "label={} case={} msgs_per_s={:.0} seconds={:.2} qos={} producers={} consumers={} \
+         size={} backlog={} inflight={} published_window={} delivered_window={} \
+         window_diff={} published={} delivered={} expected={} lost={} duplicates={} \
+         out_of_order={} corrupt={} unacked={} stall_max_ms={} {} error={}",
+        a.label,
+        a.case_name,
+        delivered_window as f64 / elapsed,
+        elapsed,
+        qos_n,
+        producers,
+        consumers,
+        a.size,
+        a.backlog,
+        a.inflight,
+        published_window,
+        delivered_window,
+        delivered_window as i64 - (published_window * consumers as u64) as i64,
+        published,
+        delivered_all,
+        expected,
+        lost,
+        duplicates,
+        sum(|c| &c.out_of_order),
+        corrupt,
+        unacked,
+        stall_max.as_millis(),
+        usage_line,
+        shared.error.field(),
+    );
+    !(failed_early
+        || error.is_some()
+        || duplicates > 0
+        || corrupt > 0
+        || unacked > 0
+        || (qos_n > 0 && lost > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_counts_duplicates_reordering_and_corruption() {
+        let patterns = vec![pattern(0, 64), pattern(1, 64)];
+        let c = Consumer::new(2);
+        let body = |p: usize, seq: u64| {
+            let mut b = patterns[p].clone();
+            b[4..12].copy_from_slice(&seq.to_le_bytes());
+            b
+        };
+        c.record(&body(0, 0), &patterns);
+        c.record(&body(0, 2), &patterns);
+        c.record(&body(0, 1), &patterns); // late
+        c.record(&body(0, 2), &patterns); // again
+        c.record(&body(1, 0), &patterns);
+        let mut bad = body(1, 1);
+        bad[40] ^= 1;
+        c.record(&bad, &patterns);
+        let mut stray = body(0, 5);
+        stray[..4].copy_from_slice(&7u32.to_le_bytes());
+        c.record(&stray, &patterns);
+        assert_eq!(c.delivered.load(Ordering::Relaxed), 7);
+        assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(c.out_of_order.load(Ordering::Relaxed), 1);
+        assert_eq!(c.corrupt.load(Ordering::Relaxed), 2);
+        assert_eq!(c.high[0].load(Ordering::Relaxed), 3);
+        let seen = c.seen.lock().unwrap();
+        assert_eq!(seen[0].count_below(3), 3);
+        assert_eq!(seen[1].count_below(2), 2);
+    }
+}

@@ -1,0 +1,200 @@
+//! MQTT load generator: the same load against any MQTT 3.1.1 broker (ferromq, Mosquitto),
+//! so both can be driven by the same client in one run. `bench/mqtt.sh` runs it against
+//! both and prints the ratio; `bench/README.md` has the figures.
+//!
+//! ```text
+//! cargo run --release -p ferromq-bench --bin mqtt -- --port 1883 --case CASE
+//!     [--host 127.0.0.1] [--broker-pid PID] [--label NAME]
+//!     flow cases:  [--seconds 10] [--warmup 2] [--size 256] [--fanout 10] [--fanin 10]
+//!                  [--backlog 20000] [--inflight 100]
+//!     connect:     [--seconds 10] [--warmup 2] [--parallel 8] [--source-addrs 4]
+//!     idle:        [--connections 50000] [--keep-alive 10] [--hold 25]
+//!                  [--connect-parallel 256] [--source-addrs 0 (auto)]
+//! ```
+//!
+//! Cases:
+//! - `qos0`, `qos1`: one producer, one consumer, one topic; messages published and
+//!   subscribed at that QoS.
+//! - `fanout0`, `fanout1`: one producer, `--fanout` consumers of the same topic; the rate
+//!   is the total of deliveries over all consumers.
+//! - `fanin0`, `fanin1`: `--fanin` producers, one consumer.
+//! - `connect`: connection set-up rate; `--parallel` workers each repeat TCP connect,
+//!   CONNECT, CONNACK, DISCONNECT, and wait for the broker to close.
+//! - `idle`: `--connections` concurrent idle connections with Keep Alive `--keep-alive`,
+//!   each sending PINGREQ once per keep-alive period, held for `--hold` seconds; the
+//!   broker's RSS per connection is (RSS held − RSS before) / connections.
+//!
+//! The flow cases use rumqttc (a third-party client, MQTT 3.1.1), one connection per
+//! producer and consumer; `connect` and `idle` speak the few packets they need directly
+//! over tokio sockets (`raw.rs`), which is far cheaper than a full client per connection.
+//! With `--broker-pid` every case also reports the broker's CPU seconds and RSS from
+//! `/proc`, and the CPU the load generator and the rest of the machine used.
+//!
+//! Output: one line of `key=value` pairs per run, for scripts (`bench/mqtt.sh`). The exit
+//! status is 1 when the run was not clean (a loss at QoS 1, a duplicate, a corrupt body,
+//! an error, a dropped idle connection), 2 on a usage or setup error.
+
+mod flow;
+mod idle;
+mod raw;
+mod storm;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ferromq_bench::cli::{die, Flags};
+use ferromq_bench::procfs::{Usage, UsageReport};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Case {
+    /// Messages from producers to consumers of one topic.
+    Flow {
+        qos: u8,
+        producers: usize,
+        consumers: usize,
+    },
+    Connect,
+    Idle,
+}
+
+pub struct Args {
+    pub host: IpAddr,
+    pub port: u16,
+    pub case_name: String,
+    pub case: Case,
+    pub seconds: u64,
+    pub warmup: u64,
+    pub size: usize,
+    pub backlog: u64,
+    pub inflight: u16,
+    pub parallel: usize,
+    pub connections: usize,
+    pub keep_alive_s: u16,
+    pub hold_s: u64,
+    pub connect_parallel: usize,
+    /// Loopback source addresses to spread client sockets over (0: as many as needed).
+    pub source_addrs: u8,
+    pub broker_pid: Option<u32>,
+    pub label: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 1883,
+        case_name: "qos0".into(),
+        case: Case::Connect,
+        seconds: 10,
+        warmup: 2,
+        size: 256,
+        backlog: 20_000,
+        inflight: 100,
+        parallel: 8,
+        connections: 50_000,
+        keep_alive_s: 10,
+        hold_s: 0,
+        connect_parallel: 256,
+        source_addrs: 0,
+        broker_pid: None,
+        label: "-".into(),
+    };
+    let (mut fanout, mut fanin) = (10, 10);
+    let mut f = Flags::from_env();
+    while let Some(flag) = f.next_flag() {
+        match flag.as_str() {
+            "--host" => a.host = f.number(&flag),
+            "--port" => a.port = f.number(&flag),
+            "--case" => a.case_name = f.value(&flag),
+            "--seconds" => a.seconds = f.number(&flag),
+            "--warmup" => a.warmup = f.number(&flag),
+            "--size" => a.size = f.number(&flag),
+            "--fanout" => fanout = f.number(&flag),
+            "--fanin" => fanin = f.number(&flag),
+            "--backlog" => a.backlog = f.number(&flag),
+            "--inflight" => a.inflight = f.number(&flag),
+            "--parallel" => a.parallel = f.number(&flag),
+            "--connections" => a.connections = f.number(&flag),
+            "--keep-alive" => a.keep_alive_s = f.number(&flag),
+            "--hold" => a.hold_s = f.number(&flag),
+            "--connect-parallel" => a.connect_parallel = f.number(&flag),
+            "--source-addrs" => a.source_addrs = f.number(&flag),
+            "--broker-pid" => a.broker_pid = Some(f.number(&flag)),
+            "--label" => a.label = f.value(&flag),
+            other => die(&format!("unknown flag {other}")),
+        }
+    }
+    let flow = |qos, producers, consumers| Case::Flow {
+        qos,
+        producers,
+        consumers,
+    };
+    a.case = match a.case_name.as_str() {
+        "qos0" => flow(0, 1, 1),
+        "qos1" => flow(1, 1, 1),
+        "fanout0" => flow(0, 1, fanout),
+        "fanout1" => flow(1, 1, fanout),
+        "fanin0" => flow(0, fanin, 1),
+        "fanin1" => flow(1, fanin, 1),
+        "connect" => Case::Connect,
+        "idle" => Case::Idle,
+        other => die(&format!(
+            "unknown case {other} (qos0 qos1 fanout0 fanout1 fanin0 fanin1 connect idle)"
+        )),
+    };
+    if a.size < flow::HEADER_BYTES {
+        die(&format!(
+            "--size must be at least {} (producer id and sequence number)",
+            flow::HEADER_BYTES
+        ));
+    }
+    if fanout == 0 || fanin == 0 || a.seconds == 0 || a.parallel == 0 || a.inflight == 0 {
+        die("--fanout, --fanin, --seconds, --parallel and --inflight must be at least 1");
+    }
+    if a.keep_alive_s == 0 || a.connect_parallel == 0 {
+        die("--keep-alive and --connect-parallel must be at least 1");
+    }
+    if a.hold_s == 0 {
+        // Every connection pings at least twice, and the broker's keep-alive timeout
+        // (1.5 periods) passes at least once.
+        a.hold_s = 2 * u64::from(a.keep_alive_s) + 5;
+    }
+    a
+}
+
+impl Args {
+    pub fn broker(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// Starts watching the broker's CPU and RSS, if its pid was given.
+    pub fn usage(&self) -> Option<Usage> {
+        self.broker_pid.map(|pid| {
+            Usage::start(pid).unwrap_or_else(|e| die(&format!("--broker-pid {pid}: {e}")))
+        })
+    }
+}
+
+/// `key=value` fields of a usage report, or nothing without `--broker-pid`.
+pub fn usage_fields(u: Option<&mut Usage>) -> String {
+    match u.map(Usage::finish) {
+        Some(Ok(r)) => UsageReport::fields(&r),
+        Some(Err(e)) => format!("usage_error={:?}", e.to_string()),
+        None => String::new(),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let clean = match a.case {
+        Case::Flow {
+            qos,
+            producers,
+            consumers,
+        } => flow::run(&a, qos, producers, consumers).await,
+        Case::Connect => storm::run(&a).await,
+        Case::Idle => idle::run(&a).await,
+    };
+    if !clean {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,16 @@
+//! Pieces shared by the load generators in `src/bin/`: command-line flags, exact
+//! loss/duplicate accounting by sequence number, and `/proc` readers for a broker's CPU
+//! time and memory.
+//!
+//! # Layout
+//! - [`cli`]: `--flag value` parsing and the exit on a usage error.
+//! - [`seq`]: [`seq::SeqSet`], the bitmap of sequence numbers a consumer has received.
+//! - [`run`]: the measurement window and the first error of a run.
+//! - [`procfs`]: CPU seconds and RSS of a process, busy time of the machine, the open
+//!   file limit.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod procfs;
+pub mod run;
+pub mod seq;
