@@ -62,4 +62,4 @@ cargo test --workspace
 
 # --- interop ---------------------------------------------------------------------------
 step "interop suite"
-FERROMQ_BIN="$PWD/target/debug/ferromq" .venv/bin/python -m pytest interop -q -p no:cacheprovider
+FERROMQ_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/ferromq" .venv/bin/python -m pytest interop -q -p no:cacheprovider
