@@ -56,6 +56,30 @@ fn compile(cp: &str) -> PathBuf {
 }
 
 /// The listeners and data directory of the first broker, so that a restart reuses them.
+/// A PKCS#12 trust store holding the broker's certificate, for the JVM.
+fn trust_store(cert: &Path) -> PathBuf {
+    let store = cert.with_file_name("jms-trust.p12");
+    let _ = std::fs::remove_file(&store);
+    let status = Command::new("keytool")
+        .args([
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ferromq",
+            "-storetype",
+            "PKCS12",
+        ])
+        .args(["-storepass", "changeit", "-file"])
+        .arg(cert)
+        .arg("-keystore")
+        .arg(&store)
+        .stdout(Stdio::null())
+        .status()
+        .expect("keytool (from the JDK) runs");
+    assert!(status.success(), "keytool imports the broker's certificate");
+    store
+}
+
 fn same_place(server: &Server, data_dir: &Path) -> Config {
     let mut c = Config::default();
     let addr = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
@@ -63,6 +87,16 @@ fn same_place(server: &Server, data_dir: &Path) -> Config {
     c.listeners.amqp = addr(server.amqp_addr());
     c.listeners.mqtt = addr(server.mqtt_addr());
     c.listeners.openwire = addr(server.openwire_addr());
+    c.listeners.openwire_tls = addr(server.transports().openwire_tls);
+    for l in [
+        &mut c.listeners.amqp_tls,
+        &mut c.listeners.mqtt_tls,
+        &mut c.listeners.stomp_tls,
+        &mut c.listeners.ws,
+        &mut c.listeners.wss,
+    ] {
+        l.clear();
+    }
     c.data_dir = data_dir.to_path_buf();
     c
 }
@@ -72,12 +106,28 @@ async fn jms_client_scenarios() {
     let cp = classpath();
     let classes = compile(&cp);
     let mut data_dir = PathBuf::new();
-    let mut server = common::broker(|c| data_dir = c.data_dir.clone()).await;
+    let mut server = common::broker(|c| {
+        data_dir = c.data_dir.clone();
+        c.listeners.openwire_tls = "127.0.0.1:0".into();
+    })
+    .await;
     let restart_config = same_place(&server, &data_dir);
     let ow = server.openwire_addr().expect("openwire listener").port();
+    let ssl = server
+        .transports()
+        .openwire_tls
+        .expect("TLS listener")
+        .port();
+    let trust = trust_store(server.transports().tls_cert.as_ref().expect("certificate"));
     let stomp = server.stomp_addr().expect("stomp listener").port();
     let run_cp = format!("{}:{cp}", classes.display());
     let mut child = std::process::Command::new("java")
+        .arg(format!("-Djavax.net.ssl.trustStore={}", trust.display()))
+        .args([
+            "-Djavax.net.ssl.trustStorePassword=changeit",
+            "-Djavax.net.ssl.trustStoreType=PKCS12",
+        ])
+        .arg(format!("-Dferromq.sslPort={ssl}"))
         .args([
             "-cp",
             &run_cp,
@@ -131,7 +181,7 @@ async fn jms_client_scenarios() {
     let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
     server.shutdown().await;
     assert!(
-        output.status.success() && failed.is_empty() && passed >= 21,
+        output.status.success() && failed.is_empty() && passed >= 22,
         "JMS scenarios: {passed} passed, failures:\n{}\nstdout:\n{out}\nstderr:\n{stderr}",
         failed.join("\n")
     );

@@ -27,8 +27,13 @@ public class JmsScenarios {
     interface Scenario { void run() throws Exception; }
 
     static ActiveMQConnectionFactory factory() {
+        return factory("tcp://127.0.0.1:" + port);
+    }
+
+    /// `url` with the loose, uncached encoding the broker speaks.
+    static ActiveMQConnectionFactory factory(String url) {
         ActiveMQConnectionFactory f = new ActiveMQConnectionFactory(
-            "tcp://127.0.0.1:" + port + "?wireFormat.tightEncodingEnabled=false&wireFormat.cacheEnabled=false");
+            url + "?wireFormat.tightEncodingEnabled=false&wireFormat.cacheEnabled=false");
         f.setUserName("guest");
         f.setPassword("guest");
         f.setTrustAllPackages(true);
@@ -52,6 +57,22 @@ public class JmsScenarios {
 
     static String unique(String base) {
         return base + "." + UUID.randomUUID().toString().substring(0, 8);
+    }
+
+    /// OpenWire over TLS: the broker's generated certificate is trusted through the
+    /// JVM's trust store (the harness imports it with keytool), and the host name checked.
+    static void sslSendReceive() throws Exception {
+        int sslPort = Integer.getInteger("ferromq.sslPort");
+        Connection c = factory("ssl://127.0.0.1:" + sslPort).createConnection();
+        try {
+            c.start();
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.ssl"));
+            s.createProducer(q).send(s.createTextMessage("over tls"), DeliveryMode.PERSISTENT, 4, 0);
+            TextMessage m = (TextMessage) s.createConsumer(q).receive(WAIT);
+            check(m != null, "message received over TLS");
+            eq("over tls", m.getText(), "text");
+        } finally { c.close(); }
     }
 
     static void queueSendReceive() throws Exception {
@@ -723,6 +744,7 @@ public class JmsScenarios {
         stompPort = Integer.parseInt(args[1]);
         Map<String, Scenario> all = new LinkedHashMap<>();
         all.put("queue_send_receive", JmsScenarios::queueSendReceive);
+        all.put("ssl_send_receive", JmsScenarios::sslSendReceive);
         all.put("message_and_property_types", JmsScenarios::messageTypes);
         all.put("compressed_bodies", JmsScenarios::compressed);
         all.put("topic_pub_sub", JmsScenarios::topicPubSub);
