@@ -15,7 +15,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
 use common::Client;
-use ferromq_stomp::codec::Command;
+use ferromq_stomp::codec::{Command, Frame};
 
 const QUEUE: &str = "/queue/crash";
 /// Unreceipted SENDs in flight per producer.
@@ -187,26 +187,43 @@ async fn consume(addr: SocketAddr) -> (Vec<u64>, Vec<u64>) {
 }
 
 /// After a restart: takes every message in the queue, checking each, until the queue has
-/// been quiet for a while; acks them all with a final receipt.
+/// been quiet for a while and everything taken is acked (cumulative acks with receipts;
+/// more messages than the prefetch window arrive only after an ack).
 async fn drain(addr: SocketAddr) -> Vec<(u64, bool)> {
     let mut c = Client::connect(addr).await;
     c.subscribe("d", QUEUE, "client").await;
     let mut got = Vec::new();
-    let mut last_ack = None;
-    loop {
-        let item = tokio::time::timeout(Duration::from_millis(1500), c.next_item(true)).await;
-        let Ok(Some(f)) = item else { break };
+    let mut last_ack: Option<String> = None;
+    let mut acked_upto: Option<String> = None;
+    let take = |f: Frame, got: &mut Vec<(u64, bool)>, last: &mut Option<String>| {
         assert_eq!(f.command, Command::Message, "{f:?}");
         let redelivered = f.headers.get("redelivered") == Some("true");
         got.push((parse(&f.body), redelivered));
-        last_ack = Some(f.headers.get("ack").expect("ack").to_string());
-    }
-    if let Some(id) = last_ack {
-        // Cumulative ack of everything, receipted once it is journaled.
-        c.send_frame(Command::Ack, &[("id", &id), ("receipt", "all")], b"")
+        *last = Some(f.headers.get("ack").expect("ack").to_string());
+    };
+    loop {
+        let item = tokio::time::timeout(Duration::from_millis(1500), c.next_item(true)).await;
+        if let Ok(Some(f)) = item {
+            take(f, &mut got, &mut last_ack);
+            continue;
+        }
+        // Quiet: done once everything taken is acked; else ack it (receipted once
+        // journaled) and look for more.
+        if last_ack == acked_upto {
+            break;
+        }
+        let id = last_ack.clone().expect("something was taken");
+        c.send_frame(Command::Ack, &[("id", &id), ("receipt", &id)], b"")
             .await;
-        let f = c.frame().await;
-        assert_eq!(f.command, Command::Receipt, "{f:?}");
+        loop {
+            let f = c.frame().await;
+            if f.command == Command::Receipt {
+                assert_eq!(f.headers.get("receipt-id"), Some(id.as_str()));
+                break;
+            }
+            take(f, &mut got, &mut last_ack);
+        }
+        acked_upto = Some(id);
     }
     c.send_frame(Command::Disconnect, &[("receipt", "bye")], b"")
         .await;
