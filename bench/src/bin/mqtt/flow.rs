@@ -415,10 +415,9 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
             .producers
             .iter()
             .map(|p| {
-                p.sent.load(Ordering::Relaxed)
-                    - p.acked
-                        .load(Ordering::Relaxed)
-                        .min(p.sent.load(Ordering::Relaxed))
+                p.sent
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(p.acked.load(Ordering::Relaxed))
             })
             .sum()
     } else {
