@@ -32,6 +32,32 @@ pub async fn window(
     stall_max
 }
 
+/// Waits until `done()`, or until `progress()` has not changed for `idle_max`, checking
+/// every `interval` (the drain after a run: everything arrives, or nothing more will).
+/// Returns whether `done()` became true.
+pub async fn drain(
+    idle_max: Duration,
+    interval: Duration,
+    mut progress: impl FnMut() -> u64,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let (mut last, mut last_change) = (progress(), Instant::now());
+    loop {
+        if done() {
+            return true;
+        }
+        let p = progress();
+        if p != last {
+            last = p;
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() > idle_max {
+            return false;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
 /// The first of the errors reported by any task (later ones are usually its echoes).
 #[derive(Default, Debug)]
 pub struct FirstError(Mutex<Option<String>>);
@@ -85,5 +111,33 @@ mod tests {
         )
         .await;
         assert_eq!(stall, Duration::from_millis(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_ends_when_done_or_when_progress_stops() {
+        let n = std::cell::Cell::new(0u64);
+        let step = || {
+            n.set(n.get() + 1);
+            n.get()
+        };
+        assert!(
+            drain(
+                Duration::from_secs(1),
+                Duration::from_millis(10),
+                step,
+                || n.get() >= 5
+            )
+            .await
+        );
+        let start = Instant::now();
+        let stuck = drain(
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+            || 7,
+            || false,
+        )
+        .await;
+        assert!(!stuck);
+        assert!(start.elapsed() >= Duration::from_secs(1));
     }
 }

@@ -538,22 +538,18 @@ async fn main() {
     }
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected_each = sent;
-    let (mut last, mut last_progress) = (shared.delivered_total(), Instant::now());
-    loop {
-        let d = shared.delivered_total();
-        if d != last {
-            last = d;
-            last_progress = Instant::now();
-        }
-        let done = shared
-            .consumers
-            .iter()
-            .all(|c| c.delivered.load(Ordering::Relaxed) >= expected_each);
-        if done || last_progress.elapsed() > DRAIN_IDLE_MAX {
-            break;
-        }
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-    }
+    run::drain(
+        DRAIN_IDLE_MAX,
+        SAMPLE_INTERVAL,
+        || shared.delivered_total(),
+        || {
+            shared
+                .consumers
+                .iter()
+                .all(|c| c.delivered.load(Ordering::Relaxed) >= expected_each)
+        },
+    )
+    .await;
 
     let elapsed = (t1 - t0).as_secs_f64();
     let delivered_window = delivered1 - delivered0;

@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use ferromq_bench::run::{window, FirstError};
+use ferromq_bench::run::{drain, window, FirstError};
 use ferromq_bench::seq::SeqSet;
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
 };
 
-use crate::{usage_fields, Args};
+use crate::{sample, usage_fields, Args};
 
 /// Producer number and sequence number at the start of every body.
 pub const HEADER_BYTES: usize = 12;
@@ -364,11 +364,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         SAMPLE_INTERVAL,
         || shared.delivered_total(),
         || shared.stop.load(Ordering::Relaxed),
-        || {
-            if let Some(u) = usage.as_mut() {
-                let _ = u.sample();
-            }
-        },
+        || sample(&mut usage),
     )
     .await;
     let (t1, delivered1, sent1) = (
@@ -415,10 +411,9 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
             .producers
             .iter()
             .map(|p| {
-                p.sent.load(Ordering::Relaxed)
-                    - p.acked
-                        .load(Ordering::Relaxed)
-                        .min(p.sent.load(Ordering::Relaxed))
+                p.sent
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(p.acked.load(Ordering::Relaxed))
             })
             .sum()
     } else {
@@ -427,22 +422,19 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
 
     // Drain: until every consumer has everything, or nothing arrives for a while.
     let expected = published * consumers as u64;
-    let (mut last, mut last_progress) = (shared.delivered_total(), Instant::now());
-    loop {
-        let d = shared.delivered_total();
-        if d != last {
-            last = d;
-            last_progress = Instant::now();
-        }
-        let done = shared
-            .consumers
-            .iter()
-            .all(|c| c.delivered.load(Ordering::Relaxed) >= published);
-        if done || last_progress.elapsed() > DRAIN_IDLE_MAX || shared.error.get().is_some() {
-            break;
-        }
-        tokio::time::sleep(SAMPLE_INTERVAL).await;
-    }
+    drain(
+        DRAIN_IDLE_MAX,
+        SAMPLE_INTERVAL,
+        || shared.delivered_total(),
+        || {
+            shared.error.get().is_some()
+                || shared
+                    .consumers
+                    .iter()
+                    .all(|c| c.delivered.load(Ordering::Relaxed) >= published)
+        },
+    )
+    .await;
     shared.stop.store(true, Ordering::Relaxed);
     for c in &consumer_clients {
         let _ = c.disconnect().await;

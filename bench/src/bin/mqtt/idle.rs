@@ -26,7 +26,7 @@ use ferromq_bench::run::{window, FirstError};
 use tokio::sync::{watch, Semaphore};
 
 use crate::raw::{dial, disconnect, handshake, ping, source_addr, PORTS_PER_SOURCE_ADDR};
-use crate::{die, usage_fields, Args};
+use crate::{die, sample, usage_fields, Args};
 
 /// Descriptors this process needs besides one per connection.
 const FD_SPARE: u64 = 64;
@@ -203,9 +203,7 @@ pub async fn run(a: &Args) -> bool {
         < n as u64
     {
         tokio::time::sleep(SAMPLE_INTERVAL).await;
-        if let Some(u) = usage.as_mut() {
-            let _ = u.sample();
-        }
+        sample(&mut usage);
     }
     let connect_s = t0.elapsed().as_secs_f64();
     let connected = counts.connected.load(Ordering::Relaxed);
@@ -220,11 +218,7 @@ pub async fn run(a: &Args) -> bool {
         SAMPLE_INTERVAL,
         || counts.pings.load(Ordering::Relaxed),
         || false,
-        || {
-            if let Some(u) = usage.as_mut() {
-                let _ = u.sample();
-            }
-        },
+        || sample(&mut usage),
     )
     .await;
     let rss_held = rss();

@@ -173,6 +173,13 @@ impl Args {
     }
 }
 
+/// Samples the broker's RSS, if it is being watched.
+pub fn sample(usage: &mut Option<Usage>) {
+    if let Some(u) = usage.as_mut() {
+        let _ = u.sample();
+    }
+}
+
 /// `key=value` fields of a usage report, or nothing without `--broker-pid`.
 pub fn usage_fields(u: Option<&mut Usage>) -> String {
     match u.map(Usage::finish) {

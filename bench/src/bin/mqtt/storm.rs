@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ferromq_bench::run::{window, FirstError};
 
 use crate::raw::{dial, disconnect, handshake, source_addr};
-use crate::{usage_fields, Args};
+use crate::{sample, usage_fields, Args};
 
 /// Longest a single connection cycle may take.
 const CYCLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,11 +89,7 @@ pub async fn run(a: &Args) -> bool {
         SAMPLE_INTERVAL,
         || counts.ok.load(Ordering::Relaxed),
         || false,
-        || {
-            if let Some(u) = usage.as_mut() {
-                let _ = u.sample();
-            }
-        },
+        || sample(&mut usage),
     )
     .await;
     let (t1, ok1, failed1) = (
