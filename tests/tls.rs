@@ -252,6 +252,7 @@ async fn configured_certificate_is_served() {
     stomp_round_trip(&server, &cfg).await;
     amqp_round_trip(&server, &cfg).await;
     mqtt_round_trip(&server, &cfg, true).await;
+    openwire_greets(&server, &cfg).await;
     // A client that trusts only some other CA refuses the server.
     let other = Pki::new("other");
     let addr = server.transports().stomp_tls.unwrap();
