@@ -85,7 +85,7 @@ case " $CASES " in
     fi
     ;;
 esac
-ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -Hn)" = unlimited ] || ulimit -n "$(ulimit -Hn)"
 
 # --- Build -----------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
