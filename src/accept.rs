@@ -1,7 +1,6 @@
-//! One accept loop for every listener that `src/` serves itself (TLS and WebSocket): it
-//! caps connections, runs the TLS handshake when the listener has TLS, and hands the
-//! stream and the [`Peer`] to a protocol's connection function. Adding a protocol's TLS
-//! listener is one call to [`serve`] with that protocol's `serve_connection`.
+//! The one accept loop of every listener, plain, TLS or WebSocket: it caps connections,
+//! runs the TLS handshake when the listener has TLS, and hands the stream and the
+//! [`Peer`] to a protocol's connection function (`transports.rs` says which).
 
 use std::future::Future;
 use std::io;
@@ -10,8 +9,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferromq_core::Peer;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
@@ -39,7 +39,13 @@ pub struct Spec {
     pub connections_max: usize,
     /// The handshake to run first, if any.
     pub tls: Option<Arc<Tls>>,
+    /// Written to a plain connection refused at the limit before it is closed (the
+    /// protocol's "too many connections" error), if the protocol has one.
+    pub refusal: Option<Bytes>,
 }
+
+/// How long a refused client gets to read the refusal.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepts on `listener` until `shutdown` fires, then waits for its connections to end.
 pub async fn serve<H, F>(listener: TcpListener, spec: Spec, shutdown: CancellationToken, handler: H)
@@ -66,6 +72,12 @@ where
         let _ = tcp.set_nodelay(true);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(listener = spec.name, peer = %addr, max = spec.connections_max, "connection refused: listener is at its connection limit");
+            if let (Some(refusal), None) = (spec.refusal.clone(), &spec.tls) {
+                tasks.spawn(async move {
+                    let mut tcp = tcp;
+                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, tcp.write_all(&refusal)).await;
+                });
+            }
             continue;
         };
         let Some(tls) = spec.tls.clone() else {

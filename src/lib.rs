@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferromq_core::{Broker, RecoveryReport, SystemClock};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -64,10 +63,6 @@ pub enum StartError {
 /// A running broker.
 pub struct Server {
     broker: Broker,
-    stomp_addr: Option<SocketAddr>,
-    amqp_addr: Option<SocketAddr>,
-    mqtt_addr: Option<SocketAddr>,
-    openwire_addr: Option<SocketAddr>,
     transports: Bound,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -80,25 +75,25 @@ pub struct Server {
 impl Server {
     /// The STOMP listener's bound address.
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
-        self.stomp_addr
+        self.transports.stomp
     }
 
     /// The AMQP listener's bound address.
     pub fn amqp_addr(&self) -> Option<SocketAddr> {
-        self.amqp_addr
+        self.transports.amqp
     }
 
     /// The MQTT listener's bound address.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
-        self.mqtt_addr
+        self.transports.mqtt
     }
 
     /// The OpenWire listener's bound address.
     pub fn openwire_addr(&self) -> Option<SocketAddr> {
-        self.openwire_addr
+        self.transports.openwire
     }
 
-    /// The TLS and WebSocket listeners' addresses and the certificate they serve.
+    /// Every listener's address and the certificate the TLS ones serve.
     pub fn transports(&self) -> &Bound {
         &self.transports
     }
@@ -191,99 +186,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let mut stomp_addr = None;
-    if let Some(addr) = config.listeners.stomp_addr()? {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                protocol: "STOMP",
-                addr,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| StartError::Bind {
-            protocol: "STOMP",
-            addr,
-            source,
-        })?;
-        tracing::info!(protocol = "stomp", addr = %bound, "listening");
-        stomp_addr = Some(bound);
-        tasks.spawn(ferromq_stomp::serve(
-            listener,
-            config.stomp.to_stomp(),
-            broker.clone(),
-            shutdown.clone(),
-        ));
-    }
-
-    let mut amqp_addr = None;
-    if let Some(addr) = config.listeners.amqp_addr()? {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                protocol: "AMQP",
-                addr,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| StartError::Bind {
-            protocol: "AMQP",
-            addr,
-            source,
-        })?;
-        tracing::info!(protocol = "amqp", addr = %bound, "listening");
-        amqp_addr = Some(bound);
-        tasks.spawn(ferromq_amqp::serve(
-            listener,
-            config.amqp.to_amqp(),
-            broker.clone(),
-            shutdown.clone(),
-        ));
-    }
-
-    // One set of MQTT sessions and retained messages for every MQTT listener.
-    let mqtt_sessions = ferromq_mqtt::shared::Shared::new();
-    let mut mqtt_addr = None;
-    if let Some(addr) = config.listeners.mqtt_addr()? {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                protocol: "MQTT",
-                addr,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| StartError::Bind {
-            protocol: "MQTT",
-            addr,
-            source,
-        })?;
-        tracing::info!(protocol = "mqtt", addr = %bound, "listening");
-        mqtt_addr = Some(bound);
-        tasks.spawn(ferromq_mqtt::serve_shared(
-            listener,
-            config.mqtt.to_mqtt(),
-            broker.clone(),
-            mqtt_sessions.clone(),
-            shutdown.clone(),
-        ));
-    }
-
-    let mut openwire_addr = None;
-    if let Some(addr) = config.listeners.openwire_addr()? {
-        let bind_err = |source| StartError::Bind {
-            protocol: "OpenWire",
-            addr,
-            source,
-        };
-        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-        let bound = listener.local_addr().map_err(bind_err)?;
-        tracing::info!(protocol = "openwire", addr = %bound, "listening");
-        openwire_addr = Some(bound);
-        tasks.spawn(ferromq_openwire::serve(
-            listener,
-            config.openwire.to_openwire(),
-            broker.clone(),
-            shutdown.clone(),
-        ));
-    }
     let shared = transports::Shared {
         broker: broker.clone(),
         shutdown: shutdown.clone(),
@@ -291,8 +193,9 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         amqp: Arc::new(config.amqp.to_amqp()),
         mqtt: Arc::new(config.mqtt.to_mqtt()),
         openwire: Arc::new(config.openwire.to_openwire()),
-        mqtt_sessions,
+        mqtt_sessions: ferromq_mqtt::shared::Shared::new(),
         ws: config.websocket.to_ws(),
+        ws_connections_max: config.websocket.connections_max,
     };
     let transports = transports::serve(prepared, shared, &tasks);
 
@@ -311,10 +214,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 
     Ok(Server {
         broker,
-        stomp_addr,
-        amqp_addr,
-        mqtt_addr,
-        openwire_addr,
         transports,
         shutdown,
         tasks,

@@ -1,6 +1,6 @@
-//! The listeners beside the plain TCP ones: every protocol over TLS, and MQTT and STOMP
-//! over WebSocket (WS) and WebSocket over TLS (WSS). All of them run the one accept loop
-//! of `accept.rs`; this file only binds them and says which protocol serves each stream.
+//! Every listener: each protocol over plain TCP and over TLS, and MQTT and STOMP over
+//! WebSocket (WS) and WebSocket over TLS (WSS). All of them run the one accept loop of
+//! `accept.rs`; this file only binds them and says which protocol serves each stream.
 //!
 //! A TLS client certificate's subject reaches the protocols as `Peer::verified_user`
 //! (with `[tls] client_cert_user` set): STOMP uses it when CONNECT has no `login`, MQTT
@@ -22,9 +22,17 @@ use crate::config::parse_addr;
 use crate::tls::Tls;
 use crate::{Config, StartError};
 
-/// Where the TLS and WebSocket listeners listen (`None`: turned off).
+/// Where the listeners listen (`None`: turned off).
 #[derive(Clone, Debug, Default)]
 pub struct Bound {
+    /// STOMP.
+    pub stomp: Option<SocketAddr>,
+    /// AMQP 0-9-1.
+    pub amqp: Option<SocketAddr>,
+    /// MQTT.
+    pub mqtt: Option<SocketAddr>,
+    /// OpenWire.
+    pub openwire: Option<SocketAddr>,
     /// AMQP over TLS.
     pub amqp_tls: Option<SocketAddr>,
     /// MQTT over TLS.
@@ -41,7 +49,7 @@ pub struct Bound {
     pub tls_cert: Option<PathBuf>,
 }
 
-/// What the connections of these listeners share.
+/// What the connections of every listener share.
 pub(crate) struct Shared {
     pub broker: Broker,
     pub shutdown: CancellationToken,
@@ -49,166 +57,190 @@ pub(crate) struct Shared {
     pub amqp: Arc<ferromq_amqp::AmqpConfig>,
     pub mqtt: Arc<ferromq_mqtt::MqttConfig>,
     pub openwire: Arc<ferromq_openwire::OpenWireConfig>,
-    /// The same client-id table and retained store as the plain MQTT listener.
+    /// One client-id table and retained store for every MQTT listener.
     pub mqtt_sessions: Arc<ferromq_mqtt::shared::Shared>,
     pub ws: WsConfig,
+    pub ws_connections_max: usize,
+}
+
+/// What a listener's connections speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Stomp,
+    Amqp,
+    Mqtt,
+    OpenWire,
+    /// MQTT or STOMP, as the WebSocket subprotocol says.
+    WebSocket,
+}
+
+/// A bound listener, not yet serving.
+struct Listener {
+    name: &'static str,
+    protocol: Protocol,
+    tls: bool,
+    socket: TcpListener,
+    addr: SocketAddr,
 }
 
 /// The listeners bound and the TLS configuration loaded, not yet serving.
 pub(crate) struct Prepared {
     tls: Option<Arc<Tls>>,
-    stomp_tls: Option<(TcpListener, SocketAddr)>,
-    amqp_tls: Option<(TcpListener, SocketAddr)>,
-    mqtt_tls: Option<(TcpListener, SocketAddr)>,
-    openwire_tls: Option<(TcpListener, SocketAddr)>,
-    ws: Option<(TcpListener, SocketAddr)>,
-    wss: Option<(TcpListener, SocketAddr)>,
-    ws_connections_max: usize,
+    listeners: Vec<Listener>,
 }
 
 /// Loads (or generates) the certificate and binds the listeners `config` turns on, so
 /// that a bad certificate or a taken port fails the start before anything serves.
 pub(crate) async fn prepare(config: &Config) -> Result<Prepared, StartError> {
+    use Protocol::*;
     let l = &config.listeners;
-    let amqp_tls = parse_addr("listeners.amqp_tls", &l.amqp_tls)?;
-    let mqtt_tls = parse_addr("listeners.mqtt_tls", &l.mqtt_tls)?;
-    let stomp_tls = parse_addr("listeners.stomp_tls", &l.stomp_tls)?;
-    let openwire_tls = parse_addr("listeners.openwire_tls", &l.openwire_tls)?;
-    let ws = parse_addr("listeners.ws", &l.ws)?;
-    let wss = parse_addr("listeners.wss", &l.wss)?;
-    let tls = if [amqp_tls, mqtt_tls, stomp_tls, openwire_tls, wss]
-        .iter()
-        .any(Option::is_some)
-    {
+    let table = [
+        ("listeners.stomp", "STOMP", Stomp, false, &l.stomp),
+        ("listeners.amqp", "AMQP", Amqp, false, &l.amqp),
+        ("listeners.mqtt", "MQTT", Mqtt, false, &l.mqtt),
+        (
+            "listeners.openwire",
+            "OpenWire",
+            OpenWire,
+            false,
+            &l.openwire,
+        ),
+        (
+            "listeners.stomp_tls",
+            "STOMP/TLS",
+            Stomp,
+            true,
+            &l.stomp_tls,
+        ),
+        ("listeners.amqp_tls", "AMQP/TLS", Amqp, true, &l.amqp_tls),
+        ("listeners.mqtt_tls", "MQTT/TLS", Mqtt, true, &l.mqtt_tls),
+        (
+            "listeners.openwire_tls",
+            "OpenWire/TLS",
+            OpenWire,
+            true,
+            &l.openwire_tls,
+        ),
+        ("listeners.ws", "WebSocket", WebSocket, false, &l.ws),
+        ("listeners.wss", "WebSocket/TLS", WebSocket, true, &l.wss),
+    ];
+    let mut wanted = Vec::new();
+    for (key, name, protocol, tls, value) in table {
+        if let Some(addr) = parse_addr(key, value)? {
+            wanted.push((name, protocol, tls, addr));
+        }
+    }
+    let tls = if wanted.iter().any(|w| w.2) {
         let tls = Tls::load(&config.tls, &config.data_dir).map_err(StartError::Tls)?;
         Some(Arc::new(tls))
     } else {
         None
     };
-    Ok(Prepared {
-        tls,
-        stomp_tls: bind("STOMP/TLS", stomp_tls).await?,
-        amqp_tls: bind("AMQP/TLS", amqp_tls).await?,
-        mqtt_tls: bind("MQTT/TLS", mqtt_tls).await?,
-        openwire_tls: bind("OpenWire/TLS", openwire_tls).await?,
-        ws: bind("WebSocket", ws).await?,
-        wss: bind("WebSocket/TLS", wss).await?,
-        ws_connections_max: config.websocket.connections_max,
-    })
+    let mut listeners = Vec::with_capacity(wanted.len());
+    for (name, protocol, tls, addr) in wanted {
+        let (socket, addr) = bind(name, addr).await?;
+        listeners.push(Listener {
+            name,
+            protocol,
+            tls,
+            socket,
+            addr,
+        });
+    }
+    Ok(Prepared { tls, listeners })
 }
 
 /// Starts serving the prepared listeners.
 pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
     let s = Arc::new(shared);
-    let stop = s.shutdown.clone();
-    let at = |l: &Option<(TcpListener, SocketAddr)>| l.as_ref().map(|(_, a)| *a);
-    let bound = Bound {
-        amqp_tls: at(&p.amqp_tls),
-        mqtt_tls: at(&p.mqtt_tls),
-        stomp_tls: at(&p.stomp_tls),
-        openwire_tls: at(&p.openwire_tls),
-        ws: at(&p.ws),
-        wss: at(&p.wss),
+    let mut bound = Bound {
         tls_cert: p.tls.as_ref().map(|t| t.cert_path().to_path_buf()),
+        ..Bound::default()
     };
-    // `prepare` loads TLS whenever a TLS listener is bound.
-    let tls = p.tls;
-    if let (Some((listener, _)), Some(tls)) = (p.stomp_tls, &tls) {
-        let spec = spec("STOMP/TLS", s.stomp.connections_max, Some(tls));
-        let s = s.clone();
-        tasks.spawn(accept::serve(
-            listener,
-            spec,
-            stop.clone(),
-            move |io, peer| {
-                ferromq_stomp::serve_connection(
-                    io,
-                    peer,
-                    s.stomp.clone(),
-                    s.broker.clone(),
-                    s.shutdown.clone(),
-                )
-            },
+    if p.listeners
+        .iter()
+        .any(|l| l.protocol == Protocol::Mqtt || l.protocol == Protocol::WebSocket)
+    {
+        ferromq_mqtt::open_shared(&s.broker, &s.mqtt, &s.mqtt_sessions);
+        tasks.spawn(ferromq_mqtt::sweep_sessions(
+            s.broker.clone(),
+            s.mqtt.clone(),
+            s.mqtt_sessions.clone(),
+            s.shutdown.clone(),
         ));
     }
-    if let (Some((listener, _)), Some(tls)) = (p.amqp_tls, &tls) {
-        let spec = spec("AMQP/TLS", s.amqp.limits.connections_max, Some(tls));
-        let s = s.clone();
-        tasks.spawn(accept::serve(
-            listener,
-            spec,
-            stop.clone(),
-            move |io, peer| {
-                ferromq_amqp::serve_connection(
-                    io,
-                    peer,
-                    s.amqp.clone(),
-                    s.broker.clone(),
-                    s.shutdown.clone(),
-                )
-            },
-        ));
-    }
-    if let (Some((listener, _)), Some(tls)) = (p.mqtt_tls, &tls) {
-        let spec = spec("MQTT/TLS", s.mqtt.connections_max, Some(tls));
-        let s = s.clone();
-        tasks.spawn(accept::serve(
-            listener,
-            spec,
-            stop.clone(),
-            move |io, peer| mqtt_connection(io, peer, s.clone()),
-        ));
-    }
-    if let (Some((listener, _)), Some(tls)) = (p.openwire_tls, &tls) {
-        let spec = spec("OpenWire/TLS", s.openwire.connections_max, Some(tls));
-        let s = s.clone();
-        tasks.spawn(accept::serve(
-            listener,
-            spec,
-            stop.clone(),
-            move |io, peer| {
-                ferromq_openwire::serve_connection(
-                    io,
-                    peer.addr,
-                    s.openwire.clone(),
-                    s.broker.clone(),
-                    s.shutdown.clone(),
-                )
-            },
-        ));
-    }
-    let websockets = [
-        ("WebSocket", p.ws, None),
-        ("WebSocket/TLS", p.wss, tls.as_ref()),
-    ];
-    for (name, listener, tls) in websockets {
-        let Some((listener, _)) = listener else {
-            continue;
+    for l in p.listeners {
+        let slot = match (l.protocol, l.tls) {
+            (Protocol::Stomp, false) => &mut bound.stomp,
+            (Protocol::Amqp, false) => &mut bound.amqp,
+            (Protocol::Mqtt, false) => &mut bound.mqtt,
+            (Protocol::OpenWire, false) => &mut bound.openwire,
+            (Protocol::Stomp, true) => &mut bound.stomp_tls,
+            (Protocol::Amqp, true) => &mut bound.amqp_tls,
+            (Protocol::Mqtt, true) => &mut bound.mqtt_tls,
+            (Protocol::OpenWire, true) => &mut bound.openwire_tls,
+            (Protocol::WebSocket, false) => &mut bound.ws,
+            (Protocol::WebSocket, true) => &mut bound.wss,
         };
-        let s = s.clone();
+        *slot = Some(l.addr);
+        let (connections_max, refusal) = match l.protocol {
+            Protocol::Stomp => (s.stomp.connections_max, Some(ferromq_stomp::refusal())),
+            Protocol::Amqp => (s.amqp.limits.connections_max, None),
+            Protocol::Mqtt => (s.mqtt.connections_max, None),
+            Protocol::OpenWire => (s.openwire.connections_max, None),
+            Protocol::WebSocket => (s.ws_connections_max, None),
+        };
+        let spec = Spec {
+            name: l.name,
+            connections_max,
+            // `prepare` loads TLS whenever a TLS listener is bound.
+            tls: if l.tls { p.tls.clone() } else { None },
+            refusal,
+        };
+        let (s, protocol) = (s.clone(), l.protocol);
         tasks.spawn(accept::serve(
-            listener,
-            spec(name, p.ws_connections_max, tls),
-            stop.clone(),
-            move |io, peer| websocket_connection(io, peer, s.clone()),
+            l.socket,
+            spec,
+            s.shutdown.clone(),
+            move |io, peer| connection(protocol, io, peer, s.clone()),
         ));
     }
     bound
 }
 
-fn spec(name: &'static str, connections_max: usize, tls: Option<&Arc<Tls>>) -> Spec {
-    Spec {
-        name,
-        connections_max,
-        tls: tls.cloned(),
+/// Runs one connection of `protocol`.
+async fn connection(protocol: Protocol, io: Transport, peer: Peer, s: Arc<Shared>) {
+    match protocol {
+        Protocol::Stomp => stomp_connection(io, peer, s).await,
+        Protocol::Amqp => {
+            ferromq_amqp::serve_connection(
+                io,
+                peer,
+                s.amqp.clone(),
+                s.broker.clone(),
+                s.shutdown.clone(),
+            )
+            .await
+        }
+        Protocol::Mqtt => mqtt_connection(io, peer, s).await,
+        Protocol::OpenWire => {
+            ferromq_openwire::serve_connection(
+                io,
+                peer.addr,
+                s.openwire.clone(),
+                s.broker.clone(),
+                s.shutdown.clone(),
+            )
+            .await
+        }
+        Protocol::WebSocket => websocket_connection(io, peer, s).await,
     }
 }
 
 async fn bind(
     protocol: &'static str,
-    addr: Option<SocketAddr>,
-) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
-    let Some(addr) = addr else { return Ok(None) };
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
     let err = |source| StartError::Bind {
         protocol,
         addr,
@@ -217,7 +249,21 @@ async fn bind(
     let listener = TcpListener::bind(addr).await.map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     tracing::info!(protocol, addr = %bound, "listening");
-    Ok(Some((listener, bound)))
+    Ok((listener, bound))
+}
+
+async fn stomp_connection<S>(io: S, peer: Peer, s: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ferromq_stomp::serve_connection(
+        io,
+        peer,
+        s.stomp.clone(),
+        s.broker.clone(),
+        s.shutdown.clone(),
+    )
+    .await
 }
 
 async fn mqtt_connection<S>(io: S, peer: Peer, s: Arc<Shared>)
@@ -243,16 +289,7 @@ async fn websocket_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
     };
     match upgraded {
         Ok((ws, Subprotocol::Mqtt)) => mqtt_connection(ws, peer, s).await,
-        Ok((ws, Subprotocol::Stomp)) => {
-            ferromq_stomp::serve_connection(
-                ws,
-                peer,
-                s.stomp.clone(),
-                s.broker.clone(),
-                s.shutdown.clone(),
-            )
-            .await
-        }
+        Ok((ws, Subprotocol::Stomp)) => stomp_connection(ws, peer, s).await,
         Err(e) => tracing::debug!(peer = ?peer.addr, error = %e, "no WebSocket"),
     }
 }

@@ -32,13 +32,6 @@ pub mod limits;
 mod nesting;
 pub mod session;
 
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 pub use conn::serve_connection;
 pub use error::AmqpError;
 pub use limits::Limits;
@@ -62,46 +55,4 @@ impl Default for AmqpConfig {
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
-}
-
-/// Accepts AMQP connections on `listener` until `shutdown` fires, then waits for every
-/// connection to say goodbye (`connection.close` 320) and end.
-pub async fn serve(
-    listener: TcpListener,
-    config: AmqpConfig,
-    broker: adapter::Broker,
-    shutdown: CancellationToken,
-) {
-    let config = Arc::new(config);
-    let slots = Arc::new(Semaphore::new(config.limits.connections_max));
-    let tasks = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "AMQP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = config.limits.connections_max, "AMQP connection refused: listener is at its connection limit");
-            // Closing at once is what a client sees from RabbitMQ at its limit too.
-            drop(stream);
-            continue;
-        };
-        let (config, broker, shutdown) = (config.clone(), broker.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            serve_connection(stream, Some(peer), config, broker, shutdown).await;
-            drop(permit);
-        });
-    }
-    tasks.close();
-    tasks.wait().await;
 }

@@ -5,7 +5,7 @@
 //! connection, and enforces every rule that can be checked from the bytes
 //! alone: fixed-header flags, reserved bits, variable byte integers, UTF-8,
 //! topic syntax, which properties each packet may carry, reason codes, and
-//! the configured [`Limits`]. [`serve`] runs a listener whose sessions map
+//! the configured [`Limits`]. [`serve_connection`] runs one connection whose session maps
 //! MQTT onto the core (`amq.topic`, one queue per session).
 //!
 //! # Layout
@@ -102,93 +102,30 @@ pub use conn::serve_connection;
 use std::sync::Arc;
 
 use ferromq_core::Broker;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// Accepts MQTT connections on `listener` until `shutdown` fires, then waits for every
-/// connection to end. Connections of one listener share client ids (takeover) and
-/// retained messages.
-pub async fn serve(
-    listener: TcpListener,
-    config: MqttConfig,
-    broker: Broker,
-    shutdown: CancellationToken,
-) {
-    serve_shared(listener, config, broker, shared::Shared::new(), shutdown).await
-}
-
-/// [`serve`] with the shared state given (several listeners, one set of sessions).
-pub async fn serve_shared(
-    listener: TcpListener,
-    config: MqttConfig,
-    broker: Broker,
-    shared: Arc<shared::Shared>,
-    shutdown: CancellationToken,
-) {
-    let config = Arc::new(config);
-    match broker.vhost(&config.vhost) {
-        Some(vhost) => {
-            match shared.retained().open(&vhost, broker.next_id()) {
-                Ok(n) => tracing::debug!(retained = n, "MQTT retained messages loaded"),
-                Err(e) => tracing::warn!(error = %e, "MQTT retained messages kept in memory only"),
-            }
-            let exists = |id: &str| vhost.queue(&adapter::session_queue_name(id)).is_some();
-            match shared.open_qos_state(&vhost, broker.next_id(), exists) {
-                Ok(n) => tracing::debug!(sessions = n, "MQTT session packet id state loaded"),
-                Err(e) => tracing::warn!(error = %e, "MQTT packet id state kept in memory only"),
-            }
-        }
-        None => tracing::warn!(vhost = %config.vhost, "MQTT vhost does not exist"),
+/// Loads what the sessions of every MQTT listener share from the core: the retained
+/// messages and the packet-id state of persistent sessions. Call once, before serving
+/// connections with `shared`; spawn [`sweep_sessions`] beside them.
+pub fn open_shared(broker: &Broker, config: &MqttConfig, shared: &shared::Shared) {
+    let Some(vhost) = broker.vhost(&config.vhost) else {
+        tracing::warn!(vhost = %config.vhost, "MQTT vhost does not exist");
+        return;
+    };
+    match shared.retained().open(&vhost, broker.next_id()) {
+        Ok(n) => tracing::debug!(retained = n, "MQTT retained messages loaded"),
+        Err(e) => tracing::warn!(error = %e, "MQTT retained messages kept in memory only"),
     }
-    let slots = Arc::new(Semaphore::new(config.connections_max));
-    let tasks = TaskTracker::new();
-    tasks.spawn(sweep_sessions(
-        broker.clone(),
-        config.clone(),
-        shared.clone(),
-        shutdown.clone(),
-    ));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "MQTT accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = config.connections_max, "MQTT connection refused: listener is at its connection limit");
-            // Closing without CONNACK: the version is not known yet.
-            drop(stream);
-            continue;
-        };
-        let (config, broker, shared, shutdown) = (
-            config.clone(),
-            broker.clone(),
-            shared.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            serve_connection(stream, Some(peer), config, broker, shared, shutdown).await;
-            drop(permit);
-        });
+    let exists = |id: &str| vhost.queue(&adapter::session_queue_name(id)).is_some();
+    match shared.open_qos_state(&vhost, broker.next_id(), exists) {
+        Ok(n) => tracing::debug!(sessions = n, "MQTT session packet id state loaded"),
+        Err(e) => tracing::warn!(error = %e, "MQTT packet id state kept in memory only"),
     }
-    tasks.close();
-    tasks.wait().await;
 }
 
 /// Forgets, every `session_sweep_interval_ms`, the in-memory state of persistent sessions
 /// whose queue the core has expired or deleted. Ends at shutdown.
-async fn sweep_sessions(
+pub async fn sweep_sessions(
     broker: Broker,
     config: Arc<MqttConfig>,
     shared: Arc<shared::Shared>,

@@ -33,14 +33,6 @@ pub mod primitive;
 pub mod session;
 pub mod wire;
 
-use std::sync::Arc;
-
-use ferromq_core::Broker;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 pub use conn::serve_connection;
 pub use error::{CommandError, DecodeError};
 
@@ -108,47 +100,4 @@ impl Default for OpenWireConfig {
             vhost: "/".into(),
         }
     }
-}
-
-/// Accepts OpenWire connections on `listener` until `shutdown` fires, then waits for every
-/// connection to end (each is told with a ShutdownInfo... rather, a ConnectionControl
-/// asking the client to reconnect elsewhere is not sent: the broker closes, and failover
-/// clients reconnect once it is back).
-pub async fn serve(
-    listener: TcpListener,
-    config: OpenWireConfig,
-    broker: Broker,
-    shutdown: CancellationToken,
-) {
-    let config = Arc::new(config);
-    let slots = Arc::new(Semaphore::new(config.connections_max));
-    let tasks = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "OpenWire accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = config.connections_max, "OpenWire connection refused: listener is at its connection limit");
-            drop(stream);
-            continue;
-        };
-        let (config, broker, shutdown) = (config.clone(), broker.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            serve_connection(stream, Some(peer), config, broker, shutdown).await;
-            drop(permit);
-        });
-    }
-    tasks.close();
-    tasks.wait().await;
 }

@@ -20,14 +20,6 @@ mod error;
 pub mod frame;
 pub mod session;
 
-use std::sync::Arc;
-
-use ferromq_core::Broker;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 pub use codec::Limits;
 pub use conn::serve_connection;
 pub use error::StompError;
@@ -78,49 +70,9 @@ impl Default for StompConfig {
     }
 }
 
-/// Accepts STOMP connections on `listener` until `shutdown` fires, then waits for every
-/// connection to say goodbye (an ERROR frame) and end.
-pub async fn serve(
-    listener: TcpListener,
-    config: StompConfig,
-    broker: Broker,
-    shutdown: CancellationToken,
-) {
-    let config = Arc::new(config);
-    let slots = Arc::new(Semaphore::new(config.connections_max));
-    let tasks = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "STOMP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = config.connections_max, "STOMP connection refused: listener is at its connection limit");
-            tasks.spawn(refuse(stream));
-            continue;
-        };
-        let (config, broker, shutdown) = (config.clone(), broker.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            serve_connection(stream, Some(peer), config, broker, shutdown).await;
-            drop(permit);
-        });
-    }
-    tasks.close();
-    tasks.wait().await;
-}
-
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
+/// What a client refused at the listener's connection limit is told before the close:
+/// a STOMP 1.0 ERROR frame (readable by every version).
+pub fn refusal() -> bytes::Bytes {
     let mut out = bytes::BytesMut::new();
     codec::encode_parts(
         &mut out,
@@ -133,5 +85,5 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
         &frame::Headers::new(),
         b"the listener is at its configured connection limit; try again later",
     );
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+    out.freeze()
 }
