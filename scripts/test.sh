@@ -11,8 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR=never
+# A one-off build gains nothing from the incremental cache, which is as large as the
+# build itself; disk is the scarce thing on a CI machine.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
+disk() { df -h . | tail -1; }
+step "free disk: $(disk)"
 
 # --- Debian packages -------------------------------------------------------------------
 apt_packages=()
@@ -59,6 +64,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo build --bin ferromq
 cargo test --workspace
+
+step "free disk after the build: $(disk)"
 
 # --- interop ---------------------------------------------------------------------------
 step "interop suite"
