@@ -251,3 +251,53 @@ async fn session_expiry_is_enforced_after_a_restart() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_latest_session_expiry_wins_across_a_restart() {
+    let dir = fresh_dir("expiry-latest");
+    let server = server_at(&dir).await;
+    let addr = server.mqtt_addr().unwrap();
+    let v = ProtocolVersion::V5;
+    let props = |secs| ConnectProperties {
+        session_expiry_interval_secs: Some(secs),
+        ..Default::default()
+    };
+    // Created with 1 s, renewed by a later CONNECT asking for an hour.
+    let (c, _) = Raw::connect(addr, connect_packet(v, "renew", true, props(1))).await;
+    drop(c);
+    let (c, ack) = Raw::connect(addr, connect_packet(v, "renew", false, props(3600))).await;
+    assert!(ack.session_present);
+    drop(c);
+    // Created with an hour, shortened to 1 s by its DISCONNECT.
+    let (mut c, _) = Raw::connect(addr, connect_packet(v, "lower", true, props(3600))).await;
+    let mut d = Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval_secs = Some(1);
+    c.send(Packet::Disconnect(d)).await;
+    assert!(c.recv().await.is_none());
+    server.shutdown().await;
+
+    let server = server_at(&dir).await;
+    let vhost = server.broker().vhost("/").unwrap();
+    let expires = |client: &str| {
+        vhost
+            .queue(&format!("mqtt-session-{client}"))
+            .map(|q| q.expires())
+    };
+    assert_eq!(expires("renew"), Some(Some(3_600_000)));
+    assert_eq!(expires("lower"), Some(Some(1_000)));
+    tokio::time::timeout(crate::common::WAIT, async {
+        while expires("lower").is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the shortened session expires");
+    let (_, ack) = Raw::connect(
+        server.mqtt_addr().unwrap(),
+        connect_packet(v, "renew", false, props(3600)),
+    )
+    .await;
+    assert!(ack.session_present, "the renewed session outlived 1 s");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -249,8 +249,8 @@ pub(crate) fn session_queue_options(cfg: &MqttConfig, expiry_secs: u32) -> Queue
     let mut arguments = FieldTable::new();
     arguments.insert("x-max-length", FieldValue::U64(cfg.session_messages_max));
     arguments.insert("x-max-length-bytes", FieldValue::U64(cfg.session_bytes_max));
-    if expiry_secs > 0 && expiry_secs != u32::MAX {
-        arguments.insert("x-expires", FieldValue::U64(u64::from(expiry_secs) * 1000));
+    if let Some(ms) = session_expires_ms(expiry_secs) {
+        arguments.insert("x-expires", FieldValue::U64(ms));
     }
     QueueOptions {
         durable: expiry_secs > 0,
@@ -258,6 +258,11 @@ pub(crate) fn session_queue_options(cfg: &MqttConfig, expiry_secs: u32) -> Queue
         auto_delete: false,
         arguments,
     }
+}
+
+/// A session expiry interval as its queue's `x-expires` (`None`: it never expires).
+pub(crate) fn session_expires_ms(expiry_secs: u32) -> Option<u64> {
+    (expiry_secs > 0 && expiry_secs != u32::MAX).then(|| u64::from(expiry_secs) * 1000)
 }
 
 /// Finds or creates a session's queue; `true` if it existed (Session Present).

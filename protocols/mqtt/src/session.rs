@@ -518,6 +518,10 @@ impl Session {
                 return Flow::Close;
             }
         };
+        if present && expiry_secs > 0 {
+            // A resumed session keeps the expiry its latest connection asked for.
+            queue.set_expires(adapter::session_expires_ms(expiry_secs));
+        }
         let claim = self.shared.claim(&client_id, c.clean_start || !present);
         if claim.took_over {
             tracing::debug!(client = %client_id, "MQTT session takeover");
@@ -649,6 +653,10 @@ impl Session {
                 return self.disconnect(ReasonCode::ProtocolError, out);
             }
             live.expiry_secs = e.min(self.cfg.session_expiry_max_secs);
+            if live.expiry_secs > 0 {
+                live.queue
+                    .set_expires(adapter::session_expires_ms(live.expiry_secs));
+            }
         }
         self.will_cancelled = d.reason_code != ReasonCode::DisconnectWithWillMessage;
         self.close();
