@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.Enumeration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -739,6 +740,44 @@ public class JmsScenarios {
         static final int INDIVIDUAL_ACKNOWLEDGE = org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE;
     }
 
+    /// QueueBrowser: the queue's messages in order, with and without a selector, none
+    /// taken; the end of a browse is signalled by the broker.
+    static void queueBrowser() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.browse"));
+            MessageProducer p = s.createProducer(q);
+            for (int i = 0; i < 5; i++) {
+                TextMessage m = s.createTextMessage("b" + i);
+                m.setIntProperty("n", i);
+                p.send(m, i % 2 == 0 ? DeliveryMode.PERSISTENT : DeliveryMode.NON_PERSISTENT, 4, 0);
+            }
+            eq(Arrays.asList("b0", "b1", "b2", "b3", "b4"), browse(s.createBrowser(q)), "browsed in order");
+            eq(Arrays.asList("b1", "b3"), browse(s.createBrowser(q, "n = 1 OR n = 3")), "browsed with a selector");
+            // Browsing took nothing: a consumer still gets all five.
+            MessageConsumer mc = s.createConsumer(q);
+            for (int i = 0; i < 5; i++) {
+                TextMessage m = (TextMessage) mc.receive(WAIT);
+                check(m != null, "message " + i + " still there after browsing");
+                eq("b" + i, m.getText(), "text");
+            }
+            check(mc.receiveNoWait() == null, "drained");
+            mc.close();
+            eq(Collections.emptyList(), browse(s.createBrowser(q)), "an empty queue browses empty");
+        } finally { c.close(); }
+    }
+
+    static List<String> browse(QueueBrowser b) throws JMSException {
+        List<String> seen = new ArrayList<>();
+        try {
+            for (Enumeration<?> e = b.getEnumeration(); e.hasMoreElements();) {
+                seen.add(((TextMessage) e.nextElement()).getText());
+            }
+        } finally { b.close(); }
+        return seen;
+    }
+
     public static void main(String[] args) throws Exception {
         port = Integer.parseInt(args[0]);
         stompPort = Integer.parseInt(args[1]);
@@ -761,6 +800,7 @@ public class JmsScenarios {
         all.put("bad_credentials", JmsScenarios::badCredentials);
         all.put("stomp_interop", JmsScenarios::stompInterop);
         all.put("queue_selectors", JmsScenarios::queueSelectors);
+        all.put("queue_browser", JmsScenarios::queueBrowser);
         all.put("topic_and_durable_selectors", JmsScenarios::topicAndDurableSelectors);
         all.put("amqp_interop", JmsScenarios::amqpInterop);
         all.put("mqtt_interop", JmsScenarios::mqttInterop);

@@ -353,6 +353,28 @@ impl Queue {
         self.owner
     }
 
+    /// A look at the ready messages without taking them (a JMS QueueBrowser): at most
+    /// `max`, in the order consumers would get them (highest priority first), those that
+    /// `selector` selects, with the times each was delivered before. Expired ones are left
+    /// out; paged-out messages (beyond the queue's memory budget) are not read back, so a
+    /// browse sees the in-memory head of a long queue, and at most `selector_scan_max`
+    /// messages are examined (the queue lock is held meanwhile). Unacknowledged messages
+    /// are not ready and not shown.
+    pub fn browse(&self, max: usize, selector: Option<&Selector>) -> Vec<(Arc<Message>, u32)> {
+        let now = self.clock.now_ms();
+        let st = self.state.lock();
+        st.ready
+            .iter()
+            .rev()
+            .flat_map(|lane| lane.mem.iter())
+            .take(self.selector_scan_max.max(max))
+            .filter(|e| !is_expired(e, now))
+            .filter(|e| selector.is_none_or(|s| s.matches(&e.msg, e.delivery_count)))
+            .take(max)
+            .map(|e| (e.msg.clone(), e.delivery_count))
+            .collect()
+    }
+
     /// Current counts.
     pub fn stats(&self) -> QueueStats {
         let st = self.state.lock();
