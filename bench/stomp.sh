@@ -18,6 +18,12 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/stomp}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
+# Unrecorded rounds of every case on every broker before the measured runs, each of
+# WARMUP_ROUND_SECONDS: the JVM compiles ActiveMQ's hot paths during the first run
+# (its first 10 s run was 5x slower than the next ones here), and every broker then
+# starts the measured runs with its queues, subscriptions and buffers exercised alike.
+WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
+WARMUP_ROUND_SECONDS=${WARMUP_ROUND_SECONDS:-5}
 CASES=${CASES:-"transient persistent fanout fanin"}
 BROKERS=${BROKERS:-"rabbitmq activemq ferromq"}
 SIZE=${SIZE:-256}
@@ -254,24 +260,34 @@ alive() {
 }
 
 # --- Runs ------------------------------------------------------------------------------
-run_one() { # broker case run
+run_one() { # broker case run seconds file
     local line rc=0
     # A run that hangs is cut off; set-up, drain and disconnects may take minutes at worst.
     # shellcheck disable=SC2086 # STOMP_ARGS is a list of flags
-    line=$(timeout $((SECONDS_PER_RUN + WARMUP + 180)) "$LOADGEN" --port "$(broker_port "$1")" \
+    line=$(timeout $(($4 + WARMUP + 180)) "$LOADGEN" --port "$(broker_port "$1")" \
         --broker-pid "$(broker_pid "$1")" --case "$2" --label "$1" \
-        --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
+        --seconds "$4" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
         --ack-every "$ACK_EVERY" --window "$WINDOW" --fanout "$FANOUT" --fanin "$FANIN" \
         $STOMP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
-    echo "run=$3 exit=$rc $line" | tee -a "$RESULTS" >&2
+    echo "run=$3 exit=$rc $line" | tee -a "$5" >&2
 }
 
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; extra: ${STOMP_ARGS:-none}"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; extra: ${STOMP_ARGS:-none}"
 } >"$RESULTS"
+WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
+for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
+    say "warm-up round $round of $WARMUP_ROUNDS ($WARMUP_ROUND_SECONDS s per case and broker; not counted; lines in $WARMUP_LOG)"
+    for c in $CASES; do
+        for b in $BROKERS; do
+            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+            run_one "$b" "$c" "warmup$round" "$WARMUP_ROUND_SECONDS" "$WARMUP_LOG"
+        done
+    done
+done
 say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
 for ((run = 1; run <= RUNS; run++)); do
     # Rotate which broker goes first, so that none always runs on a warmer machine.
@@ -281,13 +297,21 @@ for ((run = 1; run <= RUNS; run++)); do
     for c in $CASES; do
         for b in "${order[@]}"; do
             alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
-            run_one "$b" "$c" "$run"
+            run_one "$b" "$c" "$run" "$SECONDS_PER_RUN" "$RESULTS"
         done
     done
 done
 
 # --- Table -----------------------------------------------------------------------------
 med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
+# Broker CPU microseconds per delivered message, median over the runs: what a message
+# costs whatever share of the shared cores the broker got.
+us_per_msg() { # broker case
+    grep " label=$1 case=$2 " "$RESULTS" | awk '{ cpu = n = ""
+        for (i = 1; i <= NF; i++) { split($i, kv, "=")
+          if (kv[1] == "broker_cpu_s") cpu = kv[2]; if (kv[1] == "delivered_window") n = kv[2] }
+        if (cpu != "" && n > 0) print cpu * 1e6 / n }' | median
+}
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 ratio() { awk -v f="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.2fx", f / r; else print "n/a" }'; }
 describe() {
@@ -312,16 +336,18 @@ notes() { # broker case: everything that is not a clean run
     echo
     echo "STOMP 1.2, ${SIZE}-byte messages, ack:client every $ACK_EVERY, prefetch $PREFETCH, receipt window $WINDOW;"
     echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all subscribers)"
-    echo "cpu: broker CPU seconds in the window (R A f); rss: broker peak RSS in the run, MiB (R A f)"
+    echo "cpu: broker CPU seconds in the window; us/msg: broker CPU microseconds per delivered message;"
+    echo "rss: broker peak RSS in the run, MiB; each for RabbitMQ, ActiveMQ, ferromq"
     echo
-    printf '%-30s %10s %10s %10s %9s %9s | %17s | %14s\n' case RabbitMQ ActiveMQ ferromq "f/R" "f/A" "cpu R A f" "rss R A f"
+    printf '%-30s %10s %10s %10s %9s %9s | %17s | %17s | %14s\n' case RabbitMQ ActiveMQ ferromq "f/R" "f/A" "cpu R A f" "us/msg R A f" "rss R A f"
     for c in $CASES; do
         r=$(med rabbitmq "$c" msgs_per_s)
         a=$(med activemq "$c" msgs_per_s)
         f=$(med ferromq "$c" msgs_per_s)
-        printf '%-30s %10.0f %10.0f %10.0f %9s %9s | %5.2f %5.2f %5.2f | %4s %4s %4s\n' "$(describe "$c")" \
+        printf '%-30s %10.0f %10.0f %10.0f %9s %9s | %5.2f %5.2f %5.2f | %5.1f %5.1f %5.1f | %4s %4s %4s\n' "$(describe "$c")" \
             "$r" "$a" "$f" "$(ratio "$f" "$r")" "$(ratio "$f" "$a")" \
             "$(med rabbitmq "$c" broker_cpu_s)" "$(med activemq "$c" broker_cpu_s)" "$(med ferromq "$c" broker_cpu_s)" \
+            "$(us_per_msg rabbitmq "$c")" "$(us_per_msg activemq "$c")" "$(us_per_msg ferromq "$c")" \
             "$(mib "$(med rabbitmq "$c" broker_rss_peak_kib)")" "$(mib "$(med activemq "$c" broker_rss_peak_kib)")" \
             "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")"
     done
@@ -341,6 +367,10 @@ notes() { # broker case: everything that is not a clean run
         echo "$bad"
     else
         echo "every run delivered every message exactly once; every receipt arrived"
+    fi
+    if [ -s "$WARMUP_LOG" ] && grep -qv ' exit=0 ' "$WARMUP_LOG"; then
+        echo "warm-up runs not clean (not counted above):"
+        grep -v ' exit=0 ' "$WARMUP_LOG"
     fi
     echo "raw lines: $RESULTS"
 } | tee -a "$RESULTS"
