@@ -303,11 +303,12 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 # --- Table -----------------------------------------------------------------------------
-med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
+lines() { grep " label=$1 case=$2 " "$RESULTS" || true; } # broker case (none: not run)
+med() { lines "$1" "$2" | field "$3" | median; }             # broker case field
 # Broker CPU microseconds per delivered message, median over the runs: what a message
 # costs whatever share of the shared cores the broker got.
 us_per_msg() { # broker case
-    grep " label=$1 case=$2 " "$RESULTS" | awk '{ cpu = n = ""
+    lines "$1" "$2" | awk '{ cpu = n = ""
         for (i = 1; i <= NF; i++) { split($i, kv, "=")
           if (kv[1] == "broker_cpu_s") cpu = kv[2]; if (kv[1] == "delivered_window") n = kv[2] }
         if (cpu != "" && n > 0) print cpu * 1e6 / n }' | median
@@ -322,7 +323,7 @@ describe() {
     esac
 }
 notes() { # broker case: everything that is not a clean run
-    grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
+    lines "$1" "$2" | awk -v b="$1" -v c="$2" '
         { lost = dup = cor = unr = 0; err = "none"; ex = 0; run = "?"
           for (i = 1; i <= NF; i++) { split($i, kv, "=")
             if (kv[1] == "run") run = kv[2]
