@@ -1,4 +1,4 @@
-# Helpers shared by the side-by-side scripts (amqp.sh, mqtt.sh). Sourced, not run; the
+# Helpers shared by the side-by-side scripts (amqp.sh, mqtt.sh, stomp.sh). Sourced, not run; the
 # script sets SCRIPT (its name, for messages) first.
 
 say() { printf '== %s\n' "$*" >&2; }

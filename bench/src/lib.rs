@@ -5,12 +5,15 @@
 //! # Layout
 //! - [`cli`]: `--flag value` parsing and the exit on a usage error.
 //! - [`seq`]: [`seq::SeqSet`], the bitmap of sequence numbers a consumer has received.
+//! - [`tally`]: bodies numbered by producer and sequence, and [`tally::Received`], what a
+//!   consumer got of them (lost, duplicated, reordered, corrupt).
 //! - [`run`]: the measurement window and the first error of a run.
 //! - [`procfs`]: CPU seconds and RSS of a process, busy time of the machine, the open
-//!   file limit.
+//!   file limit, and the broker usage fields of a result line.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod procfs;
 pub mod run;
 pub mod seq;
+pub mod tally;

@@ -3,9 +3,9 @@
 //!
 //! Each body starts with the producer's number (u32) and its sequence number (u64), both
 //! little-endian; the rest is a pattern that depends on the producer, checked byte for
-//! byte on arrival (`corrupt` counts mismatches). Every consumer keeps, per producer, a
-//! [`SeqSet`] of the numbers it received, so `lost` (published × consumers − distinct
-//! deliveries) and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
+//! byte on arrival (`corrupt` counts mismatches). Every consumer keeps, per producer, the
+//! set of numbers it received (`ferromq_bench::tally`), so `lost` (published × consumers
+//! − distinct deliveries) and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
 //! is reported, and only a loss at QoS 1 fails the run.
 //!
 //! Flow control: producer `p` pauses while it is more than `--backlog / producers`
@@ -14,20 +14,17 @@
 //! figure is the broker's steady state, not the rate at which it can buffer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use ferromq_bench::run::{drain, window, FirstError};
-use ferromq_bench::seq::SeqSet;
+use ferromq_bench::tally::{pattern, set_seq, Received};
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
 };
 
 use crate::{sample, usage_fields, Args};
-
-/// Producer number and sequence number at the start of every body.
-pub const HEADER_BYTES: usize = 12;
 
 /// Longest wait for a connection, a subscription, or the last PUBACKs.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,72 +39,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// rumqttc's request channel (publishes handed over, not yet written).
 const REQUEST_CHANNEL_CAP: usize = 256;
 
-/// What one consumer has received.
-struct Consumer {
-    delivered: AtomicU64,
-    /// Per producer: highest sequence number received + 1.
-    high: Vec<AtomicU64>,
-    /// Per producer: every sequence number received.
-    seen: Mutex<Vec<SeqSet>>,
-    duplicates: AtomicU64,
-    /// Fresh numbers that arrived after a higher one from the same producer.
-    out_of_order: AtomicU64,
-    /// Bodies with a wrong size, producer or pattern, or on another topic.
-    corrupt: AtomicU64,
-}
-
-impl Consumer {
-    fn new(producers: usize) -> Self {
-        Self {
-            delivered: AtomicU64::new(0),
-            high: (0..producers).map(|_| AtomicU64::new(0)).collect(),
-            seen: Mutex::new(vec![SeqSet::default(); producers]),
-            duplicates: AtomicU64::new(0),
-            out_of_order: AtomicU64::new(0),
-            corrupt: AtomicU64::new(0),
-        }
-    }
-
-    fn record(&self, body: &[u8], patterns: &[Vec<u8>]) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        let Some((p, seq)) = parse_header(body) else {
-            self.corrupt.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let Some(pattern) = patterns.get(p) else {
-            self.corrupt.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if body.len() != pattern.len() || body[HEADER_BYTES..] != pattern[HEADER_BYTES..] {
-            self.corrupt.fetch_add(1, Ordering::Relaxed);
-        }
-        let fresh = self.seen.lock().expect("no panics while held")[p].insert(seq);
-        if !fresh {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self.high[p].fetch_max(seq + 1, Ordering::Relaxed) > seq + 1 {
-            self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn parse_header(body: &[u8]) -> Option<(usize, u64)> {
-    let p = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-    let seq = u64::from_le_bytes(body.get(4..HEADER_BYTES)?.try_into().ok()?);
-    Some((p as usize, seq))
-}
-
-/// The body producer `p` sends, with a zero sequence number.
-fn pattern(p: usize, size: usize) -> Vec<u8> {
-    let mut b: Vec<u8> = (0..size)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(p as u8))
-        .collect();
-    b[..4].copy_from_slice(&(p as u32).to_le_bytes());
-    b[4..HEADER_BYTES].fill(0);
-    b
-}
-
 /// One producer's counts.
 #[derive(Default)]
 struct Producer {
@@ -120,7 +51,7 @@ struct Producer {
 /// State shared by every task of a run.
 struct Shared {
     producers: Vec<Producer>,
-    consumers: Vec<Consumer>,
+    consumers: Vec<Received>,
     stop: AtomicBool,
     error: FirstError,
 }
@@ -285,8 +216,7 @@ async fn start_producer(
                 tokio::time::sleep(BACKLOG_PAUSE).await;
                 continue;
             }
-            let mut header = &mut body[4..HEADER_BYTES];
-            header.put_u64_le(seq);
+            set_seq(&mut body, seq);
             if let Err(e) = publisher
                 .publish_bytes(topic.as_str(), qos, false, body.clone().freeze())
                 .await
@@ -318,7 +248,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         Arc::new((0..producers).map(|p| pattern(p, a.size)).collect());
     let shared = Arc::new(Shared {
         producers: (0..producers).map(|_| Producer::default()).collect(),
-        consumers: (0..consumers).map(|_| Consumer::new(producers)).collect(),
+        consumers: (0..consumers).map(|_| Received::new(producers)).collect(),
         stop: AtomicBool::new(false),
         error: FirstError::default(),
     });
@@ -443,7 +373,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         let _ = tokio::time::timeout(SETUP_TIMEOUT, t).await;
     }
 
-    let sum = |f: fn(&Consumer) -> &AtomicU64| -> u64 {
+    let sum = |f: fn(&Received) -> &AtomicU64| -> u64 {
         shared
             .consumers
             .iter()
@@ -453,13 +383,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     let distinct: u64 = shared
         .consumers
         .iter()
-        .map(|c| {
-            let seen = c.seen.lock().expect("no panics while held");
-            seen.iter()
-                .zip(&sent)
-                .map(|(s, &n)| s.count_below(n))
-                .sum::<u64>()
-        })
+        .map(|c| c.distinct_below(&sent))
         .sum();
     let delivered_all = shared.delivered_total();
     let duplicates = sum(|c| &c.duplicates);
@@ -505,39 +429,4 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         || corrupt > 0
         || unacked > 0
         || (qos_n > 0 && lost > 0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumer_counts_duplicates_reordering_and_corruption() {
-        let patterns = vec![pattern(0, 64), pattern(1, 64)];
-        let c = Consumer::new(2);
-        let body = |p: usize, seq: u64| {
-            let mut b = patterns[p].clone();
-            b[4..12].copy_from_slice(&seq.to_le_bytes());
-            b
-        };
-        c.record(&body(0, 0), &patterns);
-        c.record(&body(0, 2), &patterns);
-        c.record(&body(0, 1), &patterns); // late
-        c.record(&body(0, 2), &patterns); // again
-        c.record(&body(1, 0), &patterns);
-        let mut bad = body(1, 1);
-        bad[40] ^= 1;
-        c.record(&bad, &patterns);
-        let mut stray = body(0, 5);
-        stray[..4].copy_from_slice(&7u32.to_le_bytes());
-        c.record(&stray, &patterns);
-        assert_eq!(c.delivered.load(Ordering::Relaxed), 7);
-        assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
-        assert_eq!(c.out_of_order.load(Ordering::Relaxed), 1);
-        assert_eq!(c.corrupt.load(Ordering::Relaxed), 2);
-        assert_eq!(c.high[0].load(Ordering::Relaxed), 3);
-        let seen = c.seen.lock().unwrap();
-        assert_eq!(seen[0].count_below(3), 3);
-        assert_eq!(seen[1].count_below(2), 2);
-    }
 }
