@@ -317,17 +317,7 @@ impl Session {
                 if c.pull_waiting {
                     c.pull_waiting = false;
                     c.update_window();
-                    let d = MessageDispatch {
-                        consumer_id: Some(id.clone()),
-                        destination: Some(c.subscribed.clone()),
-                        message: None,
-                        redelivery_counter: 0,
-                    };
-                    encode(
-                        out,
-                        &self.format,
-                        &Command::new(0, Body::MessageDispatch(d)),
-                    );
+                    write_empty_dispatch(out, &self.format, &id, c.subscribed.clone());
                 }
             }
         }
@@ -681,38 +671,17 @@ impl Session {
         for (message, count) in queue.browse(self.cfg.browse_max, selector.as_deref()) {
             let seq = self.next_seq;
             self.next_seq += 1;
-            let redelivery_counter = count.min(i32::MAX as u32) as i32;
-            let msg = adapter::to_openwire(
-                &message,
-                &Outbound {
-                    subscribed: &dest,
-                    dispatch_seq: seq,
-                    redelivery_counter,
-                },
-            );
-            let d = MessageDispatch {
-                consumer_id: Some(info.consumer_id.clone()),
-                destination: msg.destination.clone(),
-                message: Some(Box::new(msg)),
-                redelivery_counter,
-            };
-            encode(
+            write_dispatch(
                 out,
                 &self.format,
-                &Command::new(0, Body::MessageDispatch(d)),
+                &info.consumer_id,
+                &dest,
+                &message,
+                seq,
+                count,
             );
         }
-        let done = MessageDispatch {
-            consumer_id: Some(info.consumer_id.clone()),
-            destination: Some(dest),
-            message: None,
-            redelivery_counter: 0,
-        };
-        encode(
-            out,
-            &self.format,
-            &Command::new(0, Body::MessageDispatch(done)),
-        );
+        write_empty_dispatch(out, &self.format, &info.consumer_id, dest);
         Ok(Reply::None)
     }
 
@@ -1406,21 +1375,15 @@ impl Session {
         let seq = self.next_seq;
         self.next_seq += 1;
         let c = self.consumers.get_mut(cid).expect("caller checked");
-        let redelivery_counter = d.delivery_count.min(i32::MAX as u32) as i32;
-        let msg = adapter::to_openwire(
+        write_dispatch(
+            out,
+            &self.format,
+            cid,
+            &c.subscribed,
             &d.message,
-            &Outbound {
-                subscribed: &c.subscribed,
-                dispatch_seq: seq,
-                redelivery_counter,
-            },
+            seq,
+            d.delivery_count,
         );
-        let dispatch = MessageDispatch {
-            consumer_id: Some(cid.clone()),
-            destination: msg.destination.clone(),
-            message: Some(Box::new(msg)),
-            redelivery_counter,
-        };
         c.pending.push_back(Pending {
             seq,
             queue: d.queue,
@@ -1434,11 +1397,6 @@ impl Session {
             c.pull_deadline_ms = None;
             c.update_window();
         }
-        encode(
-            out,
-            &self.format,
-            &Command::new(0, Body::MessageDispatch(dispatch)),
-        );
     }
 
     /// Releases everything the session holds in the core: open transactions are rolled
@@ -1473,6 +1431,47 @@ enum Reply {
     None,
     /// Nothing; the connection ends.
     Close,
+}
+
+/// Writes the dispatch of `message` to consumer `cid`: `seq` (unique per connection) is
+/// the broker sequence its acks name, `delivery_count` the times it was delivered before.
+fn write_dispatch(
+    out: &mut BytesMut,
+    format: &Format,
+    cid: &ConsumerId,
+    subscribed: &Destination,
+    message: &Arc<Message>,
+    seq: u64,
+    delivery_count: u32,
+) {
+    let redelivery_counter = delivery_count.min(i32::MAX as u32) as i32;
+    let msg = adapter::to_openwire(
+        message,
+        &Outbound {
+            subscribed,
+            dispatch_seq: seq,
+            redelivery_counter,
+        },
+    );
+    let d = MessageDispatch {
+        consumer_id: Some(cid.clone()),
+        destination: msg.destination.clone(),
+        message: Some(Box::new(msg)),
+        redelivery_counter,
+    };
+    encode(out, format, &Command::new(0, Body::MessageDispatch(d)));
+}
+
+/// Writes a dispatch without a message: the end of a browse, or a pull that found
+/// nothing in time.
+fn write_empty_dispatch(out: &mut BytesMut, format: &Format, cid: &ConsumerId, dest: Destination) {
+    let d = MessageDispatch {
+        consumer_id: Some(cid.clone()),
+        destination: Some(dest),
+        message: None,
+        redelivery_counter: 0,
+    };
+    encode(out, format, &Command::new(0, Body::MessageDispatch(d)));
 }
 
 fn limit(what: &str, max: usize) -> CommandError {
