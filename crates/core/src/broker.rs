@@ -104,7 +104,7 @@ impl Broker {
         durable: DurableConfig,
     ) -> Result<Opened, CoreError> {
         let started = std::time::Instant::now();
-        let mut recovered = Recovered::default();
+        let mut recovered = Recovered::new(durable.paging.memory_max_bytes);
         let mut damage = None;
         let (journal, found) = ferromq_store::Journal::open(durable.journal.clone(), |r| {
             if damage.is_none() {
@@ -139,7 +139,14 @@ impl Broker {
             pager,
         ));
         let broker = Self::build(config, clock, Some(handle.clone()));
-        let mut report = recovered.restore(|v| broker.vhost(v));
+        let mut report = recovered
+            .restore(|v| broker.vhost(v), &journal)
+            .map_err(|e| {
+                CoreError::Storage(format!(
+                    "journal in {} cannot be replayed: {e}",
+                    durable.journal.dir.display()
+                ))
+            })?;
         report.truncated = found.truncated.map(|t| {
             format!(
                 "{} at offset {} ({} bytes)",

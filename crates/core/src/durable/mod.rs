@@ -27,7 +27,12 @@
 //!   purge, deletion): a `SETTLE` record per operation, written after the dead-letter copy
 //!   is published (a crash in between duplicates rather than loses it).
 //!
-//! Not yet: users are configured, not journaled; bodies are not paged out of memory.
+//! Recovery keeps message bodies in memory up to the paging budget (`memory_max_bytes`)
+//! and lets go of the rest, reading them back from the journal (`Journal::read_back`) as
+//! it puts them into their queues, which page them again beyond their budgets; so a restart
+//! with a large backlog stays near the budget too.
+//!
+//! Not yet: users are configured, not journaled.
 //!
 //! # Release rules
 //! The store deletes a segment once nothing in it is live. A message record is released
