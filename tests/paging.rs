@@ -258,11 +258,7 @@ async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_dr
 /// Consumes `expected.len()` messages from "big" on `ch` and checks that they are the bodies
 /// of `expected`, in order (and flagged redelivered when `redelivered`), acking as it goes;
 /// then cancels the consumer.
-async fn drain(
-    ch: &lapin::Channel,
-    expected: &[u64],
-    redelivered: bool,
-) {
+async fn drain(ch: &lapin::Channel, expected: &[u64], redelivered: bool) {
     let n = expected.len();
     ch.basic_qos(500, BasicQosOptions::default()).await.unwrap();
     let consumer = ch

@@ -72,6 +72,11 @@ pub(crate) struct RBinding {
     pub arguments: FieldTable,
 }
 
+pub(crate) struct RUser {
+    pub lsn: Lsn,
+    pub record: crate::auth::UserRecord,
+}
+
 pub(crate) struct RMessage {
     pub lsn: Lsn,
     /// Queues still holding it.
@@ -102,6 +107,8 @@ pub(crate) struct Recovered {
     /// By record payload, which identifies a binding.
     pub bindings: HashMap<Bytes, RBinding>,
     pub messages: HashMap<u64, RMessage>,
+    /// Run-time users by name.
+    pub users: HashMap<String, RUser>,
     pub tombs: Vec<Tomb>,
     /// Records nothing needs any more.
     pub dead: Vec<Lsn>,
@@ -278,6 +285,24 @@ impl Recovered {
                         },
                     );
                 }
+            }
+            kind::USER_PUT => {
+                let record = super::codec::parse_user(&mut d)?;
+                let old = self
+                    .users
+                    .insert(record.name.clone(), RUser { lsn, record });
+                self.dead.extend(old.map(|u| u.lsn));
+            }
+            kind::USER_DELETE => {
+                let name = d.str()?;
+                d.end()?;
+                let targets = self
+                    .users
+                    .remove(&*name)
+                    .map(|u| u.lsn)
+                    .into_iter()
+                    .collect();
+                self.tomb(lsn, targets);
             }
             kind::SETTLE => {
                 let key = (d.str()?, d.str()?);
