@@ -1,8 +1,9 @@
 //! The tokio glue: read bytes, decode, drive the session, write, run the timers.
 //!
-//! One task per connection. Reads, deliveries, journal syncs and timers are multiplexed
-//! with a biased `select!` (deliveries before timers, so a pull with "no wait" sees what
-//! its window change dispatched); writes happen in between and are bounded by
+//! One task per connection. Reads, advisories, deliveries, journal syncs and timers are
+//! multiplexed with a biased `select!` (advisories before deliveries, so a temporary
+//! destination is announced before a message naming it; deliveries before timers, so a
+//! pull with "no wait" sees what its window change dispatched); writes happen in between and are bounded by
 //! `write_stall_timeout_ms`, so a client that stops reading is disconnected.
 
 use std::net::SocketAddr;
