@@ -121,12 +121,19 @@ impl Conn {
     }
 
     /// Ends the connection from the client's side after an acknowledged close: sends
-    /// FIN and waits for the broker's, discarding anything that still arrives.
+    /// FIN and waits for the broker's, discarding anything that still arrives. A reset
+    /// counts as the broker's close here: RabbitMQ closes its sockets with a zero linger
+    /// (its default `tcp_listen_options`), which sends RST instead of FIN.
     pub async fn finish(&mut self) -> io::Result<()> {
-        self.stream.shutdown().await?;
-        self.until_closed().await?;
+        let closed = match self.stream.shutdown().await {
+            Ok(()) => self.until_closed().await,
+            Err(e) => Err(e),
+        };
         self.buf.clear();
-        Ok(())
+        match closed {
+            Err(e) if e.kind() != io::ErrorKind::ConnectionReset => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
