@@ -94,7 +94,8 @@ struct Live {
     claim: Claim,
     qos: Arc<Mutex<QosState>>,
     expiry_secs: u32,
-    will: Option<Will>,
+    /// Boxed, as the Will is rare and large: every connection's task holds its session.
+    will: Option<Box<Will>>,
     queue: Arc<Queue>,
     consumer: Option<ConsumerHandle>,
     gate: Arc<CreditGate>,
@@ -131,7 +132,8 @@ pub struct Session {
     /// Set by a normal DISCONNECT: the Will is discarded.
     will_cancelled: bool,
     topic_buf: String,
-    delayed_will: Option<DelayedWill>,
+    /// Boxed for the same reason as `Live::will`.
+    delayed_will: Option<Box<DelayedWill>>,
 }
 
 impl Session {
@@ -215,7 +217,7 @@ impl Session {
 
     /// The Will to publish after a delay, once the session has closed.
     pub fn take_delayed_will(&mut self) -> Option<DelayedWill> {
-        self.delayed_will.take()
+        self.delayed_will.take().map(|w| *w)
     }
 
     /// When `on_timer` must next run (ms on the connection's clock).
@@ -622,7 +624,7 @@ impl Session {
             session_present = present,
             "connection opened"
         );
-        let will = c.will;
+        let will = c.will.map(Box::new);
         self.live = Some(Live {
             conn,
             client_id,
@@ -1318,14 +1320,14 @@ impl Session {
                 .min(self.cfg.will_delay_max_secs)
                 .min(live.expiry_secs);
             if delay > 0 {
-                self.delayed_will = Some(DelayedWill {
+                self.delayed_will = Some(Box::new(DelayedWill {
                     delay_secs: delay,
                     client_id: live.client_id.clone(),
                     generation: live.claim.generation,
                     message: msg,
                     retain: will.retain,
                     vhost: live.conn.vhost().clone(),
-                });
+                }));
             } else {
                 publish_will(&self.shared, &self.cfg, live.conn.vhost(), msg, will.retain);
             }
