@@ -81,9 +81,11 @@ where
             continue;
         };
         let Some(tls) = spec.tls.clone() else {
-            let conn = handler(Transport::Plain(tcp), addr.into());
+            // The protocol's future is made inside the task, not moved into it: a future
+            // captured by value and then awaited is stored twice in the task.
+            let handler = handler.clone();
             tasks.spawn(async move {
-                conn.await;
+                handler(Transport::Plain(tcp), addr.into()).await;
                 drop(permit);
             });
             continue;

@@ -199,45 +199,57 @@ pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
             tls: if l.tls { p.tls.clone() } else { None },
             refusal,
         };
-        let (s, protocol) = (s.clone(), l.protocol);
-        tasks.spawn(accept::serve(
-            l.socket,
-            spec,
-            s.shutdown.clone(),
-            move |io, peer| connection(protocol, io, peer, s.clone()),
-        ));
+        // One accept loop per protocol, each spawning only its own protocol's future: a
+        // task is allocated at the size of its future, and a future that could be any
+        // protocol's is as large as the largest (an idle MQTT connection paid for
+        // AMQP's and WebSocket's state).
+        let (s, socket, stop) = (s.clone(), l.socket, s.shutdown.clone());
+        match l.protocol {
+            Protocol::Stomp => tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
+                stomp_connection(io, peer, s.clone())
+            })),
+            Protocol::Amqp => tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
+                amqp_connection(io, peer, s.clone())
+            })),
+            Protocol::Mqtt => tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
+                mqtt_connection(io, peer, s.clone())
+            })),
+            Protocol::OpenWire => {
+                tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
+                    openwire_connection(io, peer, s.clone())
+                }))
+            }
+            Protocol::WebSocket => {
+                tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
+                    websocket_connection(io, peer, s.clone())
+                }))
+            }
+        };
     }
     bound
 }
 
-/// Runs one connection of `protocol`.
-async fn connection(protocol: Protocol, io: Transport, peer: Peer, s: Arc<Shared>) {
-    match protocol {
-        Protocol::Stomp => stomp_connection(io, peer, s).await,
-        Protocol::Amqp => {
-            ferromq_amqp::serve_connection(
-                io,
-                peer,
-                s.amqp.clone(),
-                s.broker.clone(),
-                s.shutdown.clone(),
-            )
-            .await
-        }
-        Protocol::Mqtt => mqtt_connection(io, peer, s).await,
-        Protocol::OpenWire => {
-            ferromq_openwire::serve_connection(
-                io,
-                peer.addr,
-                s.openwire.clone(),
-                s.openwire_shared.clone(),
-                s.broker.clone(),
-                s.shutdown.clone(),
-            )
-            .await
-        }
-        Protocol::WebSocket => websocket_connection(io, peer, s).await,
-    }
+async fn amqp_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
+    ferromq_amqp::serve_connection(
+        io,
+        peer,
+        s.amqp.clone(),
+        s.broker.clone(),
+        s.shutdown.clone(),
+    )
+    .await
+}
+
+async fn openwire_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
+    ferromq_openwire::serve_connection(
+        io,
+        peer.addr,
+        s.openwire.clone(),
+        s.openwire_shared.clone(),
+        s.broker.clone(),
+        s.shutdown.clone(),
+    )
+    .await
 }
 
 async fn bind(

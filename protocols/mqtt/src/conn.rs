@@ -48,7 +48,7 @@ pub async fn serve_connection<S>(
     } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
-    let (mut session, mut events) = Session::new(
+    let mut session = Session::new(
         config.clone(),
         broker.clone(),
         shared.clone(),
@@ -56,6 +56,8 @@ pub async fn serve_connection<S>(
         now(),
     );
     session.set_verified_user(verified_user);
+    // No channel until the session has a consumer (see `Session::take_events`).
+    let mut events = None;
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::server(config.limits.clone());
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -99,6 +101,9 @@ pub async fn serve_connection<S>(
                                     if kick.is_none() {
                                         kick = session.kicked();
                                     }
+                                    if events.is_none() {
+                                        events = session.take_events();
+                                    }
                                     if flow == Flow::Close {
                                         break;
                                     }
@@ -116,9 +121,9 @@ pub async fn serve_connection<S>(
                     }
                 }
             }
-            ev = events.recv() => {
-                if let Some(ev) = ev {
-                    flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+            ev = recv(&mut events) => {
+                if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                    flow = on_events(&mut session, ev, rx, &mut wbuf);
                 }
             }
             _ = sleep_until(deadline) => {
@@ -190,6 +195,13 @@ fn on_events(
         n += 1;
     }
     flow
+}
+
+async fn recv(events: &mut Option<ferromq_core::EventReceiver>) -> Option<Event> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn cancelled(token: &Option<CancellationToken>) {

@@ -94,8 +94,11 @@ struct Live {
     claim: Claim,
     qos: Arc<Mutex<QosState>>,
     expiry_secs: u32,
-    will: Option<Will>,
-    queue: Arc<Queue>,
+    /// Boxed, as the Will is rare and large: every connection's task holds its session.
+    will: Option<Box<Will>>,
+    /// The session queue and its consumer; `None` until the first subscription of a
+    /// session that ends with its connection (see `Session::session_queue`).
+    queue: Option<Arc<Queue>>,
     consumer: Option<ConsumerHandle>,
     gate: Arc<CreditGate>,
 }
@@ -109,7 +112,11 @@ pub struct Session {
     /// A user proven by the transport (TLS client certificate), used when the client
     /// sends no credentials.
     verified_user: Option<String>,
-    sink: Sink,
+    /// Made with the first consumer: most connections of a large deployment are idle, and
+    /// a channel costs about 2 KB whether or not anything is ever sent on it.
+    sink: Option<Sink>,
+    /// The receiving half of `sink`, until the connection takes it.
+    events: Option<EventReceiver>,
     encoder: Encoder,
     live: Option<Live>,
     closed: bool,
@@ -131,7 +138,8 @@ pub struct Session {
     /// Set by a normal DISCONNECT: the Will is discarded.
     will_cancelled: bool,
     topic_buf: String,
-    delayed_will: Option<DelayedWill>,
+    /// Boxed for the same reason as `Live::will`.
+    delayed_will: Option<Box<DelayedWill>>,
 }
 
 impl Session {
@@ -140,24 +148,25 @@ impl Session {
         self.verified_user = user;
     }
 
-    /// A session for a new connection; the receiver is where its deliveries arrive.
+    /// A session for a new connection. Its deliveries arrive on the receiver that
+    /// [`Session::take_events`] hands over once it has one.
     pub fn new(
         cfg: Arc<MqttConfig>,
         broker: Broker,
         shared: Arc<Shared>,
         peer: Option<IpAddr>,
         now_ms: u64,
-    ) -> (Self, EventReceiver) {
-        let (sink, rx) = ferromq_core::channel();
+    ) -> Self {
         let sync = broker.sync_waiter();
-        let s = Session {
+        Session {
             connect_deadline_ms: now_ms + cfg.connect_timeout_ms,
             cfg,
             broker,
             shared,
             peer,
             verified_user: None,
-            sink,
+            sink: None,
+            events: None,
             encoder: Encoder::new(ProtocolVersion::V3_1_1),
             live: None,
             closed: false,
@@ -175,8 +184,55 @@ impl Session {
             will_cancelled: false,
             topic_buf: String::new(),
             delayed_will: None,
-        };
-        (s, rx)
+        }
+    }
+
+    /// Where deliveries arrive, once the session has a consumer (a session queue or a
+    /// shared subscription), handed over once: check again after each packet.
+    pub fn take_events(&mut self) -> Option<EventReceiver> {
+        self.events.take()
+    }
+
+    /// The sending half of the delivery channel, made on first use.
+    fn sink(&mut self) -> Sink {
+        if let Some(sink) = &self.sink {
+            return sink.clone();
+        }
+        let (sink, rx) = ferromq_core::channel();
+        self.events = Some(rx);
+        self.sink = Some(sink.clone());
+        sink
+    }
+
+    /// The session queue, opened (and consumed from) now if it is not yet. A session that
+    /// ends with its connection and has no subscription has nothing to receive, so its
+    /// queue waits for the first subscription: idle connections cost a queue and a
+    /// consumer less (RabbitMQ also declares the queue at the first SUBSCRIBE). A session
+    /// that outlives its connection, or resumes one, opens it at CONNECT.
+    fn session_queue(&mut self) -> Result<Arc<Queue>, ferromq_core::CoreError> {
+        if let Some(q) = self.live.as_ref().and_then(|l| l.queue.clone()) {
+            return Ok(q);
+        }
+        let sink = self.sink();
+        let live = self.live.as_mut().expect("live");
+        let name = adapter::session_queue_name(&live.client_id);
+        let options = adapter::session_queue_options(&self.cfg, live.expiry_secs);
+        let (queue, _) = adapter::open_session_queue(&live.conn, &name, options)?;
+        let consumer = live.conn.consume(
+            &name,
+            ConsumerSpec {
+                tag: live.client_id.clone(),
+                ack_mode: AckMode::Manual,
+                gate: live.gate.clone(),
+                priority: 0,
+                exclusive: Exclusivity::Shared,
+                sink,
+                selector: None,
+            },
+        )?;
+        live.queue = Some(queue.clone());
+        live.consumer = Some(consumer);
+        Ok(queue)
     }
 
     fn v5(&self) -> bool {
@@ -215,7 +271,7 @@ impl Session {
 
     /// The Will to publish after a delay, once the session has closed.
     pub fn take_delayed_will(&mut self) -> Option<DelayedWill> {
-        self.delayed_will.take()
+        self.delayed_will.take().map(|w| *w)
     }
 
     /// When `on_timer` must next run (ms on the connection's clock).
@@ -508,19 +564,24 @@ impl Session {
                 return Flow::Close;
             }
         }
-        let options = adapter::session_queue_options(&self.cfg, expiry_secs);
-        let (queue, present) = match adapter::open_session_queue(&conn, &queue_name, options) {
-            Ok(q) => q,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "MQTT session queue failed");
-                self.write_connack_error(ReasonCode::ServerUnavailable, out);
-                self.close();
-                return Flow::Close;
+        // A session without expiry and without a queue to resume opens its queue at its
+        // first subscription (`session_queue`).
+        let present = conn.vhost().queue(&queue_name).is_some();
+        if expiry_secs > 0 || present {
+            let options = adapter::session_queue_options(&self.cfg, expiry_secs);
+            match adapter::open_session_queue(&conn, &queue_name, options) {
+                Ok((queue, present)) if present && expiry_secs > 0 => {
+                    // A resumed session keeps the expiry its latest connection asked for.
+                    queue.set_expires(adapter::session_expires_ms(expiry_secs));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "MQTT session queue failed");
+                    self.write_connack_error(ReasonCode::ServerUnavailable, out);
+                    self.close();
+                    return Flow::Close;
+                }
             }
-        };
-        if present && expiry_secs > 0 {
-            // A resumed session keeps the expiry its latest connection asked for.
-            queue.set_expires(adapter::session_expires_ms(expiry_secs));
         }
         let claim = self.shared.claim(&client_id, c.clean_start || !present);
         if claim.took_over {
@@ -584,26 +645,6 @@ impl Session {
         }
         self.write(Packet::ConnAck(ack), out);
 
-        let consumer = conn.consume(
-            &queue_name,
-            ConsumerSpec {
-                tag: client_id.clone(),
-                ack_mode: AckMode::Manual,
-                gate: gate.clone(),
-                priority: 0,
-                exclusive: Exclusivity::Shared,
-                sink: self.sink.clone(),
-                selector: None,
-            },
-        );
-        let consumer = match consumer {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "MQTT session consumer failed");
-                self.live = None;
-                return self.disconnect(ReasonCode::ServerUnavailable, out);
-            }
-        };
         // Unfinished outgoing QoS 2 exchanges resume with PUBREL.
         let qos = claim.state.clone();
         let released: Vec<u16> = lock(&qos).released.keys().copied().collect();
@@ -622,7 +663,7 @@ impl Session {
             session_present = present,
             "connection opened"
         );
-        let will = c.will;
+        let will = c.will.map(Box::new);
         self.live = Some(Live {
             conn,
             client_id,
@@ -630,10 +671,17 @@ impl Session {
             qos,
             expiry_secs,
             will,
-            queue,
-            consumer: Some(consumer),
+            queue: None,
+            consumer: None,
             gate,
         });
+        if expiry_secs > 0 || present {
+            if let Err(e) = self.session_queue() {
+                tracing::warn!(error = %e, "MQTT session consumer failed");
+                self.live = None;
+                return self.disconnect(ReasonCode::ServerUnavailable, out);
+            }
+        }
         if present {
             // A resumed session takes up its shared subscriptions again.
             let saved = lock(&self.live.as_ref().expect("live").qos)
@@ -667,9 +715,8 @@ impl Session {
                 return self.disconnect(ReasonCode::ProtocolError, out);
             }
             live.expiry_secs = e.min(self.cfg.session_expiry_max_secs);
-            if live.expiry_secs > 0 {
-                live.queue
-                    .set_expires(adapter::session_expires_ms(live.expiry_secs));
+            if let (true, Some(queue)) = (live.expiry_secs > 0, &live.queue) {
+                queue.set_expires(adapter::session_expires_ms(live.expiry_secs));
             }
         }
         self.will_cancelled = d.reason_code != ReasonCode::DisconnectWithWillMessage;
@@ -886,8 +933,12 @@ impl Session {
             }),
             out,
         );
-        // Retained messages go through the session queue, after the SUBACK.
+        // Retained messages go through the session queue, after the SUBACK (a filter
+        // that is not shared subscribed through it, so it is open).
         let live = self.live.as_ref().expect("live");
+        let Some(queue) = &live.queue else {
+            return Flow::Continue;
+        };
         let now = self.broker.now_ms();
         for (filter, _) in retained {
             for m in self
@@ -895,7 +946,7 @@ impl Session {
                 .retained()
                 .matching(&filter, self.cfg.retained_max, now)
             {
-                live.queue.enqueue(Arc::new(adapter::retained_copy(&m)));
+                queue.enqueue(Arc::new(adapter::retained_copy(&m)));
             }
         }
         Flow::Continue
@@ -914,10 +965,21 @@ impl Session {
         if existing.is_none() && self.subs.len() >= self.cfg.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
+        let share = crate::topic::shared_subscription(filter);
+        let (sink, queue) = match share {
+            Some(_) => (self.sink(), None),
+            None => {
+                let queue = self.session_queue().map_err(|e| {
+                    tracing::debug!(error = %e, "MQTT session queue failed");
+                    ReasonCode::UnspecifiedError
+                })?;
+                (self.sink(), Some(queue))
+            }
+        };
         let live = self.live.as_ref().expect("live");
         let vhost = live.conn.vhost();
         let owner = live.conn.id();
-        if let Some(share) = crate::topic::shared_subscription(filter) {
+        if let Some(share) = share {
             if let Some(i) = existing {
                 // Same group and filter: only the options change.
                 let s = &mut self.subs[i];
@@ -949,7 +1011,7 @@ impl Session {
                         gate: live.gate.clone(),
                         priority: 0,
                         exclusive: Exclusivity::Shared,
-                        sink: self.sink.clone(),
+                        sink,
                         selector: None,
                     },
                 )
@@ -970,7 +1032,7 @@ impl Session {
             return Ok(true);
         }
         let key = mapping::binding_key(filter);
-        let queue = live.queue.name().clone();
+        let queue = queue.expect("opened above").name().clone();
         if let Some(i) = existing {
             let old = &self.subs[i];
             let old_args =
@@ -1051,11 +1113,11 @@ impl Session {
             };
             let sub = self.subs.remove(i);
             let live = self.live.as_ref().expect("live");
-            if sub.shared.is_none() {
+            if let (None, Some(queue)) = (&sub.shared, &live.queue) {
                 let args =
                     adapter::binding_args(sub.qos, sub.no_local, sub.retain_as_published, sub.id);
                 let _ = live.conn.vhost().unbind_queue(
-                    live.queue.name(),
+                    queue.name(),
                     TOPIC_EXCHANGE,
                     &sub.key,
                     &args,
@@ -1271,7 +1333,11 @@ impl Session {
             // which can only see the requeued messages after that, finds their ids here.
             let mut sent: Vec<(u16, Outgoing)> = outgoing
                 .into_iter()
-                .filter(|(_, o)| Arc::ptr_eq(&o.queue, &live.queue))
+                .filter(|(_, o)| {
+                    live.queue
+                        .as_ref()
+                        .is_some_and(|q| Arc::ptr_eq(&o.queue, q))
+                })
                 .collect();
             sent.sort_unstable_by_key(|(_, o)| o.tag);
             let mut state = lock(&live.qos);
@@ -1318,23 +1384,23 @@ impl Session {
                 .min(self.cfg.will_delay_max_secs)
                 .min(live.expiry_secs);
             if delay > 0 {
-                self.delayed_will = Some(DelayedWill {
+                self.delayed_will = Some(Box::new(DelayedWill {
                     delay_secs: delay,
                     client_id: live.client_id.clone(),
                     generation: live.claim.generation,
                     message: msg,
                     retain: will.retain,
                     vhost: live.conn.vhost().clone(),
-                });
+                }));
             } else {
                 publish_will(&self.shared, &self.cfg, live.conn.vhost(), msg, will.retain);
             }
         }
-        if live.expiry_secs == 0 && current {
+        if let (0, true, Some(queue)) = (live.expiry_secs, current, &live.queue) {
             let _ = live
                 .conn
                 .vhost()
-                .delete_queue(live.queue.name(), false, false, live.conn.id());
+                .delete_queue(queue.name(), false, false, live.conn.id());
         }
         for group in groups {
             adapter::release_group(&self.shared, live.conn.vhost(), &group);

@@ -51,7 +51,6 @@ fn session(b: &Broker, shared: &Arc<Shared>) -> Session {
         None,
         0,
     )
-    .0
 }
 
 fn pid(n: u16) -> std::num::NonZeroU16 {
@@ -141,6 +140,10 @@ fn empty_client_id_is_assigned_and_takeover_kicks_the_first() {
     let mut second = session(&b, &shared);
     second.on_packet(connect(ProtocolVersion::V5, "same", 0), 0, &mut out);
     assert!(kick.is_cancelled());
+    // A session that ends with its connection opens its queue at its first subscription.
+    assert!(b.vhost("/").unwrap().queue("mqtt-session-same").is_none());
+    second.on_packet(subscribe("s/#", QoS::AtMostOnce), 0, &mut out);
+    assert!(b.vhost("/").unwrap().queue("mqtt-session-same").is_some());
     out.clear();
     assert_eq!(first.on_taken_over(&mut out), Flow::Close);
     let p = decode_all(ProtocolVersion::V5, &mut out);
@@ -157,13 +160,7 @@ fn qos2_resend_is_not_routed_twice() {
     let b = broker();
     let shared = Shared::new();
     let mut out = BytesMut::new();
-    let (mut sub, mut events) = Session::new(
-        Arc::new(MqttConfig::default()),
-        b.clone(),
-        shared.clone(),
-        None,
-        0,
-    );
+    let mut sub = session(&b, &shared);
     sub.on_packet(connect(ProtocolVersion::V3_1_1, "sub", 0), 0, &mut out);
     sub.on_packet(
         Packet::Subscribe(Subscribe {
@@ -177,6 +174,7 @@ fn qos2_resend_is_not_routed_twice() {
         0,
         &mut out,
     );
+    let mut events = sub.take_events().expect("a subscription makes the channel");
     out.clear();
     let mut p = session(&b, &shared);
     p.on_packet(connect(ProtocolVersion::V3_1_1, "pub", 0), 0, &mut out);
@@ -286,8 +284,11 @@ fn reconnect_resends_unacknowledged_publishes_under_their_original_ids() {
         c.clean_start = false;
         Packet::Connect(c)
     };
-    let (mut sub, mut events) = Session::new(cfg.clone(), b.clone(), shared.clone(), None, 0);
+    let mut sub = Session::new(cfg.clone(), b.clone(), shared.clone(), None, 0);
     sub.on_packet(persistent("keeper"), 0, &mut out);
+    let mut events = sub
+        .take_events()
+        .expect("a persistent session consumes at CONNECT");
     sub.on_packet(subscribe("r/#", QoS::ExactlyOnce), 0, &mut out);
     out.clear();
     let mut p = session(&b, &shared);
@@ -345,8 +346,11 @@ fn reconnect_resends_unacknowledged_publishes_under_their_original_ids() {
     p.on_packet(Packet::Publish(m), 0, &mut out);
     out.clear();
 
-    let (mut sub, mut events) = Session::new(cfg, b.clone(), shared.clone(), None, 0);
+    let mut sub = Session::new(cfg, b.clone(), shared.clone(), None, 0);
     sub.on_packet(persistent("keeper"), 0, &mut out);
+    let mut events = sub
+        .take_events()
+        .expect("a persistent session consumes at CONNECT");
     let d = decode_all(v, &mut out);
     assert!(
         matches!(&d[..], [Packet::ConnAck(a), Packet::PubRel(r)] if a.session_present && r.packet_id == pid(*id2)),
