@@ -7,7 +7,7 @@
 //! cargo run --release -p ferromq-bench --bin amqp -- --uri amqp://guest:guest@127.0.0.1:5692/%2f
 //!     --case transient|persistent|fanout [--seconds 10] [--warmup 2] [--size 256]
 //!     [--prefetch 500] [--window 500] [--fanout 10] [--ack-every 100] [--pipeline 16]
-//!     [--backlog 20000] [--label NAME]
+//!     [--backlog 20000] [--rate MSGS_PER_S] [--label NAME]
 //! ```
 //!
 //! Cases:
@@ -35,6 +35,13 @@
 //! waits until its frames are written; one at a time would measure the client's I/O
 //! loop).
 //!
+//! Fixed rate (`--rate N`): instead of flooding up to the backlog, message `i` is
+//! published at `start + i / N` by a pacing thread ([`ferromq_bench::latency`]), each in
+//! its own task (at most `--pipeline` in flight), and its body carries that due time
+//! after the sequence number. Consumers record due time → delivery for every message due
+//! inside the measurement window; the line gets `lat_p50_us`, `lat_p99_us`,
+//! `lat_p999_us`, `lat_max_us` and the pacer's own lateness (`pace_late_*`).
+//!
 //! Output: one line of `key=value` pairs per run, for scripts (`bench/amqp.sh`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferromq_bench::cli::{die, Flags};
+use ferromq_bench::latency::{self, now_ns, Recorder, Stamp};
 use ferromq_bench::run::{self, FirstError};
 use ferromq_bench::seq::SeqSet;
 use lapin::message::DeliveryResult;
@@ -92,6 +100,8 @@ struct Args {
     ack_every: u64,
     pipeline: usize,
     backlog: u64,
+    /// Fixed publish rate in msg/s (0: as fast as the backlog allows).
+    rate: u64,
     label: String,
 }
 
@@ -108,6 +118,7 @@ fn args() -> Args {
         ack_every: 100,
         pipeline: 16,
         backlog: 20_000,
+        rate: 0,
         label: String::new(),
     };
     let mut f = Flags::from_env();
@@ -131,12 +142,13 @@ fn args() -> Args {
             "--ack-every" => a.ack_every = f.number(&flag),
             "--pipeline" => a.pipeline = f.number(&flag),
             "--backlog" => a.backlog = f.number(&flag),
+            "--rate" => a.rate = f.number(&flag),
             "--label" => a.label = f.value(&flag),
             other => die(&format!("unknown flag {other}")),
         }
     }
-    if a.size < 8 {
-        die("--size must be at least 8 (the body carries a sequence number)");
+    if a.size < Stamp::BYTES {
+        die("--size must be at least 16 (the body carries a sequence number and a time)");
     }
     if a.ack_every == 0 || a.ack_every >= u64::from(a.prefetch) {
         die("--ack-every must be at least 1 and below --prefetch, or consumers stall");
@@ -157,13 +169,20 @@ struct ConsumerStats {
 }
 
 impl ConsumerStats {
-    fn record(&self, body: &[u8], redelivered: bool) {
-        let seq = body
-            .get(..8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .unwrap_or(u64::MAX);
-        let fresh = self.seen.lock().expect("no panics while held").insert(seq);
-        if !fresh {
+    /// Accounts for `body`, delivered at `at_ns`; its latency goes to `latency`.
+    fn record(&self, body: &[u8], redelivered: bool, at_ns: u64, latency: &Recorder) {
+        let stamp = Stamp::read(body).unwrap_or(Stamp {
+            seq: u64::MAX,
+            sent_ns: 0,
+        });
+        let fresh = self
+            .seen
+            .lock()
+            .expect("no panics while held")
+            .insert(stamp.seq);
+        if fresh {
+            latency.record(stamp, at_ns);
+        } else {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
         if redelivered {
@@ -192,6 +211,10 @@ struct Shared {
     nacked: AtomicU64,
     stop: AtomicBool,
     consumers: Vec<Arc<ConsumerStats>>,
+    /// Due time → delivery over every consumer (`--rate` runs only).
+    latency: Recorder,
+    /// Due time → handed to the client (`--rate` runs only).
+    pace_late: Recorder,
     /// First error seen by a producer or consumer task.
     error: FirstError,
 }
@@ -286,7 +309,7 @@ async fn start_consumer(
     consumer.set_delegate(move |d: DeliveryResult| {
         match d {
             Ok(Some(d)) => {
-                stats.record(&d.data, d.redelivered);
+                stats.record(&d.data, d.redelivered, now_ns(), &shared.latency);
                 if d.delivery_tag >= acked_upto.load(Ordering::Relaxed) + ack_every {
                     acked_upto.store(d.delivery_tag, Ordering::Relaxed);
                     let _ = ack_tx.send(d.delivery_tag);
@@ -359,6 +382,63 @@ async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
             let _ = tx.send((confirm, permit));
         }
     }
+}
+
+/// Publishes at `rate` msg/s until the run stops, on a blocking thread (see
+/// [`latency::pace`]). Each message gets its own task, at most `pipeline` at once, so one
+/// slow write to the client does not hold up the schedule; waiting for a free slot (or
+/// for the confirm window) is back-pressure, and shows in the latencies. Returns once
+/// every publish has been written.
+fn produce_paced(rate: u64, pipeline: usize, ch: Channel, shared: Arc<Shared>, p: Arc<Publish>) {
+    let runtime = tokio::runtime::Handle::current();
+    let slots = Arc::new(Semaphore::new(pipeline));
+    latency::pace(
+        rate,
+        &shared.pace_late,
+        || !shared.stop.load(Ordering::Relaxed),
+        |tick| {
+            let mut body = vec![0x5a_u8; p.size];
+            let stamp = Stamp {
+                seq: tick.seq,
+                sent_ns: tick.due_ns,
+            };
+            stamp.write(&mut body);
+            let (slot, confirm_slot) = runtime.block_on(async {
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                let confirm_slot = match &p.window {
+                    Some((sem, _)) => {
+                        Some(sem.clone().acquire_owned().await.expect("never closed"))
+                    }
+                    None => None,
+                };
+                (slot, confirm_slot)
+            });
+            let (ch, shared, p) = (ch.clone(), shared.clone(), p.clone());
+            runtime.spawn(async move {
+                let published = ch
+                    .basic_publish(
+                        p.exchange.as_str().into(),
+                        p.routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        p.props.clone(),
+                    )
+                    .await;
+                match published {
+                    Ok(confirm) => {
+                        shared.sent.fetch_add(1, Ordering::Relaxed);
+                        if let (Some((_, tx)), Some(permit)) = (&p.window, confirm_slot) {
+                            let _ = tx.send((confirm, permit));
+                        }
+                    }
+                    Err(e) => shared.fail(format!("basic.publish: {e}")),
+                }
+                drop(slot);
+            });
+        },
+    );
+    let all = u32::try_from(pipeline).expect("--pipeline fits in u32");
+    let _ = runtime.block_on(slots.acquire_many(all));
 }
 
 type ConfirmSlot = (lapin::PublisherConfirm, tokio::sync::OwnedSemaphorePermit);
@@ -456,6 +536,8 @@ async fn main() {
             .iter()
             .map(|_| Arc::new(ConsumerStats::default()))
             .collect(),
+        latency: Recorder::default(),
+        pace_late: Recorder::default(),
         error: FirstError::default(),
     });
 
@@ -500,13 +582,27 @@ async fn main() {
         backlog: a.backlog,
         window,
     };
-    let producers: Vec<_> = (0..a.pipeline)
-        .map(|_| tokio::spawn(produce(pub_ch.clone(), shared.clone(), publish.clone())))
-        .collect();
-    drop(publish);
+    let mut producers = Vec::new();
+    let mut paced = None;
+    if a.rate > 0 {
+        let (rate, pipeline, ch, shared) = (a.rate, a.pipeline, pub_ch.clone(), shared.clone());
+        let publish = Arc::new(publish);
+        paced = Some(tokio::task::spawn_blocking(move || {
+            produce_paced(rate, pipeline, ch, shared, publish)
+        }));
+    } else {
+        producers = (0..a.pipeline)
+            .map(|_| tokio::spawn(produce(pub_ch.clone(), shared.clone(), publish.clone())))
+            .collect();
+        drop(publish);
+    }
 
     // Warm-up, then the measurement window.
     tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    if a.rate > 0 {
+        shared.latency.open(now_ns());
+        shared.pace_late.open(now_ns());
+    }
     let (t0, delivered0, sent0) = (
         Instant::now(),
         shared.delivered_total(),
@@ -520,6 +616,8 @@ async fn main() {
         || {},
     )
     .await;
+    shared.latency.close(now_ns());
+    shared.pace_late.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -529,6 +627,9 @@ async fn main() {
 
     // Stop publishing, let confirms and deliveries drain.
     for p in producers {
+        let _ = p.await;
+    }
+    if let Some(p) = paced {
         let _ = p.await;
     }
     if let Some(c) = collector {
@@ -597,7 +698,7 @@ async fn main() {
         "label={} case={} msgs_per_s={:.0} seconds={:.2} queues={} size={} prefetch={} \
          ack_every={} window={} pipeline={} backlog={} published_window={} \
          delivered_window={} window_diff={} published={} delivered={} lost={} \
-         duplicates={} redelivered={} nacked={} stall_max_ms={} error={}",
+         duplicates={} redelivered={} nacked={} stall_max_ms={}{} error={}",
         if a.label.is_empty() { "-" } else { &a.label },
         a.case.name(),
         delivered_window as f64 / elapsed,
@@ -619,6 +720,16 @@ async fn main() {
         redelivered,
         shared.nacked.load(Ordering::Relaxed),
         stall_max.as_millis(),
+        if a.rate > 0 {
+            format!(
+                " rate={} {} {}",
+                a.rate,
+                shared.latency.summary().fields("lat"),
+                shared.pace_late.summary().fields("pace_late")
+            )
+        } else {
+            String::new()
+        },
         shared.error.field(),
     );
     if failed_early || error.is_some() || lost > 0 || duplicates > 0 {
