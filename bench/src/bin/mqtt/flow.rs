@@ -1,9 +1,10 @@
 //! The message-flow cases: producers publish to one topic, consumers subscribed to it
 //! receive, every message is accounted for.
 //!
-//! Each body starts with the producer's number (u32) and its sequence number (u64), both
-//! little-endian; the rest is a pattern that depends on the producer, checked byte for
-//! byte on arrival (`corrupt` counts mismatches). Every consumer keeps, per producer, a
+//! Each body starts with the producer's number (u32) and a [`Stamp`]: its sequence number
+//! and, with `--rate`, the time it was due (u64 each), all little-endian; the rest is a
+//! pattern that depends on the producer, checked byte for byte on arrival (`corrupt`
+//! counts mismatches). Every consumer keeps, per producer, a
 //! [`SeqSet`] of the numbers it received, so `lost` (published × consumers − distinct
 //! deliveries) and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
 //! is reported, and only a loss at QoS 1 fails the run.
@@ -12,22 +13,34 @@
 //! messages ahead of the slowest consumer's highest number received from `p` (highest,
 //! not count, so that a QoS 0 loss does not stall it forever). Queues stay short and the
 //! figure is the broker's steady state, not the rate at which it can buffer.
+//!
+//! Fixed rate (`--rate N`, one producer): instead of flooding, the producer publishes
+//! message `i` at `start + i / N` from a pacing thread ([`ferromq_bench::latency`]) and
+//! stamps it with that due time; the consumer records due time → arrival for every
+//! message due inside the measurement window, and the line gets `lat_p50_us`,
+//! `lat_p99_us`, `lat_p999_us`, `lat_max_us`, plus the pacer's own lateness
+//! (`pace_late_*`). There is no backlog limit then: the rate is the limit. The clients'
+//! sockets get TCP_NODELAY ([`raw::nodelay_towards`]): with Nagle's algorithm a QoS 0
+//! producer, which never hears back from the broker, holds each publish until the
+//! broker's delayed ACK, which measured about 1.4 ms at the median even through a relay
+//! that only forwards bytes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
+use ferromq_bench::latency::{self, now_ns, Recorder, Stamp};
 use ferromq_bench::run::{drain, window, FirstError};
 use ferromq_bench::seq::SeqSet;
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
 };
 
-use crate::{sample, usage_fields, Args};
+use crate::{raw, sample, usage_fields, Args};
 
-/// Producer number and sequence number at the start of every body.
-pub const HEADER_BYTES: usize = 12;
+/// Producer number and [`Stamp`] at the start of every body.
+pub const HEADER_BYTES: usize = 4 + Stamp::BYTES;
 
 /// Longest wait for a connection, a subscription, or the last PUBACKs.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,9 +81,10 @@ impl Consumer {
         }
     }
 
-    fn record(&self, body: &[u8], patterns: &[Vec<u8>]) {
+    /// Accounts for `body`, delivered at `at_ns`; its latency goes to `latency`.
+    fn record(&self, body: &[u8], patterns: &[Vec<u8>], at_ns: u64, latency: &Recorder) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        let Some((p, seq)) = parse_header(body) else {
+        let Some((p, stamp)) = parse_header(body) else {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -81,24 +95,25 @@ impl Consumer {
         if body.len() != pattern.len() || body[HEADER_BYTES..] != pattern[HEADER_BYTES..] {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
         }
+        let seq = stamp.seq;
         let fresh = self.seen.lock().expect("no panics while held")[p].insert(seq);
         if !fresh {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        latency.record(stamp, at_ns);
         if self.high[p].fetch_max(seq + 1, Ordering::Relaxed) > seq + 1 {
             self.out_of_order.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-fn parse_header(body: &[u8]) -> Option<(usize, u64)> {
+fn parse_header(body: &[u8]) -> Option<(usize, Stamp)> {
     let p = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-    let seq = u64::from_le_bytes(body.get(4..HEADER_BYTES)?.try_into().ok()?);
-    Some((p as usize, seq))
+    Some((p as usize, Stamp::read(body.get(4..)?)?))
 }
 
-/// The body producer `p` sends, with a zero sequence number.
+/// The body producer `p` sends, with a zero stamp.
 fn pattern(p: usize, size: usize) -> Vec<u8> {
     let mut b: Vec<u8> = (0..size)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(p as u8))
@@ -121,6 +136,10 @@ struct Producer {
 struct Shared {
     producers: Vec<Producer>,
     consumers: Vec<Consumer>,
+    /// Due time → delivery, over every consumer (fixed-rate runs only).
+    latency: Recorder,
+    /// Due time → handed to the client, of the paced producer.
+    pace_late: Recorder,
     stop: AtomicBool,
     error: FirstError,
 }
@@ -175,6 +194,13 @@ async fn connect(a: &Args, id: String, inflight: u16) -> Result<(AsyncClient, Ev
     net.set_connection_timeout(SETUP_TIMEOUT.as_secs());
     ev.set_network_options(net);
     match tokio::time::timeout(SETUP_TIMEOUT, ev.poll()).await {
+        Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) if a.rate > 0 => {
+            match raw::nodelay_towards(a.broker()) {
+                Ok(n) if n > 0 => Ok((client, ev)),
+                Ok(_) => Err(format!("{id}: its socket to {} not found", a.broker())),
+                Err(e) => Err(format!("{id}: TCP_NODELAY: {e}")),
+            }
+        }
         Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) => Ok((client, ev)),
         Ok(Ok(other)) => Err(format!("{id}: expected CONNACK, got {other:?}")),
         Ok(Err(e)) => Err(format!("{id}: connect: {e}")),
@@ -221,7 +247,7 @@ async fn start_consumer(
                     if p.topic != topic {
                         me.corrupt.fetch_add(1, Ordering::Relaxed);
                     }
-                    me.record(&p.payload, &patterns);
+                    me.record(&p.payload, &patterns, now_ns(), &shared.latency);
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
@@ -235,8 +261,12 @@ async fn start_consumer(
     Ok((client, task))
 }
 
+/// A producer's publishing task.
+type Publishing = tokio::task::JoinHandle<()>;
+
 /// Connects producer `p` and spawns its event loop (which counts PUBACKs and ends once
-/// DISCONNECT is written) and its publishing loop.
+/// DISCONNECT is written) and its publishing loop: flooding up to the backlog, or at
+/// `--rate` from a pacing thread.
 async fn start_producer(
     a: &Args,
     run: &str,
@@ -245,14 +275,7 @@ async fn start_producer(
     p: usize,
     shared: Arc<Shared>,
     body: Vec<u8>,
-) -> Result<
-    (
-        AsyncClient,
-        tokio::task::JoinHandle<()>,
-        tokio::task::JoinHandle<()>,
-    ),
-    String,
-> {
+) -> Result<(AsyncClient, tokio::task::JoinHandle<()>, Publishing), String> {
     let (client, mut ev) = connect(a, format!("{run}-p{p}"), a.inflight).await?;
     let loop_shared = shared.clone();
     let event_loop = tokio::spawn(async move {
@@ -272,10 +295,17 @@ async fn start_producer(
             }
         }
     });
-    let backlog = (a.backlog / shared.producers.len() as u64).max(1);
-    let unlimited = a.backlog == 0;
     let publisher = client.clone();
     let topic = topic.to_string();
+    if a.rate > 0 {
+        let rate = a.rate;
+        let publishing = tokio::task::spawn_blocking(move || {
+            publish_paced(rate, publisher, topic, qos, p, shared, body)
+        });
+        return Ok((client, event_loop, publishing));
+    }
+    let backlog = (a.backlog / shared.producers.len() as u64).max(1);
+    let unlimited = a.backlog == 0;
     let publishing = tokio::spawn(async move {
         let me = &shared.producers[p];
         let mut body = BytesMut::from(&body[..]);
@@ -301,6 +331,41 @@ async fn start_producer(
     Ok((client, event_loop, publishing))
 }
 
+/// Publishes at `rate` msg/s until the run stops (runs on a blocking thread: see
+/// [`latency::pace`]).
+fn publish_paced(
+    rate: u64,
+    publisher: AsyncClient,
+    topic: String,
+    qos: QoS,
+    p: usize,
+    shared: Arc<Shared>,
+    body: Vec<u8>,
+) {
+    let runtime = tokio::runtime::Handle::current();
+    let me = &shared.producers[p];
+    let mut body = BytesMut::from(&body[..]);
+    latency::pace(
+        rate,
+        &shared.pace_late,
+        || !shared.stop.load(Ordering::Relaxed),
+        |tick| {
+            let stamp = Stamp {
+                seq: tick.seq,
+                sent_ns: tick.due_ns,
+            };
+            stamp.write(&mut body[4..HEADER_BYTES]);
+            // Waits only while rumqttc's request channel is full (back-pressure).
+            let publish =
+                publisher.publish_bytes(topic.as_str(), qos, false, body.clone().freeze());
+            match runtime.block_on(publish) {
+                Ok(()) => me.sent.store(tick.seq + 1, Ordering::Relaxed),
+                Err(e) => shared.fail(format!("producer {p}: publish: {e}")),
+            }
+        },
+    );
+}
+
 /// Runs one flow case and prints its line; returns whether it was clean.
 pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> bool {
     let qos = qos_of(qos_n);
@@ -319,6 +384,8 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     let shared = Arc::new(Shared {
         producers: (0..producers).map(|_| Producer::default()).collect(),
         consumers: (0..consumers).map(|_| Consumer::new(producers)).collect(),
+        latency: Recorder::default(),
+        pace_late: Recorder::default(),
         stop: AtomicBool::new(false),
         error: FirstError::default(),
     });
@@ -354,6 +421,8 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     if let Some(u) = usage.as_mut() {
         let _ = u.mark();
     }
+    shared.latency.open(now_ns());
+    shared.pace_late.open(now_ns());
     let (t0, delivered0, sent0) = (
         Instant::now(),
         shared.delivered_total(),
@@ -367,6 +436,8 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         || sample(&mut usage),
     )
     .await;
+    shared.latency.close(now_ns());
+    shared.pace_late.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -473,7 +544,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         "label={} case={} msgs_per_s={:.0} seconds={:.2} qos={} producers={} consumers={} \
          size={} backlog={} inflight={} published_window={} delivered_window={} \
          window_diff={} published={} delivered={} expected={} lost={} duplicates={} \
-         out_of_order={} corrupt={} unacked={} stall_max_ms={} {} error={}",
+         out_of_order={} corrupt={} unacked={} stall_max_ms={}{} {} error={}",
         a.label,
         a.case_name,
         delivered_window as f64 / elapsed,
@@ -496,6 +567,16 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         corrupt,
         unacked,
         stall_max.as_millis(),
+        if a.rate > 0 {
+            format!(
+                " rate={} {} {}",
+                a.rate,
+                shared.latency.summary().fields("lat"),
+                shared.pace_late.summary().fields("pace_late")
+            )
+        } else {
+            String::new()
+        },
         usage_line,
         shared.error.field(),
     );
@@ -517,20 +598,27 @@ mod tests {
         let c = Consumer::new(2);
         let body = |p: usize, seq: u64| {
             let mut b = patterns[p].clone();
-            b[4..12].copy_from_slice(&seq.to_le_bytes());
+            let stamp = Stamp {
+                seq,
+                sent_ns: 1_000 + seq,
+            };
+            stamp.write(&mut b[4..HEADER_BYTES]);
             b
         };
-        c.record(&body(0, 0), &patterns);
-        c.record(&body(0, 2), &patterns);
-        c.record(&body(0, 1), &patterns); // late
-        c.record(&body(0, 2), &patterns); // again
-        c.record(&body(1, 0), &patterns);
+        let latency = Recorder::default();
+        latency.open(0);
+        let record = |b: &[u8]| c.record(b, &patterns, 2_000, &latency);
+        record(&body(0, 0));
+        record(&body(0, 2));
+        record(&body(0, 1)); // late
+        record(&body(0, 2)); // again
+        record(&body(1, 0));
         let mut bad = body(1, 1);
         bad[40] ^= 1;
-        c.record(&bad, &patterns);
+        record(&bad);
         let mut stray = body(0, 5);
         stray[..4].copy_from_slice(&7u32.to_le_bytes());
-        c.record(&stray, &patterns);
+        record(&stray);
         assert_eq!(c.delivered.load(Ordering::Relaxed), 7);
         assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
         assert_eq!(c.out_of_order.load(Ordering::Relaxed), 1);
@@ -539,5 +627,8 @@ mod tests {
         let seen = c.seen.lock().unwrap();
         assert_eq!(seen[0].count_below(3), 3);
         assert_eq!(seen[1].count_below(2), 2);
+        // Every fresh delivery with a known producer: not the repeat, not the stray.
+        let s = latency.summary();
+        assert_eq!((s.count, s.max_ns), (5, 1_000));
     }
 }

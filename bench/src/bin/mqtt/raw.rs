@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -71,6 +71,29 @@ pub async fn dial(source: IpAddr, broker: SocketAddr) -> io::Result<TcpStream> {
     let stream = socket.connect(broker).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Sets TCP_NODELAY on every TCP socket of this process connected to `peer`; returns
+/// how many. rumqttc 0.24 has no option for it, and its sockets are not reachable
+/// through its API, so they are found among the process's file descriptors.
+pub fn nodelay_towards(peer: SocketAddr) -> io::Result<usize> {
+    let mut set = 0;
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: `fd` was open when listed. `ManuallyDrop` keeps the borrowed descriptor
+        // from being closed by this wrapper. If another thread closed it since (and the
+        // number was reused), the calls below fail on a non-socket or touch another
+        // socket of ours, which is harmless: they only read the peer address and set an
+        // option.
+        let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        if s.peer_addr().is_ok_and(|p| p == peer) {
+            s.set_nodelay(true)?;
+            set += 1;
+        }
+    }
+    Ok(set)
 }
 
 /// Sends CONNECT and reads a successful CONNACK.
