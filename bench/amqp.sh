@@ -6,6 +6,7 @@
 #   bench/amqp.sh                        # 3 runs of 10 s per case and broker, medians
 #   RUNS=1 SECONDS_PER_RUN=5 bench/amqp.sh
 #   CASES="persistent" bench/amqp.sh
+#   CASES="lat-transient lat-persistent" bench/amqp.sh   # latency at a fixed RATE only
 #
 # Everything it writes (RabbitMQ's data and logs, ferromq's data, raw results) goes under
 # $BENCH_DIR (default bench/target-peers/amqp, ignored by git through a generated
@@ -17,7 +18,9 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/amqp}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
-CASES=${CASES:-"transient persistent fanout"}
+# lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
+CASES=${CASES:-"transient persistent fanout lat-transient lat-persistent"}
+RATE=${RATE:-10000}
 SIZE=${SIZE:-256}
 PREFETCH=${PREFETCH:-500}
 WINDOW=${WINDOW:-500}
@@ -145,15 +148,22 @@ wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
 # --- Runs ------------------------------------------------------------------------------
 uri() { echo "amqp://guest:guest@127.0.0.1:$1/%2f"; }
 run_one() { # broker port case run
-    local line rc=0
+    local line rc=0 mode=(--case "$3")
+    case $3 in lat-*) mode=(--case "${3#lat-}" --rate "$RATE") ;; esac
     # A run that hangs is cut off; the drain alone may take 4 x 5 s.
-    line=$(timeout $((SECONDS_PER_RUN + WARMUP + 90)) "$LOADGEN" --uri "$(uri "$2")" --case "$3" \
+    line=$(timeout $((SECONDS_PER_RUN + WARMUP + 90)) "$LOADGEN" --uri "$(uri "$2")" "${mode[@]}" \
         --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
         --window "$WINDOW" --fanout "$FANOUT" --label "$1" $AMQP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$3 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    line=$(rename_case "$3" <<<"$line")
     echo "run=$4 exit=$rc $line" | tee -a "$RESULTS" >&2
 }
 
+{
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; rate $RATE"
+} >>"$RESULTS"
 say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
 for ((run = 1; run <= RUNS; run++)); do
     for c in $CASES; do
@@ -179,18 +189,34 @@ notes() { # broker case: everything that is not a clean run
           if (lost + dup > 0 || ex != 0 || err != "none")
             printf "%s %s run %s: lost=%s duplicates=%s exit=%s error=%s; ", b, c, run, lost, dup, ex, err }'
 }
+RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; esac; done)
 {
-    echo
-    echo "AMQP 0-9-1, ${SIZE}-byte messages, prefetch $PREFETCH, confirm window $WINDOW, fan-out $FANOUT;"
-    echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all queues)"
-    echo
-    printf '%-11s %14s %14s %10s\n' case RabbitMQ ferromq ratio
-    for c in $CASES; do
+    if [ -n "$FLOOD_CASES" ]; then
+        echo
+        echo "AMQP 0-9-1, ${SIZE}-byte messages, prefetch $PREFETCH, confirm window $WINDOW, fan-out $FANOUT;"
+        echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all queues)"
+        echo
+        printf '%-11s %14s %14s %10s\n' case RabbitMQ ferromq ratio
+    fi
+    for c in $FLOOD_CASES; do
         r=$(grep " label=rabbitmq case=$c " "$RESULTS" | field msgs_per_s | median)
         f=$(grep " label=ferromq case=$c " "$RESULTS" | field msgs_per_s | median)
         ratio=$(awk -v f="$f" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", f / r; else print "n/a" }')
         printf '%-11s %14.0f %14.0f %10s\n' "$c" "$r" "$f" "$ratio"
     done
+    if [ -n "$RATE_CASES" ]; then
+        echo
+        echo "Latency at a fixed $RATE msg/s, 1 -> 1, ${SIZE}-byte messages, prefetch $PREFETCH: from the time each"
+        echo "message was due to be published to its delivery, microseconds; median over $RUNS run(s) of $SECONDS_PER_RUN s"
+        echo "of each percentile; lost: sum over runs"
+        echo
+        latency_header
+        for c in $RATE_CASES; do
+            latency_rows "$RESULTS" "$c" "$c" rabbitmq:RabbitMQ ferromq:ferromq
+            echo "  p99 ferromq / RabbitMQ: $(median_ratio "$RESULTS" ferromq rabbitmq lat_p99_us "$c")"
+        done
+    fi
     echo
     bad=""
     for c in $CASES; do bad+=$(notes rabbitmq "$c")$(notes ferromq "$c"); done

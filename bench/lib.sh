@@ -29,3 +29,36 @@ stop_pid() { # pid: SIGTERM, then wait for it (it must be a child of this shell)
 field() { sed -n "s/.*[[:space:]]$1=\([^ ]*\).*/\1/p"; }
 # The median of the numbers on stdin (0 if none).
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Latency cases: the load generator runs a throughput case at a fixed rate (`--rate`) and
+# names it by that case; the scripts name it by their own case (lat0, lat-transient...)
+# so that both kinds can share one results file. Rewrites `case=...` in a result line.
+rename_case() { sed "s/^label=\([^ ]*\) case=[^ ]* /label=\1 case=$1 /"; } # new-case < line
+# Sum of the values of key $1 on stdin.
+total() { field "$1" | awk '{ s += $1 } END { print s + 0 }'; }
+# Rows of the latency table for one case: medians over runs of each percentile, per
+# broker. Arguments: results case title broker:Name... (brokers with no lines are skipped)
+latency_rows() {
+    local results=$1 c=$2 title=$3 bn b lines
+    shift 3
+    for bn in "$@"; do
+        b=${bn%%:*}
+        lines=$(grep " label=$b case=$c " "$results") || continue
+        printf '%-22s %-10s %8.0f %9.1f %9.1f %9.1f %9.1f %8s\n' "$title" "${bn#*:}" \
+            "$(field msgs_per_s <<<"$lines" | median)" \
+            "$(field lat_p50_us <<<"$lines" | median)" "$(field lat_p99_us <<<"$lines" | median)" \
+            "$(field lat_p999_us <<<"$lines" | median)" "$(field lat_max_us <<<"$lines" | median)" \
+            "$(total lost <<<"$lines")"
+        title=""
+    done
+}
+latency_header() {
+    printf '%-22s %-10s %8s %9s %9s %9s %9s %8s\n' case broker msgs/s "p50 us" "p99 us" "p99.9 us" "max us" lost
+}
+# "1.23x" = field $4 median of broker $2 over broker $3 in case $5 (results $1), or n/a.
+median_ratio() {
+    local a b
+    a=$(grep " label=$2 case=$5 " "$1" | field "$4" | median)
+    b=$(grep " label=$3 case=$5 " "$1" | field "$4" | median)
+    awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'
+}
