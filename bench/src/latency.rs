@@ -11,8 +11,9 @@
 //! count from when they should have left, so a stall shows as the delay every waiting
 //! message saw, not as one slow message. A pacer that is late sends what is due at once
 //! (it catches up, it does not skip). Its own lateness (when it handed a message over,
-//! against when it was due) goes to a second [`Recorder`], so a slow load generator can
-//! be told from a slow broker.
+//! against when it was due) and the time each hand-over took are recorded too
+//! ([`Pacing`]), so a slow load generator can be told from a slow broker, and
+//! back-pressure from a pacing thread that did not get a core.
 //!
 //! # Use from a load generator
 //! [`pace`] blocks: run it on its own thread (`tokio::task::spawn_blocking`) and, in its
@@ -233,11 +234,15 @@ impl Recorder {
     /// Records the delivery at `now_ns` of a message stamped `stamp`, if it was due
     /// inside the window.
     pub fn record(&self, stamp: Stamp, now_ns: u64) {
-        let due = stamp.sent_ns;
-        if due >= self.open_ns.load(Ordering::Relaxed)
-            && due < self.close_ns.load(Ordering::Relaxed)
+        self.record_value(stamp.sent_ns, now_ns.saturating_sub(stamp.sent_ns));
+    }
+
+    /// Records `value` for a message due at `due_ns`, if that is inside the window.
+    pub fn record_value(&self, due_ns: u64, value: u64) {
+        if due_ns >= self.open_ns.load(Ordering::Relaxed)
+            && due_ns < self.close_ns.load(Ordering::Relaxed)
         {
-            self.hist.record(now_ns.saturating_sub(due));
+            self.hist.record(value);
         }
     }
 
@@ -316,17 +321,48 @@ impl Pacer {
     }
 }
 
+/// What the pacer measures about itself, for the messages due inside the window.
+#[derive(Default)]
+pub struct Pacing {
+    /// When `send` was called, against when the message was due. Large values mean the
+    /// pacing thread was held up: by earlier `send`s (see `send`) or by not getting a
+    /// core in time.
+    pub late: Recorder,
+    /// How long each `send` took: the time the client or the broker pushed back.
+    pub send: Recorder,
+}
+
+impl Pacing {
+    /// Starts the window at `at_ns`.
+    pub fn open(&self, at_ns: u64) {
+        self.late.open(at_ns);
+        self.send.open(at_ns);
+    }
+
+    /// Ends the window at `at_ns`.
+    pub fn close(&self, at_ns: u64) {
+        self.late.close(at_ns);
+        self.send.close(at_ns);
+    }
+
+    /// `pace_late_*` and `pace_send_*` fields, in microseconds.
+    pub fn fields(&self) -> String {
+        format!(
+            "{} {}",
+            self.late.summary().fields("pace_late"),
+            self.send.summary().fields("pace_send")
+        )
+    }
+}
+
 /// Calls `send` with each message of a `rate_per_s` schedule at its due time, on the
 /// calling thread, until `keep_going()` says no (checked before every message); returns
 /// how many it sent. Blocks; `send` may block too (that is back-pressure, and it shows
-/// in the latencies of the messages due meanwhile).
-///
-/// `late` gets, for each message, when `send` was called against when it was due.
-/// Large values mean the sending thread was held up: by the previous `send` (the
-/// client or the broker pushing back) or by not getting a core in time.
+/// in the latencies of the messages due meanwhile). What it measures about itself goes
+/// to `pacing`.
 pub fn pace(
     rate_per_s: u64,
-    late: &Recorder,
+    pacing: &Pacing,
     mut keep_going: impl FnMut() -> bool,
     mut send: impl FnMut(Tick),
 ) -> u64 {
@@ -336,14 +372,11 @@ pub fn pace(
         let now = now_ns();
         match pacer.step(now) {
             Step::Send(tick) => {
-                late.record(
-                    Stamp {
-                        seq: tick.seq,
-                        sent_ns: tick.due_ns,
-                    },
-                    now,
-                );
+                pacing.late.record_value(tick.due_ns, now - tick.due_ns);
                 send(tick);
+                pacing
+                    .send
+                    .record_value(tick.due_ns, now_ns().saturating_sub(now));
             }
             Step::Wait(d) => std::thread::sleep(d),
         }
@@ -508,16 +541,17 @@ mod tests {
         // A real thread and real sleeps, but no timing is asserted: only that it sends
         // in order, stops when asked, and reports what it sent.
         let seqs = std::cell::RefCell::new(Vec::new());
-        let late = Recorder::default();
-        late.open(0);
+        let pacing = Pacing::default();
+        pacing.open(0);
         let sent = pace(
             100_000,
-            &late,
+            &pacing,
             || seqs.borrow().len() < 5,
             |t| seqs.borrow_mut().push(t.seq),
         );
         assert_eq!(sent, 5);
-        assert_eq!(late.summary().count, 5);
+        assert_eq!(pacing.late.summary().count, 5);
+        assert_eq!(pacing.send.summary().count, 5);
         assert_eq!(seqs.into_inner(), vec![0, 1, 2, 3, 4]);
     }
 }

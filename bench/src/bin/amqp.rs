@@ -40,7 +40,8 @@
 //! its own task (at most `--pipeline` in flight), and its body carries that due time
 //! after the sequence number. Consumers record due time → delivery for every message due
 //! inside the measurement window; the line gets `lat_p50_us`, `lat_p99_us`,
-//! `lat_p999_us`, `lat_max_us` and the pacer's own lateness (`pace_late_*`).
+//! `lat_p999_us`, `lat_max_us`, the pacer's own lateness (`pace_late_*`) and how long
+//! it waited for a free slot or the confirm window (`pace_send_*`).
 //!
 //! Output: one line of `key=value` pairs per run, for scripts (`bench/amqp.sh`).
 
@@ -49,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferromq_bench::cli::{die, Flags};
-use ferromq_bench::latency::{self, now_ns, Recorder, Stamp};
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder, Stamp};
 use ferromq_bench::run::{self, FirstError};
 use ferromq_bench::seq::SeqSet;
 use lapin::message::DeliveryResult;
@@ -213,8 +214,8 @@ struct Shared {
     consumers: Vec<Arc<ConsumerStats>>,
     /// Due time → delivery over every consumer (`--rate` runs only).
     latency: Recorder,
-    /// Due time → handed to the client (`--rate` runs only).
-    pace_late: Recorder,
+    /// The pacer's own lateness and hand-over times (`--rate` runs only).
+    pacing: Pacing,
     /// First error seen by a producer or consumer task.
     error: FirstError,
 }
@@ -394,7 +395,7 @@ fn produce_paced(rate: u64, pipeline: usize, ch: Channel, shared: Arc<Shared>, p
     let slots = Arc::new(Semaphore::new(pipeline));
     latency::pace(
         rate,
-        &shared.pace_late,
+        &shared.pacing,
         || !shared.stop.load(Ordering::Relaxed),
         |tick| {
             let mut body = vec![0x5a_u8; p.size];
@@ -537,7 +538,7 @@ async fn main() {
             .map(|_| Arc::new(ConsumerStats::default()))
             .collect(),
         latency: Recorder::default(),
-        pace_late: Recorder::default(),
+        pacing: Pacing::default(),
         error: FirstError::default(),
     });
 
@@ -601,7 +602,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(a.warmup)).await;
     if a.rate > 0 {
         shared.latency.open(now_ns());
-        shared.pace_late.open(now_ns());
+        shared.pacing.open(now_ns());
     }
     let (t0, delivered0, sent0) = (
         Instant::now(),
@@ -617,7 +618,7 @@ async fn main() {
     )
     .await;
     shared.latency.close(now_ns());
-    shared.pace_late.close(now_ns());
+    shared.pacing.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -725,7 +726,7 @@ async fn main() {
                 " rate={} {} {}",
                 a.rate,
                 shared.latency.summary().fields("lat"),
-                shared.pace_late.summary().fields("pace_late")
+                shared.pacing.fields()
             )
         } else {
             String::new()

@@ -19,7 +19,7 @@
 //! stamps it with that due time; the consumer records due time → arrival for every
 //! message due inside the measurement window, and the line gets `lat_p50_us`,
 //! `lat_p99_us`, `lat_p999_us`, `lat_max_us`, plus the pacer's own lateness
-//! (`pace_late_*`). There is no backlog limit then: the rate is the limit. The clients'
+//! (`pace_late_*`) and how long each hand-over to the client took (`pace_send_*`). There is no backlog limit then: the rate is the limit. The clients'
 //! sockets get TCP_NODELAY ([`raw::nodelay_towards`]): with Nagle's algorithm a QoS 0
 //! producer, which never hears back from the broker, holds each publish until the
 //! broker's delayed ACK, which measured about 1.4 ms at the median even through a relay
@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use ferromq_bench::latency::{self, now_ns, Recorder, Stamp};
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder, Stamp};
 use ferromq_bench::run::{drain, window, FirstError};
 use ferromq_bench::seq::SeqSet;
 use rumqttc::{
@@ -138,8 +138,8 @@ struct Shared {
     consumers: Vec<Consumer>,
     /// Due time → delivery, over every consumer (fixed-rate runs only).
     latency: Recorder,
-    /// Due time → handed to the client, of the paced producer.
-    pace_late: Recorder,
+    /// The paced producer's own lateness and hand-over times.
+    pacing: Pacing,
     stop: AtomicBool,
     error: FirstError,
 }
@@ -347,7 +347,7 @@ fn publish_paced(
     let mut body = BytesMut::from(&body[..]);
     latency::pace(
         rate,
-        &shared.pace_late,
+        &shared.pacing,
         || !shared.stop.load(Ordering::Relaxed),
         |tick| {
             let stamp = Stamp {
@@ -385,7 +385,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         producers: (0..producers).map(|_| Producer::default()).collect(),
         consumers: (0..consumers).map(|_| Consumer::new(producers)).collect(),
         latency: Recorder::default(),
-        pace_late: Recorder::default(),
+        pacing: Pacing::default(),
         stop: AtomicBool::new(false),
         error: FirstError::default(),
     });
@@ -422,7 +422,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         let _ = u.mark();
     }
     shared.latency.open(now_ns());
-    shared.pace_late.open(now_ns());
+    shared.pacing.open(now_ns());
     let (t0, delivered0, sent0) = (
         Instant::now(),
         shared.delivered_total(),
@@ -437,7 +437,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     )
     .await;
     shared.latency.close(now_ns());
-    shared.pace_late.close(now_ns());
+    shared.pacing.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -572,7 +572,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
                 " rate={} {} {}",
                 a.rate,
                 shared.latency.summary().fields("lat"),
-                shared.pace_late.summary().fields("pace_late")
+                shared.pacing.fields()
             )
         } else {
             String::new()
