@@ -27,6 +27,8 @@ CASES=${CASES:-"qos0 qos1 fanout0 fanout1 fanin0 fanin1 connect idle lat0 lat1"}
 RATE=${RATE:-10000}
 # 1: the 1 -> 1 cases (qos0 qos1 lat0 lat1) also run against the loopback relay.
 RELAY=${RELAY:-1}
+# 1: Mosquitto sets TCP_NODELAY on its sockets (set_tcp_nodelay; its default is off).
+MOSQUITTO_NODELAY=${MOSQUITTO_NODELAY:-0}
 SIZE=${SIZE:-256}
 FANOUT=${FANOUT:-10}
 FANIN=${FANIN:-10}
@@ -149,6 +151,7 @@ max_inflight_messages $INFLIGHT
 listener $MOSQUITTO_PORT 127.0.0.1
 allow_anonymous true
 EOF
+[ "$MOSQUITTO_NODELAY" != 1 ] || echo "set_tcp_nodelay true" >>"$MDIR/mosquitto.conf"
 start_mosquitto() {
     pinned "$BROKER_CPUS" "$MOSQUITTO" -c "$MDIR/mosquitto.conf" >>"$MDIR/stdout.log" 2>&1 </dev/null &
     MOSQUITTO_PID=$!
@@ -222,7 +225,7 @@ run_one() { # broker port pid case run
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$MOSQUITTO" -h 2>/dev/null | head -n1)"
-    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; fan-out $FANOUT; fan-in $FANIN; inflight $INFLIGHT; rate $RATE; relay $RELAY"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; fan-out $FANOUT; fan-in $FANIN; inflight $INFLIGHT; rate $RATE; relay $RELAY; mosquitto nodelay $MOSQUITTO_NODELAY"
     echo "# broker cpus: ${BROKER_CPUS:-any}; load generator cpus: ${LOADGEN_CPUS:-any}"
 } >"$RESULTS"
 say "cases: $CASES; $RUNS run(s) per case and broker; results in $RESULTS"
