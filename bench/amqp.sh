@@ -181,13 +181,14 @@ done
 # --- Table -----------------------------------------------------------------------------
 notes() { # broker case: everything that is not a clean run
     grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
-        { lost = dup = 0; err = "none"; ex = 0; run = "?"
+        { lost = dup = cor = 0; err = "none"; ex = 0; run = "?"
           for (i = 1; i <= NF; i++) { split($i, kv, "=")
             if (kv[1] == "run") run = kv[2]
             if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
+            if (kv[1] == "corrupt") cor = kv[2]
             if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
-          if (lost + dup > 0 || ex != 0 || err != "none")
-            printf "%s %s run %s: lost=%s duplicates=%s exit=%s error=%s; ", b, c, run, lost, dup, ex, err }'
+          if (lost + dup + cor > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s exit=%s error=%s; ", b, c, run, lost, dup, cor, ex, err }'
 }
 RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
 FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; esac; done)

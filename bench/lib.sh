@@ -1,4 +1,4 @@
-# Helpers shared by the side-by-side scripts (amqp.sh, mqtt.sh). Sourced, not run; the
+# Helpers shared by the side-by-side scripts (amqp.sh, mqtt.sh, stomp.sh, openwire.sh). Sourced, not run; the
 # script sets SCRIPT (its name, for messages) first.
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -61,4 +61,54 @@ median_ratio() {
     a=$(grep " label=$2 case=$5 " "$1" | field "$4" | median)
     b=$(grep " label=$3 case=$5 " "$1" | field "$4" | median)
     awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'
+}
+
+# Starts ActiveMQ (Debian's package, $AMQ_HOME) in the background from its own copy of the
+# configuration under $ADIR: KahaDB in that folder, the one transport connector given, no
+# JMX, no advisories, memory limit $AMQ_MEMORY_LIMIT, heap $AMQ_HEAP; producer flow control
+# stays on (the default). Sets AMQ_PID and waits for $AMQ_PORT.
+activemq_start() { # connector-name connector-uri
+    cat >"$ADIR/conf/activemq.xml" <<XML
+<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="bench"
+          dataDirectory="$ADIR/data" schedulerSupport="false" advisorySupport="false">
+    <persistenceAdapter>
+      <kahaDB directory="$ADIR/data/kahadb"/>
+    </persistenceAdapter>
+    <systemUsage>
+      <systemUsage>
+        <memoryUsage><memoryUsage limit="$AMQ_MEMORY_LIMIT"/></memoryUsage>
+        <storeUsage><storeUsage limit="20 gb"/></storeUsage>
+        <tempUsage><tempUsage limit="10 gb"/></tempUsage>
+      </systemUsage>
+    </systemUsage>
+    <transportConnectors>
+      <transportConnector name="$1" uri="$2"/>
+    </transportConnectors>
+  </broker>
+</beans>
+XML
+    # Debian's ActiveMQ logs through log4j 1.2 and ignores its shipped configuration.
+    cat >"$ADIR/conf/log4j.properties" <<PROPS
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$ADIR/activemq.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=%d %-5p %c - %m%n
+PROPS
+    say "starting ActiveMQ ($(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')) $1 on $2, heap $AMQ_HEAP, files in $ADIR"
+    java -Xms"$AMQ_HEAP" -Xmx"$AMQ_HEAP" \
+        -Dorg.apache.activemq.UseDedicatedTaskRunner=false \
+        -Djava.io.tmpdir="$ADIR/tmp" \
+        -Dlog4j.configuration="file:$ADIR/conf/log4j.properties" \
+        -Dactivemq.classpath="$ADIR/conf:$AMQ_HOME/lib/" \
+        -Dactivemq.home="$AMQ_HOME" -Dactivemq.base="$ADIR" \
+        -Dactivemq.conf="$ADIR/conf" -Dactivemq.data="$ADIR/data" \
+        -jar "$AMQ_HOME/bin/activemq.jar" start "xbean:file:$ADIR/conf/activemq.xml" \
+        >"$ADIR/stdout.log" 2>&1 </dev/null &
+    AMQ_PID=$!
+    wait_port "$AMQ_PORT" 120 "$AMQ_PID" ActiveMQ "$ADIR/stdout.log"
 }

@@ -35,21 +35,9 @@ FERROMQ_PORT=${FERROMQ_PORT:-61636}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 # BENCH_FERROMQ: a ferromq binary to use instead of building one (not FERROMQ_*: ferromq reads those).
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'openwire.sh: %s\n' "$*" >&2; exit 1; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() { # port seconds pid name log
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        port_open "$1" && return 0
-        kill -0 "$3" 2>/dev/null || { tail -n 40 "$5" >&2; die "$4 exited during start-up (log above: $5)"; }
-        sleep 0.1
-    done
-    tail -n 40 "$5" >&2
-    die "$4 does not accept connections on $1 after $2 s (log above: $5)"
-}
+SCRIPT=openwire.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # CPU seconds (user + system) a process has used so far.
 cpu_s() {
@@ -119,51 +107,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- ActiveMQ --------------------------------------------------------------------------
-# Its own copy of the configuration: KahaDB in our folder, only an OpenWire connector, no
-# JMX, memory limits raised. Producer flow control stays on (the default).
-cat >"$ADIR/conf/activemq.xml" <<XML
-<beans xmlns="http://www.springframework.org/schema/beans"
-  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
-  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
-  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="bench"
-          dataDirectory="$ADIR/data" schedulerSupport="false" advisorySupport="false">
-    <persistenceAdapter>
-      <kahaDB directory="$ADIR/data/kahadb"/>
-    </persistenceAdapter>
-    <systemUsage>
-      <systemUsage>
-        <memoryUsage><memoryUsage limit="$AMQ_MEMORY_LIMIT"/></memoryUsage>
-        <storeUsage><storeUsage limit="20 gb"/></storeUsage>
-        <tempUsage><tempUsage limit="10 gb"/></tempUsage>
-      </systemUsage>
-    </systemUsage>
-    <transportConnectors>
-      <transportConnector name="openwire" uri="tcp://127.0.0.1:$AMQ_PORT"/>
-    </transportConnectors>
-  </broker>
-</beans>
-XML
-# Debian's ActiveMQ logs through log4j 1.2 and ignores its shipped configuration.
-cat >"$ADIR/conf/log4j.properties" <<PROPS
-log4j.rootLogger=WARN, file
-log4j.appender.file=org.apache.log4j.FileAppender
-log4j.appender.file.File=$ADIR/activemq.log
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=%d %-5p %c - %m%n
-PROPS
-say "starting ActiveMQ ($(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')) on 127.0.0.1:$AMQ_PORT, heap $AMQ_HEAP, files in $ADIR"
-java -Xms"$AMQ_HEAP" -Xmx"$AMQ_HEAP" \
-    -Dorg.apache.activemq.UseDedicatedTaskRunner=false \
-    -Djava.io.tmpdir="$ADIR/tmp" \
-    -Dlog4j.configuration="file:$ADIR/conf/log4j.properties" \
-    -Dactivemq.classpath="$ADIR/conf:$AMQ_HOME/lib/" \
-    -Dactivemq.home="$AMQ_HOME" -Dactivemq.base="$ADIR" \
-    -Dactivemq.conf="$ADIR/conf" -Dactivemq.data="$ADIR/data" \
-    -jar "$AMQ_HOME/bin/activemq.jar" start "xbean:file:$ADIR/conf/activemq.xml" \
-    >"$ADIR/stdout.log" 2>&1 </dev/null &
-AMQ_PID=$!
-wait_port "$AMQ_PORT" 120 "$AMQ_PID" ActiveMQ "$ADIR/stdout.log"
+# Its own configuration, with only an OpenWire connector (lib.sh).
+activemq_start openwire "tcp://127.0.0.1:$AMQ_PORT"
 
 # --- ferromq ---------------------------------------------------------------------------
 say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"

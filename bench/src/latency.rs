@@ -1,5 +1,6 @@
-//! Fixed-rate latency measurement: a pacer that publishes on a schedule, a stamp that a
-//! body carries, and a histogram of the delays from stamp to delivery.
+//! Fixed-rate latency measurement: a pacer that publishes on a schedule and a histogram
+//! of the delays from each message's due time (which its body carries, in the header
+//! of [`crate::tally`]) to its delivery.
 //!
 //! Producer and consumer run in one process, so both read the same clock: [`now_ns`] is
 //! nanoseconds since a process-wide origin (a monotonic `Instant` taken on first use).
@@ -18,10 +19,12 @@
 //! # Use from a load generator
 //! [`pace`] blocks: run it on its own thread (`tokio::task::spawn_blocking`) and, in its
 //! `send` callback, hand the message to the async client with
-//! `tokio::runtime::Handle::block_on`. A blocking thread wakes at the due time to within
+//! `tokio::runtime::Handle::block_on`, its body stamped with the tick's sequence number
+//! and due time ([`crate::tally::stamp`]). A blocking thread wakes at the due time to within
 //! tens of microseconds, where tokio's timer wheel rounds up to whole milliseconds,
 //! which at 10,000 msg/s would be ten messages' worth. Consumers call
-//! [`Recorder::record`] with the stamp of each delivery.
+//! [`Recorder::record`] with the due time of each fresh delivery
+//! ([`crate::tally::Received::record`] returns it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -32,36 +35,6 @@ pub fn now_ns() -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     let origin = *ORIGIN.get_or_init(Instant::now);
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// What a body carries for latency: its sequence number and its due time.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Stamp {
-    /// The producer's sequence number, from 0.
-    pub seq: u64,
-    /// When the message was due to be sent, in [`now_ns`] nanoseconds.
-    pub sent_ns: u64,
-}
-
-impl Stamp {
-    /// Bytes a stamp takes: two little-endian `u64`s, `seq` first.
-    pub const BYTES: usize = 16;
-
-    /// Writes the stamp into the first [`Stamp::BYTES`] bytes of `buf`.
-    ///
-    /// # Panics
-    /// If `buf` is shorter than [`Stamp::BYTES`].
-    pub fn write(&self, buf: &mut [u8]) {
-        buf[..8].copy_from_slice(&self.seq.to_le_bytes());
-        buf[8..Self::BYTES].copy_from_slice(&self.sent_ns.to_le_bytes());
-    }
-
-    /// The stamp at the start of `buf`, or `None` if `buf` is too short.
-    pub fn read(buf: &[u8]) -> Option<Self> {
-        let seq = u64::from_le_bytes(buf.get(..8)?.try_into().ok()?);
-        let sent_ns = u64::from_le_bytes(buf.get(8..Self::BYTES)?.try_into().ok()?);
-        Some(Self { seq, sent_ns })
-    }
 }
 
 /// Linear sub-buckets per power of two, as a power of two: 2^8 values are exact, and
@@ -201,7 +174,7 @@ impl Summary {
 }
 
 /// The latencies of the messages *due* inside the measurement window: a delivery counts
-/// if its stamp's due time is in `[open, close)`, whenever it arrives (so the slowest
+/// if its due time is in `[open, close)`, whenever it arrives (so the slowest
 /// messages of the window, still in flight when it closes, count too). Messages from
 /// the warm-up and the drain do not.
 pub struct Recorder {
@@ -231,10 +204,10 @@ impl Recorder {
         self.close_ns.store(at_ns, Ordering::Relaxed);
     }
 
-    /// Records the delivery at `now_ns` of a message stamped `stamp`, if it was due
+    /// Records the delivery at `at_ns` of a message due at `due_ns`, if it was due
     /// inside the window.
-    pub fn record(&self, stamp: Stamp, now_ns: u64) {
-        self.record_value(stamp.sent_ns, now_ns.saturating_sub(stamp.sent_ns));
+    pub fn record(&self, due_ns: u64, at_ns: u64) {
+        self.record_value(due_ns, at_ns.saturating_sub(due_ns));
     }
 
     /// Records `value` for a message due at `due_ns`, if that is inside the window.
@@ -257,7 +230,7 @@ impl Recorder {
 pub struct Tick {
     /// Its sequence number, from 0.
     pub seq: u64,
-    /// When it is due, in [`now_ns`] nanoseconds: what its body should be stamped with.
+    /// When it is due, in [`now_ns`] nanoseconds: what its body should carry.
     pub due_ns: u64,
 }
 
@@ -484,31 +457,17 @@ mod tests {
     #[test]
     fn recorder_counts_only_messages_due_inside_the_window() {
         let r = Recorder::default();
-        let at = |sent_ns| Stamp { seq: 0, sent_ns };
-        r.record(at(5), 10); // before the window opened
+        r.record(5, 10); // before the window opened
         r.open(100);
-        r.record(at(99), 150); // due during the warm-up
-        r.record(at(100), 130);
-        r.record(at(150), 200);
+        r.record(99, 150); // due during the warm-up
+        r.record(100, 130);
+        r.record(150, 200);
         r.close(200);
-        r.record(at(199), 1_000); // due inside, arrives late: counts
-        r.record(at(200), 210); // due after the window
+        r.record(199, 1_000); // due inside, arrives late: counts
+        r.record(200, 210); // due after the window
         let s = r.summary();
         assert_eq!(s.count, 3);
         assert_eq!((s.p50_ns, s.max_ns), (50, 801));
-    }
-
-    #[test]
-    fn stamps_round_trip() {
-        let s = Stamp {
-            seq: 0x0102_0304_0506_0708,
-            sent_ns: u64::MAX - 1,
-        };
-        let mut buf = [0u8; 20];
-        s.write(&mut buf);
-        assert_eq!(buf[0], 0x08);
-        assert_eq!(Stamp::read(&buf), Some(s));
-        assert_eq!(Stamp::read(&buf[..15]), None);
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! # Layout
 //! - [`cli`]: `--flag value` parsing and the exit on a usage error.
 //! - [`seq`]: [`seq::SeqSet`], the bitmap of sequence numbers a consumer has received.
+//! - [`tally`]: bodies numbered by producer and sequence and stamped with their due
+//!   time, and [`tally::Received`], what a consumer got of them (lost, duplicated,
+//!   reordered, corrupt).
 //! - [`run`]: the measurement window and the first error of a run.
-//! - [`latency`]: the fixed-rate pacer, the timestamp a body carries, and the
+//! - [`latency`]: the fixed-rate pacer, the process-wide clock of due times, and the
 //!   lock-free histogram of end-to-end latencies (p50, p99, p99.9, max).
 //! - [`procfs`]: CPU seconds and RSS of a process, busy time of the machine, the open
-//!   file limit.
+//!   file limit, and the broker usage fields of a result line.
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -17,3 +20,4 @@ pub mod latency;
 pub mod procfs;
 pub mod run;
 pub mod seq;
+pub mod tally;

@@ -188,6 +188,27 @@ impl Usage {
     }
 }
 
+/// Starts watching broker `pid`, if one was given.
+pub fn watch(pid: Option<u32>) -> io::Result<Option<Usage>> {
+    pid.map(Usage::start).transpose()
+}
+
+/// Samples the broker's RSS, if it is being watched (errors are left to [`fields`]).
+pub fn sample(usage: &mut Option<Usage>) {
+    if let Some(u) = usage.as_mut() {
+        let _ = u.sample();
+    }
+}
+
+/// The `key=value` fields of a usage report, or nothing when no broker is watched.
+pub fn fields(usage: Option<&mut Usage>) -> String {
+    match usage.map(Usage::finish) {
+        Some(Ok(r)) => r.fields(),
+        Some(Err(e)) => format!("usage_error={:?}", e.to_string()),
+        None => String::new(),
+    }
+}
+
 impl UsageReport {
     /// `key=value` pairs for a result line.
     pub fn fields(&self) -> String {

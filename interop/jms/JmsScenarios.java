@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.Enumeration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -33,7 +34,7 @@ public class JmsScenarios {
     /// `url` with the loose, uncached encoding the broker speaks.
     static ActiveMQConnectionFactory factory(String url) {
         ActiveMQConnectionFactory f = new ActiveMQConnectionFactory(
-            url + "?wireFormat.tightEncodingEnabled=false&wireFormat.cacheEnabled=false");
+            url + (url.contains("?") ? "&" : "?") + "wireFormat.tightEncodingEnabled=false&wireFormat.cacheEnabled=false");
         f.setUserName("guest");
         f.setPassword("guest");
         f.setTrustAllPackages(true);
@@ -739,6 +740,103 @@ public class JmsScenarios {
         static final int INDIVIDUAL_ACKNOWLEDGE = org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE;
     }
 
+    /// QueueBrowser: the queue's messages in order, with and without a selector, none
+    /// taken; the end of a browse is signalled by the broker.
+    static void queueBrowser() throws Exception {
+        Connection c = connect(null);
+        try {
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.browse"));
+            MessageProducer p = s.createProducer(q);
+            for (int i = 0; i < 5; i++) {
+                TextMessage m = s.createTextMessage("b" + i);
+                m.setIntProperty("n", i);
+                p.send(m, i % 2 == 0 ? DeliveryMode.PERSISTENT : DeliveryMode.NON_PERSISTENT, 4, 0);
+            }
+            eq(Arrays.asList("b0", "b1", "b2", "b3", "b4"), browse(s.createBrowser(q)), "browsed in order");
+            eq(Arrays.asList("b1", "b3"), browse(s.createBrowser(q, "n = 1 OR n = 3")), "browsed with a selector");
+            // Browsing took nothing: a consumer still gets all five.
+            MessageConsumer mc = s.createConsumer(q);
+            for (int i = 0; i < 5; i++) {
+                TextMessage m = (TextMessage) mc.receive(WAIT);
+                check(m != null, "message " + i + " still there after browsing");
+                eq("b" + i, m.getText(), "text");
+            }
+            check(mc.receiveNoWait() == null, "drained");
+            mc.close();
+            eq(Collections.emptyList(), browse(s.createBrowser(q)), "an empty queue browses empty");
+        } finally { c.close(); }
+    }
+
+    static List<String> browse(QueueBrowser b) throws JMSException {
+        List<String> seen = new ArrayList<>();
+        try {
+            for (Enumeration<?> e = b.getEnumeration(); e.hasMoreElements();) {
+                seen.add(((TextMessage) e.nextElement()).getText());
+            }
+        } finally { b.close(); }
+        return seen;
+    }
+
+    /// Every OpenWire version a 5.x client may negotiate down to: the client is told to
+    /// offer 9, 10 or 11 (the broker offers 12; the lower one is used), then sends and
+    /// receives every message type once.
+    static void olderWireFormats() throws Exception {
+        for (int version = 9; version <= 11; version++) {
+            Connection c = factory("tcp://127.0.0.1:" + port + "?wireFormat.version=" + version).createConnection();
+            try {
+                c.start();
+                org.apache.activemq.transport.tcp.TcpTransport tcp =
+                    ((ActiveMQConnection) c).getTransport().narrow(org.apache.activemq.transport.tcp.TcpTransport.class);
+                eq(version, ((org.apache.activemq.openwire.OpenWireFormat) tcp.getWireFormat()).getVersion(),
+                    "version the client speaks after negotiation");
+                Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+                Queue q = s.createQueue(unique("jms.v" + version));
+                MessageProducer p = s.createProducer(q);
+                TextMessage t = s.createTextMessage("v" + version);
+                t.setStringProperty("k", "text");
+                p.send(t, DeliveryMode.PERSISTENT, 4, 0);
+                BytesMessage b = s.createBytesMessage();
+                b.writeBytes(new byte[] {1, 2, 3});
+                p.send(b);
+                MapMessage m = s.createMapMessage();
+                m.setInt("n", version);
+                p.send(m);
+                MessageConsumer mc = s.createConsumer(q);
+                TextMessage gt = (TextMessage) mc.receive(WAIT);
+                check(gt != null, "text message over v" + version);
+                eq("v" + version, gt.getText(), "text");
+                eq("text", gt.getStringProperty("k"), "property");
+                BytesMessage gb = (BytesMessage) mc.receive(WAIT);
+                check(gb != null, "bytes message over v" + version);
+                eq(3L, gb.getBodyLength(), "bytes length");
+                MapMessage gm = (MapMessage) mc.receive(WAIT);
+                check(gm != null, "map message over v" + version);
+                eq(version, gm.getInt("n"), "map entry");
+            } finally { c.close(); }
+        }
+    }
+
+    /// Inactivity monitoring: with a 1 s maximum inactivity on both sides, an idle
+    /// connection lives on KeepAliveInfo for several periods and still works.
+    static void keepAlive() throws Exception {
+        Connection c = factory("tcp://127.0.0.1:" + port + "?wireFormat.maxInactivityDuration=1000"
+            + "&wireFormat.maxInactivityDurationInitalDelay=500").createConnection();
+        final boolean[] failed = {false};
+        c.setExceptionListener(e -> failed[0] = true);
+        try {
+            c.start();
+            Thread.sleep(3500);
+            check(!failed[0], "connection alive after 3.5 idle seconds");
+            Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue q = s.createQueue(unique("jms.keepalive"));
+            s.createProducer(q).send(s.createTextMessage("still here"));
+            TextMessage m = (TextMessage) s.createConsumer(q).receive(WAIT);
+            check(m != null, "message after idling");
+            eq("still here", m.getText(), "text");
+        } finally { c.close(); }
+    }
+
     public static void main(String[] args) throws Exception {
         port = Integer.parseInt(args[0]);
         stompPort = Integer.parseInt(args[1]);
@@ -761,6 +859,9 @@ public class JmsScenarios {
         all.put("bad_credentials", JmsScenarios::badCredentials);
         all.put("stomp_interop", JmsScenarios::stompInterop);
         all.put("queue_selectors", JmsScenarios::queueSelectors);
+        all.put("queue_browser", JmsScenarios::queueBrowser);
+        all.put("older_wire_formats", JmsScenarios::olderWireFormats);
+        all.put("keep_alive", JmsScenarios::keepAlive);
         all.put("topic_and_durable_selectors", JmsScenarios::topicAndDurableSelectors);
         all.put("amqp_interop", JmsScenarios::amqpInterop);
         all.put("mqtt_interop", JmsScenarios::mqttInterop);

@@ -251,3 +251,121 @@ async fn session_expiry_is_enforced_after_a_restart() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_latest_session_expiry_wins_across_a_restart() {
+    let dir = fresh_dir("expiry-latest");
+    let server = server_at(&dir).await;
+    let addr = server.mqtt_addr().unwrap();
+    let v = ProtocolVersion::V5;
+    let props = |secs| ConnectProperties {
+        session_expiry_interval_secs: Some(secs),
+        ..Default::default()
+    };
+    // Created with 1 s, renewed by a later CONNECT asking for an hour.
+    let (c, _) = Raw::connect(addr, connect_packet(v, "renew", true, props(1))).await;
+    drop(c);
+    let (c, ack) = Raw::connect(addr, connect_packet(v, "renew", false, props(3600))).await;
+    assert!(ack.session_present);
+    drop(c);
+    // Created with an hour, shortened to 1 s by its DISCONNECT.
+    let (mut c, _) = Raw::connect(addr, connect_packet(v, "lower", true, props(3600))).await;
+    let mut d = Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval_secs = Some(1);
+    c.send(Packet::Disconnect(d)).await;
+    assert!(c.recv().await.is_none());
+    server.shutdown().await;
+
+    let server = server_at(&dir).await;
+    let vhost = server.broker().vhost("/").unwrap();
+    let expires = |client: &str| {
+        vhost
+            .queue(&format!("mqtt-session-{client}"))
+            .map(|q| q.expires())
+    };
+    assert_eq!(expires("renew"), Some(Some(3_600_000)));
+    assert_eq!(expires("lower"), Some(Some(1_000)));
+    tokio::time::timeout(crate::common::WAIT, async {
+        while expires("lower").is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the shortened session expires");
+    let (_, ack) = Raw::connect(
+        server.mqtt_addr().unwrap(),
+        connect_packet(v, "renew", false, props(3600)),
+    )
+    .await;
+    assert!(ack.session_present, "the renewed session outlived 1 s");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_persistent_member_keeps_its_shared_subscription_while_away_and_across_a_restart() {
+    let dir = fresh_dir("shared-member");
+    let server = server_at(&dir).await;
+    let addr = server.mqtt_addr().unwrap();
+    let v = ProtocolVersion::V5;
+    let props = |secs| ConnectProperties {
+        session_expiry_interval_secs: Some(secs),
+        ..Default::default()
+    };
+    let group = "mqtt-shared/g/jobs/#";
+    let (mut m, _) = Raw::connect(addr, connect_packet(v, "member", true, props(3600))).await;
+    m.subscribe(
+        "$share/g/jobs/#",
+        SubscriptionOptions::qos(MQoS::AtLeastOnce),
+    )
+    .await;
+    m.send(Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
+        .await;
+    assert!(m.recv().await.is_none());
+    // While the only member is away, the group keeps what is published for it.
+    let (mut p, _) = Raw::connect(addr, connect_packet(v, "jobs-pub", true, props(0))).await;
+    p.publish_acked("jobs/1", b"while away", 1).await;
+    let vhost = server.broker().vhost("/").unwrap();
+    assert_eq!(vhost.queue(group).unwrap().stats().messages, 1);
+    drop(p);
+    server.shutdown().await;
+
+    let server = server_at(&dir).await;
+    let addr = server.mqtt_addr().unwrap();
+    let (mut m, ack) = Raw::connect(addr, connect_packet(v, "member", false, props(3600))).await;
+    assert!(ack.session_present);
+    let got = m.publish_received().await;
+    assert_eq!(&got.payload[..], b"while away");
+    m.puback(got.qos.packet_id().unwrap()).await;
+    // Still a member: new messages arrive without subscribing again.
+    let (mut p, _) = Raw::connect(addr, connect_packet(v, "jobs-pub", true, props(0))).await;
+    p.publish_acked("jobs/2", b"after the restart", 2).await;
+    let got = m.publish_received().await;
+    assert_eq!(&got.payload[..], b"after the restart");
+    m.puback(got.qos.packet_id().unwrap()).await;
+    // Unsubscribing leaves the group without members: it ends.
+    m.send(Packet::Unsubscribe(ferromq_mqtt::packet::Unsubscribe {
+        packet_id: crate::raw::pid(7),
+        properties: Default::default(),
+        filters: vec!["$share/g/jobs/#".into()],
+    }))
+    .await;
+    assert!(matches!(m.recv().await, Some(Packet::UnsubAck(_))));
+    let vhost = server.broker().vhost("/").unwrap();
+    assert!(vhost.queue(group).is_none());
+    // A group of clean sessions only ends when its last member leaves.
+    let (mut t, _) = Raw::connect(addr, connect_packet(v, "temp", true, props(0))).await;
+    t.subscribe("$share/t/x", SubscriptionOptions::qos(MQoS::AtLeastOnce))
+        .await;
+    assert!(vhost.queue("mqtt-shared/t/x").is_some());
+    drop(t);
+    tokio::time::timeout(crate::common::WAIT, async {
+        while vhost.queue("mqtt-shared/t/x").is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the group of a clean session ends with it");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

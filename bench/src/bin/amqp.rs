@@ -23,9 +23,10 @@
 //! `--ack-every` deliveries (the same for every broker). After `--warmup` seconds the
 //! delivered count is sampled, again `--seconds` later; the rate is the difference over
 //! the elapsed time. Then the producer stops, the consumers drain, and every message is
-//! accounted for: each body starts with a 64-bit sequence number, each consumer keeps a
-//! bitmap of the numbers it has seen, so lost and duplicated messages are counted
-//! exactly, not estimated.
+//! accounted for: each body is numbered as `ferromq_bench::tally` numbers them (producer
+//! 0, a 64-bit sequence number, a due time; the rest a pattern checked on arrival), each
+//! consumer keeps a bitmap of the numbers it has seen, so lost, duplicated and corrupt
+//! messages are counted exactly, not estimated.
 //!
 //! The producer keeps at most `--backlog` messages published but not yet delivered to
 //! the slowest consumer (0: no limit), so the queue stays short and the figure is the
@@ -37,8 +38,8 @@
 //!
 //! Fixed rate (`--rate N`): instead of flooding up to the backlog, message `i` is
 //! published at `start + i / N` by a pacing thread ([`ferromq_bench::latency`]), each in
-//! its own task (at most `--pipeline` in flight), and its body carries that due time
-//! after the sequence number. Consumers record due time → delivery for every message due
+//! its own task (at most `--pipeline` in flight), and its body's header carries that due
+//! time. Consumers record due time → delivery for every message due
 //! inside the measurement window; the line gets `lat_p50_us`, `lat_p99_us`,
 //! `lat_p999_us`, `lat_max_us`, the pacer's own lateness (`pace_late_*`) and how long
 //! it waited for a free slot or the confirm window (`pace_send_*`).
@@ -46,13 +47,13 @@
 //! Output: one line of `key=value` pairs per run, for scripts (`bench/amqp.sh`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferromq_bench::cli::{die, Flags};
-use ferromq_bench::latency::{self, now_ns, Pacing, Recorder, Stamp};
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder};
 use ferromq_bench::run::{self, FirstError};
-use ferromq_bench::seq::SeqSet;
+use ferromq_bench::tally::{self, Received, HEADER_BYTES};
 use lapin::message::DeliveryResult;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -148,8 +149,10 @@ fn args() -> Args {
             other => die(&format!("unknown flag {other}")),
         }
     }
-    if a.size < Stamp::BYTES {
-        die("--size must be at least 16 (the body carries a sequence number and a time)");
+    if a.size < HEADER_BYTES {
+        die(&format!(
+            "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
+        ));
     }
     if a.ack_every == 0 || a.ack_every >= u64::from(a.prefetch) {
         die("--ack-every must be at least 1 and below --prefetch, or consumers stall");
@@ -161,43 +164,35 @@ fn args() -> Args {
 }
 
 /// What one consumer has received.
-#[derive(Default)]
 struct ConsumerStats {
-    delivered: AtomicU64,
-    duplicates: AtomicU64,
+    /// Numbers, duplicates and corrupt bodies (the one producer is number 0).
+    received: Received,
     redelivered: AtomicU64,
-    seen: Mutex<SeqSet>,
 }
 
 impl ConsumerStats {
+    fn new() -> Self {
+        Self {
+            received: Received::new(1),
+            redelivered: AtomicU64::new(0),
+        }
+    }
+
     /// Accounts for `body`, delivered at `at_ns`; its latency goes to `latency`.
-    fn record(&self, body: &[u8], redelivered: bool, at_ns: u64, latency: &Recorder) {
-        let stamp = Stamp::read(body).unwrap_or(Stamp {
-            seq: u64::MAX,
-            sent_ns: 0,
-        });
-        let fresh = self
-            .seen
-            .lock()
-            .expect("no panics while held")
-            .insert(stamp.seq);
-        if fresh {
-            latency.record(stamp, at_ns);
-        } else {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
+    fn record(
+        &self,
+        body: &[u8],
+        redelivered: bool,
+        at_ns: u64,
+        patterns: &[Vec<u8>],
+        latency: &Recorder,
+    ) {
+        if let Some(h) = self.received.record(body, patterns) {
+            latency.record(h.due_ns, at_ns);
         }
         if redelivered {
             self.redelivered.fetch_add(1, Ordering::Relaxed);
         }
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Distinct sequence numbers below `sent` that were delivered.
-    fn distinct_below(&self, sent: u64) -> u64 {
-        self.seen
-            .lock()
-            .expect("no panics while held")
-            .count_below(sent)
     }
 }
 
@@ -212,6 +207,8 @@ struct Shared {
     nacked: AtomicU64,
     stop: AtomicBool,
     consumers: Vec<Arc<ConsumerStats>>,
+    /// What the one producer's bodies hold (see `ferromq_bench::tally`).
+    patterns: Vec<Vec<u8>>,
     /// Due time → delivery over every consumer (`--rate` runs only).
     latency: Recorder,
     /// The pacer's own lateness and hand-over times (`--rate` runs only).
@@ -224,14 +221,14 @@ impl Shared {
     fn delivered_total(&self) -> u64 {
         self.consumers
             .iter()
-            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .map(|c| c.received.delivered.load(Ordering::Relaxed))
             .sum()
     }
 
     fn delivered_min(&self) -> u64 {
         self.consumers
             .iter()
-            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .map(|c| c.received.delivered.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0)
     }
@@ -310,7 +307,14 @@ async fn start_consumer(
     consumer.set_delegate(move |d: DeliveryResult| {
         match d {
             Ok(Some(d)) => {
-                stats.record(&d.data, d.redelivered, now_ns(), &shared.latency);
+                let at_ns = now_ns();
+                stats.record(
+                    &d.data,
+                    d.redelivered,
+                    at_ns,
+                    &shared.patterns,
+                    &shared.latency,
+                );
                 if d.delivery_tag >= acked_upto.load(Ordering::Relaxed) + ack_every {
                     acked_upto.store(d.delivery_tag, Ordering::Relaxed);
                     let _ = ack_tx.send(d.delivery_tag);
@@ -334,7 +338,8 @@ struct Publish {
     exchange: String,
     routing_key: String,
     props: BasicProperties,
-    size: usize,
+    /// The body, numbered and stamped before each publish.
+    body: Vec<u8>,
     backlog: u64,
     /// Free slots of the confirm window and the collector (persistent case only).
     window: Option<(Arc<Semaphore>, mpsc::UnboundedSender<ConfirmSlot>)>,
@@ -346,11 +351,10 @@ async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
         exchange,
         routing_key,
         props,
-        size,
+        mut body,
         backlog,
         window,
     } = p;
-    let mut body = vec![0x5a_u8; size];
     while !shared.stop.load(Ordering::Relaxed) {
         if backlog > 0 && shared.sent.load(Ordering::Relaxed) >= shared.delivered_min() + backlog {
             tokio::time::sleep(BACKLOG_PAUSE).await;
@@ -361,7 +365,7 @@ async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
             None => None,
         };
         let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
-        body[..8].copy_from_slice(&seq.to_le_bytes());
+        tally::stamp(&mut body, seq, 0);
         let confirm = match ch
             .basic_publish(
                 exchange.as_str().into(),
@@ -398,12 +402,8 @@ fn produce_paced(rate: u64, pipeline: usize, ch: Channel, shared: Arc<Shared>, p
         &shared.pacing,
         || !shared.stop.load(Ordering::Relaxed),
         |tick| {
-            let mut body = vec![0x5a_u8; p.size];
-            let stamp = Stamp {
-                seq: tick.seq,
-                sent_ns: tick.due_ns,
-            };
-            stamp.write(&mut body);
+            let mut body = p.body.clone();
+            tally::stamp(&mut body, tick.seq, tick.due_ns);
             let (slot, confirm_slot) = runtime.block_on(async {
                 let slot = slots.clone().acquire_owned().await.expect("never closed");
                 let confirm_slot = match &p.window {
@@ -535,8 +535,9 @@ async fn main() {
         stop: AtomicBool::new(false),
         consumers: queues
             .iter()
-            .map(|_| Arc::new(ConsumerStats::default()))
+            .map(|_| Arc::new(ConsumerStats::new()))
             .collect(),
+        patterns: vec![tally::pattern(0, a.size)],
         latency: Recorder::default(),
         pacing: Pacing::default(),
         error: FirstError::default(),
@@ -579,7 +580,7 @@ async fn main() {
         exchange,
         routing_key,
         props,
-        size: a.size,
+        body: shared.patterns[0].clone(),
         backlog: a.backlog,
         window,
     };
@@ -648,7 +649,7 @@ async fn main() {
             shared
                 .consumers
                 .iter()
-                .all(|c| c.delivered.load(Ordering::Relaxed) >= expected_each)
+                .all(|c| c.received.delivered.load(Ordering::Relaxed) >= expected_each)
         },
     )
     .await;
@@ -661,12 +662,17 @@ async fn main() {
     let distinct: u64 = shared
         .consumers
         .iter()
-        .map(|c| c.distinct_below(sent))
+        .map(|c| c.received.distinct_below(&[sent]))
         .sum();
     let duplicates: u64 = shared
         .consumers
         .iter()
-        .map(|c| c.duplicates.load(Ordering::Relaxed))
+        .map(|c| c.received.duplicates.load(Ordering::Relaxed))
+        .sum();
+    let corrupt: u64 = shared
+        .consumers
+        .iter()
+        .map(|c| c.received.corrupt.load(Ordering::Relaxed))
         .sum();
     let redelivered: u64 = shared
         .consumers
@@ -699,7 +705,7 @@ async fn main() {
         "label={} case={} msgs_per_s={:.0} seconds={:.2} queues={} size={} prefetch={} \
          ack_every={} window={} pipeline={} backlog={} published_window={} \
          delivered_window={} window_diff={} published={} delivered={} lost={} \
-         duplicates={} redelivered={} nacked={} stall_max_ms={}{} error={}",
+         duplicates={} corrupt={} redelivered={} nacked={} stall_max_ms={}{} error={}",
         if a.label.is_empty() { "-" } else { &a.label },
         a.case.name(),
         delivered_window as f64 / elapsed,
@@ -718,6 +724,7 @@ async fn main() {
         delivered_all,
         lost,
         duplicates,
+        corrupt,
         redelivered,
         shared.nacked.load(Ordering::Relaxed),
         stall_max.as_millis(),
@@ -733,7 +740,7 @@ async fn main() {
         },
         shared.error.field(),
     );
-    if failed_early || error.is_some() || lost > 0 || duplicates > 0 {
+    if failed_early || error.is_some() || lost > 0 || duplicates > 0 || corrupt > 0 {
         std::process::exit(1);
     }
 }

@@ -112,9 +112,27 @@ struct BindingEntry {
     target: Target,
 }
 
+/// A binding's target (by address) and key: what `Routes::index` finds bindings by.
+type BindKey = (usize, ByteString);
+
+impl Target {
+    /// The target's address: stable while a binding holds the `Arc`.
+    fn addr(&self) -> usize {
+        match self {
+            Target::Queue(q) => Arc::as_ptr(q) as *const () as usize,
+            Target::Exchange(e) => Arc::as_ptr(e) as *const () as usize,
+        }
+    }
+}
+
+/// # Invariants
+/// `index[(target, key)]` holds exactly the positions in `all` of the bindings with that
+/// target and key (one per distinct argument table), so that binding and unbinding cost
+/// the same whatever the number of bindings.
 #[derive(Debug, Default)]
 struct Routes {
     all: Vec<BindingEntry>,
+    index: HashMap<BindKey, SmallVec<[usize; 1]>>,
     direct: HashMap<ByteString, SmallVec<[Target; 2]>>,
     topic: TopicTrie<Target>,
 }
@@ -195,10 +213,12 @@ impl Exchange {
         max: usize,
         on_add: impl FnOnce(),
     ) -> Result<bool, CoreError> {
-        let mut r = self.routes.write();
-        if r.all
-            .iter()
-            .any(|b| b.key == key && b.arguments == arguments && b.target == target)
+        let mut guard = self.routes.write();
+        let r = &mut *guard;
+        let ik = (target.addr(), key.clone());
+        if r.index
+            .get(&ik)
+            .is_some_and(|at| at.iter().any(|&i| r.all[i].arguments == arguments))
         {
             return Ok(false);
         }
@@ -220,6 +240,7 @@ impl Exchange {
             ExchangeKind::Fanout | ExchangeKind::Headers => {}
         }
         on_add();
+        r.index.entry(ik).or_default().push(r.all.len());
         r.all.push(BindingEntry {
             key,
             arguments,
@@ -237,18 +258,30 @@ impl Exchange {
         target: &Target,
         on_remove: impl FnOnce(),
     ) -> bool {
-        let mut r = self.routes.write();
-        let Some(pos) = r
-            .all
-            .iter()
-            .position(|b| b.key == key && &b.arguments == arguments && &b.target == target)
-        else {
+        let mut guard = self.routes.write();
+        let r = &mut *guard;
+        let ik: BindKey = (target.addr(), key.into());
+        let Some(at) = r.index.get_mut(&ik) else {
+            return false;
+        };
+        let Some(slot) = at.iter().position(|&i| &r.all[i].arguments == arguments) else {
             return false;
         };
         on_remove();
-        let entry = r.all.swap_remove(pos);
+        let pos = at.swap_remove(slot);
         // A topic or direct binding with the same key but other arguments may remain.
-        let still = r.all.iter().any(|b| b.key == key && &b.target == target);
+        let still = !at.is_empty();
+        if !still {
+            r.index.remove(&ik);
+        }
+        let entry = r.all.swap_remove(pos);
+        if let Some(moved) = r.all.get(pos) {
+            // The last binding took the removed one's place.
+            let last = r.all.len();
+            if let Some(at) = r.index.get_mut(&(moved.target.addr(), moved.key.clone())) {
+                at.iter_mut().filter(|i| **i == last).for_each(|i| *i = pos);
+            }
+        }
         if !still {
             match self.kind {
                 ExchangeKind::Direct => {

@@ -30,6 +30,7 @@
 //! as ActiveMQ's paging cursor does.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytestring::ByteString;
@@ -210,6 +211,10 @@ pub struct Queue {
     name: ByteString,
     options: QueueOptions,
     args: QueueArgs,
+    /// `x-expires` in milliseconds, 0 for none; starts as the argument and changes with
+    /// [`Queue::set_expires`] (an MQTT session's expiry interval, renewed by each
+    /// connection).
+    expires_ms: AtomicU64,
     /// The owning connection of an exclusive queue.
     owner: Option<u64>,
     vhost: Weak<VhostInner>,
@@ -272,6 +277,7 @@ impl Queue {
         Arc::new_cyclic(|me| Queue {
             name,
             options,
+            expires_ms: AtomicU64::new(args.expires_ms.unwrap_or(0)),
             args,
             owner,
             vhost,
@@ -309,14 +315,64 @@ impl Queue {
         &self.options
     }
 
-    /// Parsed arguments.
+    /// Parsed arguments (as declared: see [`Queue::expires`] for the current expiry).
     pub fn args(&self) -> &QueueArgs {
         &self.args
+    }
+
+    /// How long the queue may stay unused before it is deleted (`x-expires`, or what
+    /// [`Queue::set_expires`] set since), in milliseconds.
+    pub fn expires(&self) -> Option<u64> {
+        Some(self.expires_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
+    }
+
+    /// Changes how long the queue may stay unused before it is deleted (`None`: never);
+    /// journaled for a durable queue, so that a restart keeps it. The time counts from
+    /// the queue's last use, as for `x-expires`.
+    pub fn set_expires(&self, expires_ms: Option<u64>) {
+        let ms = expires_ms.unwrap_or(0);
+        if self.expires_ms.swap(ms, Ordering::Relaxed) == ms {
+            return;
+        }
+        if let Some(j) = &self.journal {
+            let mut enc = codec::Enc::with_capacity(32 + self.name.len());
+            enc.str(&j.vhost).str(&self.name).opt_u64(expires_ms);
+            j.durable.submit(
+                codec::kind::QUEUE_EXPIRES,
+                enc.finish(),
+                Meta::Object {
+                    vhost: j.vhost.clone(),
+                    name: self.name.clone(),
+                },
+            );
+        }
     }
 
     /// The connection that owns this exclusive queue.
     pub fn owner(&self) -> Option<u64> {
         self.owner
+    }
+
+    /// A look at the ready messages without taking them (a JMS QueueBrowser): at most
+    /// `max`, in the order consumers would get them (highest priority first), those that
+    /// `selector` selects, with the times each was delivered before. Expired ones are left
+    /// out; paged-out messages (beyond the queue's memory budget) are not read back, so a
+    /// browse sees the in-memory head of a long queue, and at most `selector_scan_max`
+    /// messages are examined (the queue lock is held meanwhile). Unacknowledged messages
+    /// are not ready and not shown.
+    pub fn browse(&self, max: usize, selector: Option<&Selector>) -> Vec<(Arc<Message>, u32)> {
+        let now = self.clock.now_ms();
+        let st = self.state.lock();
+        st.ready
+            .iter()
+            .rev()
+            .flat_map(|lane| lane.mem.iter())
+            .take(self.selector_scan_max.max(max))
+            .filter(|e| !is_expired(e, now))
+            .filter(|e| selector.is_none_or(|s| s.matches(&e.msg, e.delivery_count)))
+            .take(max)
+            .map(|e| (e.msg.clone(), e.delivery_count))
+            .collect()
     }
 
     /// Current counts.
@@ -925,9 +981,8 @@ impl Queue {
                     fx.die(e, DeathReason::Expired);
                 }
             }
-            self.args.expires_ms.is_some_and(|ttl| {
-                st.consumers.is_empty() && now.saturating_sub(st.last_used_ms) >= ttl
-            })
+            let ttl = self.expires_ms.load(Ordering::Relaxed);
+            ttl > 0 && st.consumers.is_empty() && now.saturating_sub(st.last_used_ms) >= ttl
         };
         self.finish(fx);
         expired_queue

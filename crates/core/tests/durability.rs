@@ -241,6 +241,60 @@ async fn topology_is_restored_and_deletions_stick() {
 }
 
 #[tokio::test]
+async fn a_changed_queue_expiry_survives_restarts_and_compaction() {
+    let dir = TempDir::new("expires");
+    let n = start(&dir.0);
+    let mut args = FieldTable::new();
+    args.insert("x-expires", ferromq_core::FieldValue::U64(1000));
+    let options = QueueOptions {
+        arguments: args,
+        ..Default::default()
+    };
+    n.conn.declare_queue("s", options.clone(), false).unwrap();
+    let q = n.conn.vhost().queue("s").unwrap();
+    q.set_expires(Some(60_000));
+    n.persistent("", "s", "kept");
+    q.set_expires(Some(120_000));
+    // Churn through 64 KiB segments so that compaction moves the live records.
+    n.durable_queue("churn");
+    let mut sub = n.sub("churn");
+    let body = "x".repeat(1000);
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let mut last = None;
+    for _ in 0..5 {
+        for _ in 0..100 {
+            last = n.persistent("", "churn", &body).ticket;
+        }
+        ack_all(&sub.drain());
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    }
+    waiter.wait(last.unwrap()).await.unwrap();
+    drop(sub);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    let q = n.conn.vhost().queue("s").expect("restored");
+    assert_eq!(q.expires(), Some(120_000), "the latest expiry");
+    assert_eq!(n.messages("s"), 1, "its messages stay");
+    q.set_expires(None);
+    n.stop().await;
+
+    let n = start(&dir.0);
+    let v = n.conn.vhost().clone();
+    assert_eq!(v.queue("s").unwrap().expires(), None);
+    let id = n.conn.id();
+    v.delete_queue("s", false, false, id).unwrap();
+    n.conn.declare_queue("s", options, false).unwrap();
+    n.stop().await;
+
+    // The recreated queue has its own declared expiry, not the deleted one's.
+    let n = start(&dir.0);
+    assert_eq!(n.conn.vhost().queue("s").unwrap().expires(), Some(1000));
+    assert_eq!(n.messages("s"), 0);
+    n.stop().await;
+}
+
+#[tokio::test]
 async fn a_message_in_two_queues_is_settled_per_queue() {
     let dir = TempDir::new("fanout");
     let n = start(&dir.0);

@@ -870,3 +870,69 @@ fn unknown_exchange_types_are_command_invalid() {
         );
     }
 }
+
+#[test]
+fn many_bindings_added_and_removed_in_any_order_route_exactly() {
+    let env = Env::new();
+    exchange(&env, "t", ExchangeKind::Topic);
+    exchange(&env, "d", ExchangeKind::Direct);
+    let queues: Vec<String> = (0..8).map(|i| format!("q{i}")).collect();
+    for q in &queues {
+        env.declare(q);
+    }
+    let v = env.conn.vhost().clone();
+    let id = env.conn.id();
+    let args = |n: u32| table(&[("n", FieldValue::U32(n))]);
+    // Every (queue, key, arguments) combination, bound twice (the second is a no-op).
+    let mut all = Vec::new();
+    for (qi, q) in queues.iter().enumerate() {
+        for k in 0..6 {
+            for a in 0..2 {
+                all.push((q.clone(), format!("k{}", (k + qi) % 6), a));
+            }
+        }
+    }
+    for _ in 0..2 {
+        for (q, k, a) in &all {
+            v.bind_queue(q, "t", k, args(*a), id).unwrap();
+            v.bind_queue(q, "d", k, args(*a), id).unwrap();
+        }
+    }
+    let count = |x: &str| v.bindings().iter().filter(|b| b.source == x).count();
+    assert_eq!((count("t"), count("d")), (all.len(), all.len()));
+    // Remove them in a scrambled order, checking the routes as they go.
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    let mut seed = 7u64;
+    for i in (1..order.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    let mut live: Vec<bool> = vec![true; all.len()];
+    for (step, &i) in order.iter().enumerate() {
+        let (q, k, a) = &all[i];
+        v.unbind_queue(q, "t", k, &args(*a), id).unwrap();
+        v.unbind_queue(q, "d", k, &args(*a), id).unwrap();
+        live[i] = false;
+        if step % 17 == 0 || step + 1 == order.len() {
+            for k in 0..6 {
+                let key = format!("k{k}");
+                let mut want: Vec<String> = all
+                    .iter()
+                    .zip(&live)
+                    .filter(|((_, bk, _), l)| **l && *bk == key)
+                    .map(|((q, _, _), _)| q.clone())
+                    .collect();
+                want.sort();
+                want.dedup();
+                let names: Vec<&str> = queues.iter().map(String::as_str).collect();
+                for x in ["t", "d"] {
+                    env.publish(x, &key, "m");
+                    assert_eq!(landed(&env, &names), want, "{x} {key} after {step}");
+                }
+            }
+        }
+    }
+    assert_eq!((count("t"), count("d")), (0, 0));
+}

@@ -272,3 +272,33 @@ fn a_queue_with_an_x_selector_is_routed_only_what_it_selects() {
         )
         .is_err());
 }
+
+#[test]
+fn browsing_shows_ready_messages_in_order_without_taking_them() {
+    let env = Env::new();
+    env.declare("b");
+    for (body, color) in [("1", "red"), ("2", "blue"), ("3", "red"), ("4", "red")] {
+        send(&env, "b", body, color);
+    }
+    let q = env.conn.vhost().queue("b").unwrap();
+    let bodies = |v: Vec<(Arc<Message>, u32)>| -> Vec<String> {
+        v.iter()
+            .map(|(m, _)| String::from_utf8(m.body.to_vec()).unwrap())
+            .collect()
+    };
+    assert_eq!(bodies(q.browse(10, None)), ["1", "2", "3", "4"]);
+    assert_eq!(bodies(q.browse(2, None)), ["1", "2"]);
+    let red = selector("color = 'red'").unwrap();
+    assert_eq!(bodies(q.browse(10, Some(&red))), ["1", "3", "4"]);
+    assert_eq!(env.stats("b").messages, 4, "nothing taken");
+    // Unacknowledged messages are not ready; a requeued one is back with its count.
+    let mut s = env.consume("b", 1);
+    let d = s.expect();
+    assert_eq!(bodies(q.browse(10, None)), ["2", "3", "4"]);
+    d.queue.nack(&[d.tag], true).unwrap();
+    drop(s);
+    let seen = q.browse(10, None);
+    assert_eq!(bodies(seen.clone()), ["1", "2", "3", "4"]);
+    assert!(seen[0].1 >= 1, "delivered before: {}", seen[0].1);
+    assert_eq!(seen[1].1, 0);
+}

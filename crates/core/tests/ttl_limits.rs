@@ -202,6 +202,27 @@ fn queue_expiry_waits_while_consumers_exist_and_restarts_on_redeclare() {
 }
 
 #[test]
+fn a_changed_expiry_applies_from_the_last_use() {
+    let env = Env::new();
+    env.declare_args("session", &[("x-expires", FieldValue::I32(1000))]);
+    let q = env.conn.vhost().queue("session").unwrap();
+    assert_eq!(q.expires(), Some(1000));
+    q.set_expires(Some(5000));
+    assert_eq!(q.expires(), Some(5000));
+    env.tick(4999);
+    assert!(env.exists("session"), "the longer expiry holds");
+    q.set_expires(None);
+    env.tick(60_000);
+    assert!(env.exists("session"), "no expiry: never deleted for disuse");
+    q.set_expires(Some(100));
+    env.tick(100);
+    assert!(
+        !env.exists("session"),
+        "a shorter one counts from the last use"
+    );
+}
+
+#[test]
 fn max_length_drop_head_dead_letters_the_oldest() {
     let env = Env::new();
     env.declare("dlq");

@@ -17,6 +17,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::error::{code, AmqpError};
 use crate::nesting;
 
+/// Appends `basic.deliver`, the content header and the body frames of a core message: the
+/// per-delivery hot path, written by `adapter::wire`. Exported for the micro-benchmarks.
+pub use crate::adapter::wire::deliver as encode_deliver;
+
 /// `AMQP 0-9-1`, the only protocol header accepted, and the one sent back to a client that
 /// offers another.
 pub const PROTOCOL_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";

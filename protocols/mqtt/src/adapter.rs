@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use ferromq_core::{
-    Connection, CoreError, FieldTable, FieldValue, Message, Properties, Queue, QueueOptions,
+    Connection, CoreError, FieldTable, FieldValue, Message, Properties, Queue, QueueOptions, Vhost,
 };
 
 use crate::config::MqttConfig;
 use crate::mapping;
 use crate::packet::{Publish, QosPid, Will};
 use crate::properties::{PayloadFormat, PublishProperties};
+use crate::shared::Shared;
 use crate::QoS;
 
 /// The exchange every MQTT topic lives on.
@@ -38,10 +39,35 @@ pub(crate) fn session_queue_name(client_id: &str) -> String {
     format!("{SESSION_QUEUE_PREFIX}{client_id}")
 }
 
+/// What every shared subscription group's queue name starts with.
+pub(crate) const SHARED_QUEUE_PREFIX: &str = "mqtt-shared/";
+
 /// The queue of a shared subscription group: `mqtt-shared/{group}/{filter}` (a group
 /// name holds no `/`, so the name is unambiguous).
 pub(crate) fn shared_queue_name(group: &str, filter: &str) -> String {
-    format!("mqtt-shared/{group}/{filter}")
+    format!("{SHARED_QUEUE_PREFIX}{group}/{filter}")
+}
+
+/// Deletes a shared subscription group's queue once it has no member: no consumer, and
+/// no persistent session away that belongs to it (whose messages it keeps meanwhile).
+pub(crate) fn release_group(shared: &Shared, vhost: &Vhost, name: &str) {
+    let Some(q) = vhost.queue(name) else { return };
+    if q.stats().consumers == 0 && !shared.group_in_use(name) {
+        // `if_unused`: a member that joined meanwhile keeps it.
+        if vhost.delete_queue(name, true, false, 0).is_ok() {
+            tracing::debug!(queue = name, "MQTT shared subscription group ended");
+        }
+    }
+}
+
+/// Deletes the queues of shared subscription groups left without members (their
+/// persistent members expired, or were started clean, or the broker restarted).
+pub(crate) fn release_unused_groups(shared: &Shared, vhost: &Vhost) {
+    for q in vhost.queues() {
+        if q.name().starts_with(SHARED_QUEUE_PREFIX) {
+            release_group(shared, vhost, q.name());
+        }
+    }
 }
 
 /// The core message for a client's PUBLISH (or Will) to `topic`.
@@ -249,8 +275,8 @@ pub(crate) fn session_queue_options(cfg: &MqttConfig, expiry_secs: u32) -> Queue
     let mut arguments = FieldTable::new();
     arguments.insert("x-max-length", FieldValue::U64(cfg.session_messages_max));
     arguments.insert("x-max-length-bytes", FieldValue::U64(cfg.session_bytes_max));
-    if expiry_secs > 0 && expiry_secs != u32::MAX {
-        arguments.insert("x-expires", FieldValue::U64(u64::from(expiry_secs) * 1000));
+    if let Some(ms) = session_expires_ms(expiry_secs) {
+        arguments.insert("x-expires", FieldValue::U64(ms));
     }
     QueueOptions {
         durable: expiry_secs > 0,
@@ -258,6 +284,11 @@ pub(crate) fn session_queue_options(cfg: &MqttConfig, expiry_secs: u32) -> Queue
         auto_delete: false,
         arguments,
     }
+}
+
+/// A session expiry interval as its queue's `x-expires` (`None`: it never expires).
+pub(crate) fn session_expires_ms(expiry_secs: u32) -> Option<u64> {
+    (expiry_secs > 0 && expiry_secs != u32::MAX).then(|| u64::from(expiry_secs) * 1000)
 }
 
 /// Finds or creates a session's queue; `true` if it existed (Session Present).

@@ -121,10 +121,12 @@ pub fn open_shared(broker: &Broker, config: &MqttConfig, shared: &shared::Shared
         Ok(n) => tracing::debug!(sessions = n, "MQTT session packet id state loaded"),
         Err(e) => tracing::warn!(error = %e, "MQTT packet id state kept in memory only"),
     }
+    adapter::release_unused_groups(shared, &vhost);
 }
 
 /// Forgets, every `session_sweep_interval_ms`, the in-memory state of persistent sessions
-/// whose queue the core has expired or deleted. Ends at shutdown.
+/// whose queue the core has expired or deleted, and deletes the shared subscription groups
+/// left without members. Ends at shutdown.
 pub async fn sweep_sessions(
     broker: Broker,
     config: Arc<MqttConfig>,
@@ -146,5 +148,6 @@ pub async fn sweep_sessions(
         if n > 0 {
             tracing::debug!(sessions = n, "MQTT expired sessions forgotten");
         }
+        adapter::release_unused_groups(&shared, &vhost);
     }
 }

@@ -24,6 +24,12 @@
 //!   README.md: a broker killed while the session is connected loses these ids (the
 //!   messages are still redelivered, with DUP, under new ids).
 //!
+//! - **shared** (per subscription: u16 length and the UTF-8 filter, an options byte with
+//!   the QoS in bits 0-1, No Local in bit 2, Retain As Published in bit 3 and bit 4 set
+//!   when a u32 Subscription Identifier follows): the session's shared subscriptions
+//!   (`$share/...`), which live in their groups' queues rather than as bindings of the
+//!   session's queue. One marker, replaced whenever they change.
+//!
 //! # Bounds
 //! Only persistent sessions record markers (at most `persistent_sessions_max` of them):
 //! `incoming` markers are bounded by `inflight_in_max`, `released` ones by
@@ -35,6 +41,7 @@
 //! across `.await`.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -46,7 +53,8 @@ use ferromq_core::{
 
 use crate::adapter::H_CLIENT;
 use crate::held::HeldQueue;
-use crate::shared::{QosState, Unacked};
+use crate::shared::{QosState, SharedSub, Unacked};
+use crate::QoS;
 
 /// The queue that keeps the markers (a reserved name).
 pub(crate) const STATE_QUEUE: &str = "mqtt-qos-state";
@@ -62,6 +70,8 @@ pub(crate) enum Kind {
     Released = 2,
     /// Packet ids and persistent ids of unacknowledged outgoing PUBLISHes.
     Unacked = 3,
+    /// The session's shared subscriptions.
+    Shared = 4,
 }
 
 /// The durable home of the sessions' [`QosState`]; without a backing queue (not opened,
@@ -88,6 +98,56 @@ pub(crate) fn unacked_body(entries: &[Unacked]) -> Bytes {
         b.put_u64(u.persistent_id);
     }
     b.freeze()
+}
+
+/// The body of a `shared` marker.
+pub(crate) fn shared_body(subs: &[SharedSub]) -> Bytes {
+    let mut b = BytesMut::with_capacity(subs.iter().map(|s| s.filter.len() + 7).sum());
+    for s in subs {
+        b.put_u16(s.filter.len() as u16);
+        b.put_slice(s.filter.as_bytes());
+        let flags = s.qos as u8
+            | u8::from(s.no_local) << 2
+            | u8::from(s.retain_as_published) << 3
+            | u8::from(s.id.is_some()) << 4;
+        b.put_u8(flags);
+        if let Some(id) = s.id {
+            b.put_u32(id.get());
+        }
+    }
+    b.freeze()
+}
+
+fn parse_shared(mut body: &[u8]) -> Option<Vec<SharedSub>> {
+    let mut subs = Vec::new();
+    while !body.is_empty() {
+        let len = usize::from(u16::from_be_bytes(body.get(..2)?.try_into().ok()?));
+        let filter = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
+        crate::topic::shared_subscription(filter)?;
+        let flags = *body.get(2 + len)?;
+        body = &body[3 + len..];
+        let qos = match flags & 3 {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            2 => QoS::ExactlyOnce,
+            _ => return None,
+        };
+        let id = if flags & 16 != 0 {
+            let id = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+            body = &body[4..];
+            Some(NonZeroU32::new(id)?)
+        } else {
+            None
+        };
+        subs.push(SharedSub {
+            filter: filter.into(),
+            qos,
+            no_local: flags & 4 != 0,
+            retain_as_published: flags & 8 != 0,
+            id,
+        });
+    }
+    Some(subs)
 }
 
 fn parse_id(body: &[u8]) -> Option<u16> {
@@ -119,6 +179,7 @@ fn parse_marker(m: &Message) -> Option<(Kind, ByteString)> {
         Some(FieldValue::U8(1)) => Kind::Incoming,
         Some(FieldValue::U8(2)) => Kind::Released,
         Some(FieldValue::U8(3)) => Kind::Unacked,
+        Some(FieldValue::U8(4)) => Kind::Shared,
         _ => return None,
     };
     match h.get(H_CLIENT) {
@@ -173,6 +234,13 @@ impl QosStore {
                     Some(entries) => {
                         s.unacked = entries;
                         s.unacked_marker.replace(d.tag)
+                    }
+                    None => Some(d.tag),
+                },
+                Kind::Shared => match parse_shared(body) {
+                    Some(subs) => {
+                        s.shared_subs = subs;
+                        s.shared_marker.replace(d.tag)
                     }
                     None => Some(d.tag),
                 },
@@ -232,5 +300,51 @@ impl QosStore {
         if let Some(b) = lock(&self.inner).as_ref() {
             b.settle(tags);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_markers_round_trip_and_damage_is_refused() {
+        let subs = vec![
+            SharedSub {
+                filter: "$share/g/a/+/c".into(),
+                qos: QoS::ExactlyOnce,
+                no_local: true,
+                retain_as_published: false,
+                id: NonZeroU32::new(70_000),
+            },
+            SharedSub {
+                filter: "$share/h/#".into(),
+                qos: QoS::AtMostOnce,
+                no_local: false,
+                retain_as_published: true,
+                id: None,
+            },
+        ];
+        let body = shared_body(&subs);
+        assert_eq!(parse_shared(&body), Some(subs));
+        assert_eq!(parse_shared(&[]), Some(Vec::new()));
+        // Cut anywhere but between the two entries (2 + 14 + 1 + 4 bytes in).
+        for cut in (1..body.len()).filter(|&c| c != 21) {
+            assert_eq!(parse_shared(&body[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(parse_shared(&body[..21]).map(|s| s.len()), Some(1));
+        // Not a shared filter; QoS 3.
+        let plain = shared_body(&[SharedSub {
+            filter: "a/b".into(),
+            qos: QoS::AtMostOnce,
+            no_local: false,
+            retain_as_published: false,
+            id: None,
+        }]);
+        assert_eq!(parse_shared(&plain), None);
+        assert_eq!(parse_shared(&[0, 5, b'$', b's', b'h', b'a', b'r']), None);
+        let mut q3 = body.to_vec();
+        q3[2 + 14] |= 3;
+        assert_eq!(parse_shared(&q3), None);
     }
 }

@@ -35,7 +35,7 @@ use crate::packet::{
 };
 use crate::qos_store::{self, Kind};
 use crate::retained::RetainOutcome;
-use crate::shared::{Claim, QosState, Shared, Unacked};
+use crate::shared::{Claim, QosState, Shared, SharedSub, Unacked};
 use crate::{
     ConnectReturnCode, DecodeError, EncodeError, Encoder, Packet, ProtocolVersion, QoS, ReasonCode,
 };
@@ -518,6 +518,10 @@ impl Session {
                 return Flow::Close;
             }
         };
+        if present && expiry_secs > 0 {
+            // A resumed session keeps the expiry its latest connection asked for.
+            queue.set_expires(adapter::session_expires_ms(expiry_secs));
+        }
         let claim = self.shared.claim(&client_id, c.clean_start || !present);
         if claim.took_over {
             tracing::debug!(client = %client_id, "MQTT session takeover");
@@ -630,6 +634,20 @@ impl Session {
             consumer: Some(consumer),
             gate,
         });
+        if present {
+            // A resumed session takes up its shared subscriptions again.
+            let saved = lock(&self.live.as_ref().expect("live").qos)
+                .shared_subs
+                .clone();
+            for s in saved {
+                if let Err(code) =
+                    self.subscribe_one(&s.filter, s.qos, s.no_local, s.retain_as_published, s.id)
+                {
+                    tracing::debug!(filter = %s.filter, ?code, "MQTT shared subscription not resumed");
+                }
+            }
+            self.save_shared();
+        }
         Flow::Continue
     }
 
@@ -649,6 +667,10 @@ impl Session {
                 return self.disconnect(ReasonCode::ProtocolError, out);
             }
             live.expiry_secs = e.min(self.cfg.session_expiry_max_secs);
+            if live.expiry_secs > 0 {
+                live.queue
+                    .set_expires(adapter::session_expires_ms(live.expiry_secs));
+            }
         }
         self.will_cancelled = d.reason_code != ReasonCode::DisconnectWithWillMessage;
         self.close();
@@ -855,6 +877,7 @@ impl Session {
             };
             codes.push(code);
         }
+        self.save_shared();
         self.write(
             Packet::SubAck(SubAck {
                 packet_id: s.packet_id,
@@ -904,10 +927,13 @@ impl Session {
             }
             let key = mapping::binding_key(share.filter);
             let name = adapter::shared_queue_name(share.share_name, share.filter);
+            // Not auto-deleted: a persistent member that is away still belongs to the
+            // group, which keeps its messages (`adapter::release_group` ends it). Durable
+            // when a persistent session makes it, so those messages survive a restart.
             let options = QueueOptions {
-                durable: false,
+                durable: live.expiry_secs > 0,
                 exclusive: false,
-                auto_delete: true,
+                auto_delete: false,
                 arguments: FieldTable::new(),
             };
             let handle = (|| {
@@ -979,8 +1005,45 @@ impl Session {
         }
     }
 
+    /// Records a persistent session's shared subscriptions with its QoS state (and in a
+    /// marker, for a restart) when they changed.
+    fn save_shared(&self) {
+        let Some(live) = self.live.as_ref().filter(|l| l.expiry_secs > 0) else {
+            return;
+        };
+        let subs: Vec<SharedSub> = self
+            .subs
+            .iter()
+            .filter(|s| s.shared.is_some())
+            .map(|s| SharedSub {
+                filter: s.filter.clone(),
+                qos: s.qos,
+                no_local: s.no_local,
+                retain_as_published: s.retain_as_published,
+                id: s.id,
+            })
+            .collect();
+        let mut st = lock(&live.qos);
+        if st.shared_subs == subs {
+            return;
+        }
+        // The new marker first: a crash in between leaves the newer one, which wins.
+        let old = st.shared_marker.take();
+        if !subs.is_empty() {
+            let body = qos_store::shared_body(&subs);
+            st.shared_marker = self
+                .shared
+                .record(&st, &live.client_id, Kind::Shared, body)
+                .map(|m| m.0);
+        }
+        st.shared_subs = subs;
+        drop(st);
+        self.shared.settle(old.as_slice());
+    }
+
     fn on_unsubscribe(&mut self, u: Unsubscribe, out: &mut BytesMut) -> Flow {
         let mut codes = Vec::with_capacity(u.filters.len());
+        let mut left = Vec::new();
         for f in &u.filters {
             let Some(i) = self.subs.iter().position(|s| s.filter == *f) else {
                 codes.push(ReasonCode::NoSubscriptionExisted);
@@ -1001,7 +1064,17 @@ impl Session {
             }
             // A shared member's consumer ends with `sub`: its unacked messages go back to
             // the group's queue for the other members.
+            if let Some((group, handle)) = sub.shared {
+                drop(handle);
+                left.push(group);
+            }
             codes.push(ReasonCode::Success);
+        }
+        self.save_shared();
+        if let Some(live) = &self.live {
+            for group in left {
+                adapter::release_group(&self.shared, live.conn.vhost(), &group);
+            }
         }
         self.write(
             Packet::UnsubAck(UnsubAck {
@@ -1185,7 +1258,11 @@ impl Session {
         let outgoing = std::mem::take(&mut self.outgoing);
         // Shared subscriptions end here: their unacknowledged messages go back to the
         // group's queue for the other members.
-        self.subs.clear();
+        let groups: Vec<String> = self
+            .subs
+            .drain(..)
+            .filter_map(|s| s.shared.map(|(group, _)| group))
+            .collect();
         let Some(mut live) = self.live.take() else {
             return;
         };
@@ -1258,6 +1335,9 @@ impl Session {
                 .conn
                 .vhost()
                 .delete_queue(live.queue.name(), false, false, live.conn.id());
+        }
+        for group in groups {
+            adapter::release_group(&self.shared, live.conn.vhost(), &group);
         }
         tracing::debug!(client = %live.client_id, "MQTT session closed");
     }

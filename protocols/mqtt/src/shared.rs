@@ -8,6 +8,7 @@
 //! QoS store's lock is taken while holding a `QosState` lock, never the other way round.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use bytestring::ByteString;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::qos_store::{Kind, QosStore};
 use crate::retained::RetainedStore;
+use crate::QoS;
 
 /// Packet identifiers of a session's unfinished QoS exchanges. They survive reconnects of
 /// a persistent session, and broker restarts through the markers of `qos_store.rs`
@@ -33,9 +35,37 @@ pub struct QosState {
     pub unacked: Vec<Unacked>,
     /// The marker that records `unacked` (written when a connection ends).
     pub unacked_marker: Option<u64>,
+    /// The session's shared subscriptions (`$share/...`): a persistent session keeps its
+    /// membership of each group while it is away and takes it up again when it resumes.
+    pub shared_subs: Vec<SharedSub>,
+    /// The marker that records `shared_subs` (rewritten when they change).
+    pub shared_marker: Option<u64>,
     /// The session ended (clean start, expiry, sweep): its markers are settled and no
     /// new ones may be recorded (a connection that was taken over may still hold it).
     pub discarded: bool,
+}
+
+/// A shared subscription of a session, with its options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedSub {
+    /// The whole filter, `$share/{group}/{filter}`.
+    pub filter: ByteString,
+    /// Its maximum QoS.
+    pub qos: QoS,
+    /// MQTT 5 No Local.
+    pub no_local: bool,
+    /// MQTT 5 Retain As Published.
+    pub retain_as_published: bool,
+    /// MQTT 5 Subscription Identifier.
+    pub id: Option<NonZeroU32>,
+}
+
+impl SharedSub {
+    /// The core queue of its group (see `adapter::shared_queue_name`).
+    pub(crate) fn group_queue(&self) -> Option<String> {
+        crate::topic::shared_subscription(&self.filter)
+            .map(|s| crate::adapter::shared_queue_name(s.share_name, s.filter))
+    }
 }
 
 /// A PUBLISH sent by an earlier connection of a session and not acknowledged.
@@ -72,7 +102,7 @@ impl QosState {
         self.incoming
             .values()
             .chain(self.released.values())
-            .chain(std::iter::once(&self.unacked_marker))
+            .chain([&self.unacked_marker, &self.shared_marker])
             .flatten()
             .copied()
             .collect()
@@ -293,6 +323,22 @@ impl Shared {
         let n = forgotten.len();
         self.discard(forgotten);
         n
+    }
+
+    /// True while some session here, connected or persistent and away, is a member of
+    /// the shared subscription group whose queue is `group_queue`.
+    pub(crate) fn group_in_use(&self, group_queue: &str) -> bool {
+        let states: Vec<Arc<Mutex<QosState>>> = lock(&self.sessions)
+            .entries
+            .values()
+            .map(|e| e.state.clone())
+            .collect();
+        states.iter().any(|st| {
+            lock(st)
+                .shared_subs
+                .iter()
+                .any(|s| s.group_queue().as_deref() == Some(group_queue))
+        })
     }
 
     /// Client ids with state here (connected, or persistent and offline).

@@ -66,6 +66,9 @@ pub struct OpenWireConfig {
     /// Highest prefetch honoured (larger ones are lowered to it; ActiveMQ's default
     /// queue prefetch is 1000, topic prefetch 32766).
     pub prefetch_max: u32,
+    /// Messages a QueueBrowser sees at most (the head of the queue; ActiveMQ's
+    /// `maxBrowsePageSize`, 400 by default, bounds its browsers alike).
+    pub browse_max: usize,
     /// Messages a non-durable topic subscription keeps for a slow subscriber before the
     /// oldest are dropped (ActiveMQ's pending message limit for slow topic consumers).
     pub topic_backlog_max: u64,
@@ -93,6 +96,7 @@ impl Default for OpenWireConfig {
             temp_destinations_max: 1_000,
             transactions_max: 1_000,
             prefetch_max: 32_766,
+            browse_max: 400,
             topic_backlog_max: 100_000,
             properties_depth_max: 16,
             inflated_max_bytes: 64 * 1024 * 1024,

@@ -20,8 +20,8 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
-    EventReceiver, Exclusivity, FieldTable, FieldValue, Message, Queue, QueueOptions, Sink,
-    SyncTicket, SyncWaiter, Transaction,
+    EventReceiver, Exclusivity, FieldTable, FieldValue, Message, Queue, QueueOptions, Selector,
+    Sink, SyncTicket, SyncWaiter, Transaction,
 };
 
 use crate::adapter::{self, Inbound, Outbound};
@@ -317,17 +317,7 @@ impl Session {
                 if c.pull_waiting {
                     c.pull_waiting = false;
                     c.update_window();
-                    let d = MessageDispatch {
-                        consumer_id: Some(id.clone()),
-                        destination: Some(c.subscribed.clone()),
-                        message: None,
-                        redelivery_counter: 0,
-                    };
-                    encode(
-                        out,
-                        &self.format,
-                        &Command::new(0, Body::MessageDispatch(d)),
-                    );
+                    write_empty_dispatch(out, &self.format, &id, c.subscribed.clone());
                 }
             }
         }
@@ -541,6 +531,9 @@ impl Session {
                 self.producers.insert(p.producer_id.clone(), p.window_size);
                 Ok(Reply::Now)
             }
+            Body::ConsumerInfo(info) if info.browser => {
+                self.on_browse(&info, c.command_id, c.response_required, out)
+            }
             Body::ConsumerInfo(info) => self.on_consumer_info(*info).map(|_| Reply::Now),
             Body::RemoveInfo(r) => {
                 self.on_remove(r.object_id);
@@ -638,6 +631,60 @@ impl Session {
         }
     }
 
+    fn selector(&self, info: &ConsumerInfo) -> Result<Option<Arc<Selector>>, CommandError> {
+        Selector::parse_optional(info.selector.as_deref(), &self.broker.limits().selector())
+            .map_err(|e| CommandError::new("javax.jms.InvalidSelectorException", e.to_string()))
+            .map(|s| s.map(Arc::new))
+    }
+
+    /// A QueueBrowser: its ConsumerInfo is answered, then the queue's ready messages go
+    /// out as dispatches to it (at most `browse_max`, those its selector selects, none
+    /// taken from the queue), then a dispatch without a message, which tells the client
+    /// the browse is complete. Nothing is registered: the browser's acks and its
+    /// RemoveInfo find no consumer and change nothing.
+    fn on_browse(
+        &mut self,
+        info: &ConsumerInfo,
+        correlation_id: i32,
+        response_required: bool,
+        out: &mut BytesMut,
+    ) -> Result<Reply, CommandError> {
+        let selector = self.selector(info)?;
+        let (dest, queue) = match &info.destination {
+            Some(d @ Destination::Queue(name)) if !has_wildcards(name) => {
+                (d.clone(), self.ensure_queue(name)?)
+            }
+            Some(d @ Destination::TempQueue(name)) => {
+                let conn = self.conn();
+                (d.clone(), conn.vhost().queue_for(name, conn.id())?)
+            }
+            _ => {
+                return Err(CommandError::new(
+                    "javax.jms.InvalidDestinationException",
+                    "a QueueBrowser browses one queue",
+                ))
+            }
+        };
+        if response_required {
+            self.write(out, &response(correlation_id));
+        }
+        for (message, count) in queue.browse(self.cfg.browse_max, selector.as_deref()) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            write_dispatch(
+                out,
+                &self.format,
+                &info.consumer_id,
+                &dest,
+                &message,
+                seq,
+                count,
+            );
+        }
+        write_empty_dispatch(out, &self.format, &info.consumer_id, dest);
+        Ok(Reply::None)
+    }
+
     fn on_consumer_info(&mut self, info: ConsumerInfo) -> Result<(), CommandError> {
         if self.consumers.contains_key(&info.consumer_id) {
             return Err(CommandError::jms(format!(
@@ -654,18 +701,7 @@ impl Session {
                 "ConsumerInfo without a destination",
             )
         })?;
-        if info.browser {
-            return Err(CommandError::new(
-                "java.lang.UnsupportedOperationException",
-                "QueueBrowser is not supported by this broker",
-            ));
-        }
-        let selector = ferromq_core::Selector::parse_optional(
-            info.selector.as_deref(),
-            &self.broker.limits().selector(),
-        )
-        .map_err(|e| CommandError::new("javax.jms.InvalidSelectorException", e.to_string()))?
-        .map(Arc::new);
+        let selector = self.selector(&info)?;
         if info.retroactive {
             tracing::info!(peer = ?self.peer, "retroactive consumer requested; retroactive delivery is not supported and is ignored");
         }
@@ -1339,21 +1375,15 @@ impl Session {
         let seq = self.next_seq;
         self.next_seq += 1;
         let c = self.consumers.get_mut(cid).expect("caller checked");
-        let redelivery_counter = d.delivery_count.min(i32::MAX as u32) as i32;
-        let msg = adapter::to_openwire(
+        write_dispatch(
+            out,
+            &self.format,
+            cid,
+            &c.subscribed,
             &d.message,
-            &Outbound {
-                subscribed: &c.subscribed,
-                dispatch_seq: seq,
-                redelivery_counter,
-            },
+            seq,
+            d.delivery_count,
         );
-        let dispatch = MessageDispatch {
-            consumer_id: Some(cid.clone()),
-            destination: msg.destination.clone(),
-            message: Some(Box::new(msg)),
-            redelivery_counter,
-        };
         c.pending.push_back(Pending {
             seq,
             queue: d.queue,
@@ -1367,11 +1397,6 @@ impl Session {
             c.pull_deadline_ms = None;
             c.update_window();
         }
-        encode(
-            out,
-            &self.format,
-            &Command::new(0, Body::MessageDispatch(dispatch)),
-        );
     }
 
     /// Releases everything the session holds in the core: open transactions are rolled
@@ -1406,6 +1431,47 @@ enum Reply {
     None,
     /// Nothing; the connection ends.
     Close,
+}
+
+/// Writes the dispatch of `message` to consumer `cid`: `seq` (unique per connection) is
+/// the broker sequence its acks name, `delivery_count` the times it was delivered before.
+fn write_dispatch(
+    out: &mut BytesMut,
+    format: &Format,
+    cid: &ConsumerId,
+    subscribed: &Destination,
+    message: &Arc<Message>,
+    seq: u64,
+    delivery_count: u32,
+) {
+    let redelivery_counter = delivery_count.min(i32::MAX as u32) as i32;
+    let msg = adapter::to_openwire(
+        message,
+        &Outbound {
+            subscribed,
+            dispatch_seq: seq,
+            redelivery_counter,
+        },
+    );
+    let d = MessageDispatch {
+        consumer_id: Some(cid.clone()),
+        destination: msg.destination.clone(),
+        message: Some(Box::new(msg)),
+        redelivery_counter,
+    };
+    encode(out, format, &Command::new(0, Body::MessageDispatch(d)));
+}
+
+/// Writes a dispatch without a message: the end of a browse, or a pull that found
+/// nothing in time.
+fn write_empty_dispatch(out: &mut BytesMut, format: &Format, cid: &ConsumerId, dest: Destination) {
+    let d = MessageDispatch {
+        consumer_id: Some(cid.clone()),
+        destination: Some(dest),
+        message: None,
+        redelivery_counter: 0,
+    };
+    encode(out, format, &Command::new(0, Body::MessageDispatch(d)));
 }
 
 fn limit(what: &str, max: usize) -> CommandError {

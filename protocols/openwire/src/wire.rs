@@ -170,18 +170,19 @@ pub fn decode_modified_utf8(raw: Bytes, what: &'static str) -> Result<ByteString
 
 /// Bytes `s` takes in modified UTF-8.
 pub fn modified_utf8_len(s: &str) -> usize {
-    s.encode_utf16()
-        .map(|u| match u {
-            1..=0x7F => 1,
-            0 | 0x80..=0x7FF => 2,
-            _ => 3,
-        })
-        .sum()
+    // Modified UTF-8 differs from UTF-8 in two places only: NUL takes two bytes, and a
+    // supplementary character (four UTF-8 bytes, led by 0xF0..) is two surrogates of
+    // three bytes each.
+    s.len()
+        + s.bytes()
+            .map(|b| usize::from(b == 0) + 2 * usize::from(b >= 0xF0))
+            .sum::<usize>()
 }
 
 /// Appends `s` in modified UTF-8 (no length).
 pub fn put_modified_utf8(out: &mut BytesMut, s: &str) {
-    if s.bytes().all(|b| b != 0 && b < 0x80) {
+    if !s.bytes().any(|b| b == 0 || b >= 0xF0) {
+        // No NUL, no supplementary character: the UTF-8 bytes are the modified UTF-8.
         out.put_slice(s.as_bytes());
         return;
     }
@@ -206,14 +207,16 @@ pub fn put_modified_utf8(out: &mut BytesMut, s: &str) {
 /// go through here, and those are short).
 pub fn put_utf(out: &mut BytesMut, s: &str) {
     let mut s = s;
-    while modified_utf8_len(s) > u16::MAX as usize {
+    let mut len = modified_utf8_len(s);
+    while len > u16::MAX as usize {
         let mut cut = s.len() / 2;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
         s = &s[..cut];
+        len = modified_utf8_len(s);
     }
-    out.put_u16(modified_utf8_len(s) as u16);
+    out.put_u16(len as u16);
     put_modified_utf8(out, s);
 }
 
@@ -266,6 +269,19 @@ mod tests {
         assert_eq!(round("€"), [0xE2, 0x82, 0xAC]);
         // U+1F600 as a surrogate pair, 3 bytes each (not the 4-byte UTF-8 form).
         assert_eq!(round("😀"), [0xED, 0xA0, 0xBD, 0xED, 0xB8, 0x80]);
+        // Mixed, and the fast paths agree with a character-by-character count.
+        for s in ["a\0é€😀z", "plain ascii", "ünïcödé", "😀😀\0\0", ""] {
+            round(s);
+            let slow: usize = s
+                .encode_utf16()
+                .map(|u| match u {
+                    1..=0x7F => 1,
+                    0 | 0x80..=0x7FF => 2,
+                    _ => 3,
+                })
+                .sum();
+            assert_eq!(modified_utf8_len(s), slow, "{s:?}");
+        }
     }
 
     #[test]

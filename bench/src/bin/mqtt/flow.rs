@@ -1,12 +1,12 @@
 //! The message-flow cases: producers publish to one topic, consumers subscribed to it
 //! receive, every message is accounted for.
 //!
-//! Each body starts with the producer's number (u32) and a [`Stamp`]: its sequence number
-//! and, with `--rate`, the time it was due (u64 each), all little-endian; the rest is a
-//! pattern that depends on the producer, checked byte for byte on arrival (`corrupt`
-//! counts mismatches). Every consumer keeps, per producer, a
-//! [`SeqSet`] of the numbers it received, so `lost` (published × consumers − distinct
-//! deliveries) and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
+//! Each body starts with the header of `ferromq_bench::tally`: the producer's number
+//! (u32), its sequence number and, with `--rate`, the time it was due (u64 each), all
+//! little-endian; the rest is a pattern that depends on the producer, checked byte for
+//! byte on arrival (`corrupt` counts mismatches). Every consumer keeps, per producer, the
+//! set of numbers it received, so `lost` (published × consumers − distinct deliveries)
+//! and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
 //! is reported, and only a loss at QoS 1 fails the run.
 //!
 //! Flow control: producer `p` pauses while it is more than `--backlog / producers`
@@ -19,28 +19,26 @@
 //! stamps it with that due time; the consumer records due time → arrival for every
 //! message due inside the measurement window, and the line gets `lat_p50_us`,
 //! `lat_p99_us`, `lat_p999_us`, `lat_max_us`, plus the pacer's own lateness
-//! (`pace_late_*`) and how long each hand-over to the client took (`pace_send_*`). There is no backlog limit then: the rate is the limit. The clients'
-//! sockets get TCP_NODELAY ([`raw::nodelay_towards`]): with Nagle's algorithm a QoS 0
+//! (`pace_late_*`) and how long each hand-over to the client took (`pace_send_*`).
+//! There is no backlog limit then: the rate is the limit. The clients' sockets get
+//! TCP_NODELAY ([`raw::nodelay_towards`]): with Nagle's algorithm a QoS 0
 //! producer, which never hears back from the broker, holds each publish until the
 //! broker's delayed ACK, which measured about 1.4 ms at the median even through a relay
 //! that only forwards bytes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
-use ferromq_bench::latency::{self, now_ns, Pacing, Recorder, Stamp};
+use bytes::BytesMut;
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder};
 use ferromq_bench::run::{drain, window, FirstError};
-use ferromq_bench::seq::SeqSet;
+use ferromq_bench::tally::{pattern, stamp, Received};
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
 };
 
 use crate::{raw, sample, usage_fields, Args};
-
-/// Producer number and [`Stamp`] at the start of every body.
-pub const HEADER_BYTES: usize = 4 + Stamp::BYTES;
 
 /// Longest wait for a connection, a subscription, or the last PUBACKs.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,74 +53,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// rumqttc's request channel (publishes handed over, not yet written).
 const REQUEST_CHANNEL_CAP: usize = 256;
 
-/// What one consumer has received.
-struct Consumer {
-    delivered: AtomicU64,
-    /// Per producer: highest sequence number received + 1.
-    high: Vec<AtomicU64>,
-    /// Per producer: every sequence number received.
-    seen: Mutex<Vec<SeqSet>>,
-    duplicates: AtomicU64,
-    /// Fresh numbers that arrived after a higher one from the same producer.
-    out_of_order: AtomicU64,
-    /// Bodies with a wrong size, producer or pattern, or on another topic.
-    corrupt: AtomicU64,
-}
-
-impl Consumer {
-    fn new(producers: usize) -> Self {
-        Self {
-            delivered: AtomicU64::new(0),
-            high: (0..producers).map(|_| AtomicU64::new(0)).collect(),
-            seen: Mutex::new(vec![SeqSet::default(); producers]),
-            duplicates: AtomicU64::new(0),
-            out_of_order: AtomicU64::new(0),
-            corrupt: AtomicU64::new(0),
-        }
-    }
-
-    /// Accounts for `body`, delivered at `at_ns`; its latency goes to `latency`.
-    fn record(&self, body: &[u8], patterns: &[Vec<u8>], at_ns: u64, latency: &Recorder) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        let Some((p, stamp)) = parse_header(body) else {
-            self.corrupt.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let Some(pattern) = patterns.get(p) else {
-            self.corrupt.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if body.len() != pattern.len() || body[HEADER_BYTES..] != pattern[HEADER_BYTES..] {
-            self.corrupt.fetch_add(1, Ordering::Relaxed);
-        }
-        let seq = stamp.seq;
-        let fresh = self.seen.lock().expect("no panics while held")[p].insert(seq);
-        if !fresh {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        latency.record(stamp, at_ns);
-        if self.high[p].fetch_max(seq + 1, Ordering::Relaxed) > seq + 1 {
-            self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn parse_header(body: &[u8]) -> Option<(usize, Stamp)> {
-    let p = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-    Some((p as usize, Stamp::read(body.get(4..)?)?))
-}
-
-/// The body producer `p` sends, with a zero stamp.
-fn pattern(p: usize, size: usize) -> Vec<u8> {
-    let mut b: Vec<u8> = (0..size)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(p as u8))
-        .collect();
-    b[..4].copy_from_slice(&(p as u32).to_le_bytes());
-    b[4..HEADER_BYTES].fill(0);
-    b
-}
-
 /// One producer's counts.
 #[derive(Default)]
 struct Producer {
@@ -135,7 +65,7 @@ struct Producer {
 /// State shared by every task of a run.
 struct Shared {
     producers: Vec<Producer>,
-    consumers: Vec<Consumer>,
+    consumers: Vec<Received>,
     /// Due time → delivery, over every consumer (fixed-rate runs only).
     latency: Recorder,
     /// The paced producer's own lateness and hand-over times.
@@ -247,7 +177,10 @@ async fn start_consumer(
                     if p.topic != topic {
                         me.corrupt.fetch_add(1, Ordering::Relaxed);
                     }
-                    me.record(&p.payload, &patterns, now_ns(), &shared.latency);
+                    let at_ns = now_ns();
+                    if let Some(h) = me.record(&p.payload, &patterns) {
+                        shared.latency.record(h.due_ns, at_ns);
+                    }
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
@@ -315,8 +248,7 @@ async fn start_producer(
                 tokio::time::sleep(BACKLOG_PAUSE).await;
                 continue;
             }
-            let mut header = &mut body[4..HEADER_BYTES];
-            header.put_u64_le(seq);
+            stamp(&mut body, seq, 0);
             if let Err(e) = publisher
                 .publish_bytes(topic.as_str(), qos, false, body.clone().freeze())
                 .await
@@ -350,11 +282,7 @@ fn publish_paced(
         &shared.pacing,
         || !shared.stop.load(Ordering::Relaxed),
         |tick| {
-            let stamp = Stamp {
-                seq: tick.seq,
-                sent_ns: tick.due_ns,
-            };
-            stamp.write(&mut body[4..HEADER_BYTES]);
+            stamp(&mut body, tick.seq, tick.due_ns);
             // Waits only while rumqttc's request channel is full (back-pressure).
             let publish =
                 publisher.publish_bytes(topic.as_str(), qos, false, body.clone().freeze());
@@ -383,7 +311,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         Arc::new((0..producers).map(|p| pattern(p, a.size)).collect());
     let shared = Arc::new(Shared {
         producers: (0..producers).map(|_| Producer::default()).collect(),
-        consumers: (0..consumers).map(|_| Consumer::new(producers)).collect(),
+        consumers: (0..consumers).map(|_| Received::new(producers)).collect(),
         latency: Recorder::default(),
         pacing: Pacing::default(),
         stop: AtomicBool::new(false),
@@ -514,7 +442,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         let _ = tokio::time::timeout(SETUP_TIMEOUT, t).await;
     }
 
-    let sum = |f: fn(&Consumer) -> &AtomicU64| -> u64 {
+    let sum = |f: fn(&Received) -> &AtomicU64| -> u64 {
         shared
             .consumers
             .iter()
@@ -524,13 +452,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     let distinct: u64 = shared
         .consumers
         .iter()
-        .map(|c| {
-            let seen = c.seen.lock().expect("no panics while held");
-            seen.iter()
-                .zip(&sent)
-                .map(|(s, &n)| s.count_below(n))
-                .sum::<u64>()
-        })
+        .map(|c| c.distinct_below(&sent))
         .sum();
     let delivered_all = shared.delivered_total();
     let duplicates = sum(|c| &c.duplicates);
@@ -586,49 +508,4 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         || corrupt > 0
         || unacked > 0
         || (qos_n > 0 && lost > 0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumer_counts_duplicates_reordering_and_corruption() {
-        let patterns = vec![pattern(0, 64), pattern(1, 64)];
-        let c = Consumer::new(2);
-        let body = |p: usize, seq: u64| {
-            let mut b = patterns[p].clone();
-            let stamp = Stamp {
-                seq,
-                sent_ns: 1_000 + seq,
-            };
-            stamp.write(&mut b[4..HEADER_BYTES]);
-            b
-        };
-        let latency = Recorder::default();
-        latency.open(0);
-        let record = |b: &[u8]| c.record(b, &patterns, 2_000, &latency);
-        record(&body(0, 0));
-        record(&body(0, 2));
-        record(&body(0, 1)); // late
-        record(&body(0, 2)); // again
-        record(&body(1, 0));
-        let mut bad = body(1, 1);
-        bad[40] ^= 1;
-        record(&bad);
-        let mut stray = body(0, 5);
-        stray[..4].copy_from_slice(&7u32.to_le_bytes());
-        record(&stray);
-        assert_eq!(c.delivered.load(Ordering::Relaxed), 7);
-        assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
-        assert_eq!(c.out_of_order.load(Ordering::Relaxed), 1);
-        assert_eq!(c.corrupt.load(Ordering::Relaxed), 2);
-        assert_eq!(c.high[0].load(Ordering::Relaxed), 3);
-        let seen = c.seen.lock().unwrap();
-        assert_eq!(seen[0].count_below(3), 3);
-        assert_eq!(seen[1].count_below(2), 2);
-        // Every fresh delivery with a known producer: not the repeat, not the stray.
-        let s = latency.summary();
-        assert_eq!((s.count, s.max_ns), (5, 1_000));
-    }
 }

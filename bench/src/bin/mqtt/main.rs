@@ -44,7 +44,8 @@ mod storm;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ferromq_bench::cli::{die, Flags};
-use ferromq_bench::procfs::{Usage, UsageReport};
+use ferromq_bench::procfs::{self, Usage};
+use ferromq_bench::tally::HEADER_BYTES;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Case {
@@ -146,10 +147,9 @@ fn args() -> Args {
             "unknown case {other} (qos0 qos1 fanout0 fanout1 fanin0 fanin1 connect idle)"
         )),
     };
-    if a.size < flow::HEADER_BYTES {
+    if a.size < HEADER_BYTES {
         die(&format!(
-            "--size must be at least {} (producer id, sequence number, due time)",
-            flow::HEADER_BYTES
+            "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
         ));
     }
     if a.rate > 0 && !matches!(a.case, Case::Flow { producers: 1, .. }) {
@@ -176,27 +176,16 @@ impl Args {
 
     /// Starts watching the broker's CPU and RSS, if its pid was given.
     pub fn usage(&self) -> Option<Usage> {
-        self.broker_pid.map(|pid| {
-            Usage::start(pid).unwrap_or_else(|e| die(&format!("--broker-pid {pid}: {e}")))
+        procfs::watch(self.broker_pid).unwrap_or_else(|e| {
+            die(&format!(
+                "--broker-pid {}: {e}",
+                self.broker_pid.unwrap_or_default()
+            ))
         })
     }
 }
 
-/// Samples the broker's RSS, if it is being watched.
-pub fn sample(usage: &mut Option<Usage>) {
-    if let Some(u) = usage.as_mut() {
-        let _ = u.sample();
-    }
-}
-
-/// `key=value` fields of a usage report, or nothing without `--broker-pid`.
-pub fn usage_fields(u: Option<&mut Usage>) -> String {
-    match u.map(Usage::finish) {
-        Some(Ok(r)) => UsageReport::fields(&r),
-        Some(Err(e)) => format!("usage_error={:?}", e.to_string()),
-        None => String::new(),
-    }
-}
+pub use procfs::{fields as usage_fields, sample};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

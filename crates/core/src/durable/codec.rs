@@ -22,6 +22,8 @@ pub(crate) mod kind {
     pub const UNBIND: u8 = 6;
     pub const PUBLISH: u8 = 7;
     pub const SETTLE: u8 = 8;
+    /// A durable queue's expiry changed (`x-expires`; see `Queue::set_expires`).
+    pub const QUEUE_EXPIRES: u8 = 9;
 }
 
 /// Nesting bound for header tables and arrays in a record.

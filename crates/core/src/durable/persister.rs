@@ -62,6 +62,8 @@ pub struct Persister {
     recheck_after_bytes: u64,
     exchanges: HashMap<ObjectKey, Lsn>,
     queues: HashMap<ObjectKey, Lsn>,
+    /// The latest expiry record of each durable queue that has one.
+    queue_expires: HashMap<ObjectKey, Lsn>,
     bindings: HashMap<Bytes, BindingBook>,
     messages: HashMap<u64, MessageBook>,
     tombs: Vec<Tomb>,
@@ -116,6 +118,11 @@ impl Persister {
                 .queues
                 .iter()
                 .map(|(k, q)| (k.clone(), q.lsn))
+                .collect(),
+            queue_expires: recovered
+                .queues
+                .iter()
+                .filter_map(|(k, q)| Some((k.clone(), q.expires_lsn?)))
                 .collect(),
             bindings: recovered
                 .bindings
@@ -288,6 +295,14 @@ impl Persister {
                             self.journal.release(old);
                         }
                     }
+                    kind::QUEUE_EXPIRES => {
+                        // Live while its queue is; one for a queue already gone is dead.
+                        if !self.queues.contains_key(&key) {
+                            self.journal.release(lsn);
+                        } else if let Some(old) = self.queue_expires.insert(key, lsn) {
+                            self.journal.release(old);
+                        }
+                    }
                     _ => {
                         let is_queue = op.kind == kind::QUEUE_DELETE;
                         let map = if is_queue {
@@ -297,6 +312,9 @@ impl Persister {
                         };
                         let mut targets: SmallVec<[Lsn; 4]> =
                             map.remove(&key).into_iter().collect();
+                        if is_queue {
+                            targets.extend(self.queue_expires.remove(&key));
+                        }
                         self.bindings.retain(|_, b| {
                             let gone = binding_ends_with(
                                 (
@@ -411,6 +429,7 @@ impl Persister {
         };
         self.exchanges.values_mut().for_each(fwd);
         self.queues.values_mut().for_each(fwd);
+        self.queue_expires.values_mut().for_each(fwd);
         self.bindings.values_mut().for_each(|b| fwd(&mut b.lsn));
         self.messages.values_mut().for_each(|m| fwd(&mut m.lsn));
         for t in &mut self.tombs {

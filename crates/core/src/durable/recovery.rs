@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 
 use super::codec::{kind, Dec, Malformed};
 use crate::exchange::{ExchangeKind, ExchangeOptions};
-use crate::message::{FieldTable, Message};
+use crate::message::{FieldTable, FieldValue, Message};
 use ferromq_store::{Lsn, Record};
 
 /// What a restart restored; logged by the server and returned to tests.
@@ -53,6 +53,8 @@ pub(crate) struct RQueue {
     pub lsn: Lsn,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The latest expiry record (its `x-expires` is in `arguments` already).
+    pub expires_lsn: Option<Lsn>,
     /// Unsettled messages by persistent id, which is publish order.
     pub messages: BTreeMap<u64, ()>,
 }
@@ -121,12 +123,15 @@ impl Recovered {
                         lsn,
                         auto_delete,
                         arguments,
+                        expires_lsn: None,
                         messages: BTreeMap::new(),
                     },
                 ) {
                     let mut targets = SmallVec::new();
                     targets.push(old.lsn);
                     self.dead.push(old.lsn);
+                    targets.extend(old.expires_lsn);
+                    self.dead.extend(old.expires_lsn);
                     self.settle(old.messages.keys().copied(), &mut targets);
                 }
             }
@@ -139,6 +144,8 @@ impl Recovered {
                     if let Some(q) = self.queues.remove(&key) {
                         targets.push(q.lsn);
                         self.dead.push(q.lsn);
+                        targets.extend(q.expires_lsn);
+                        self.dead.extend(q.expires_lsn);
                         self.settle(q.messages.keys().copied(), &mut targets);
                     }
                 } else if let Some(e) = self.exchanges.remove(&key) {
@@ -169,6 +176,23 @@ impl Recovered {
                     }
                 }
                 self.tomb(lsn, targets);
+            }
+            kind::QUEUE_EXPIRES => {
+                let key = (d.str()?, d.str()?);
+                let expires_ms = d.opt_u64()?;
+                d.end()?;
+                match self.queues.get_mut(&key) {
+                    Some(q) => {
+                        match expires_ms {
+                            Some(ms) => q.arguments.insert("x-expires", FieldValue::U64(ms)),
+                            None => {
+                                q.arguments.remove("x-expires");
+                            }
+                        }
+                        self.dead.extend(q.expires_lsn.replace(lsn));
+                    }
+                    None => self.dead.push(lsn),
+                }
             }
             kind::BIND => {
                 let b = RBinding {

@@ -34,9 +34,10 @@ fn put_long(out: &mut BytesMut, b: &[u8]) {
     out.put_slice(b);
 }
 
-/// `basic.deliver` and the message's content.
+/// `basic.deliver` and the message's content. Public (re-exported as
+/// [`crate::codec::encode_deliver`]) only so that the micro-benchmarks can time it.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn deliver(
+pub fn deliver(
     out: &mut BytesMut,
     channel: u16,
     frame_max: u32,

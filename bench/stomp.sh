@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# STOMP side by side: ferromq against RabbitMQ (its STOMP plugin) and ActiveMQ 5.17, the
+# same load generator (bench/src/bin/stomp/) against all three, same machine, one run.
+# Prints a table with the three figures, the ratios ferromq/RabbitMQ and ferromq/ActiveMQ,
+# and each broker's CPU seconds and peak RSS. See bench/README.md.
+#
+#   bench/stomp.sh                            # 3 runs of 10 s per case and broker, medians
+#   RUNS=1 SECONDS_PER_RUN=5 bench/stomp.sh
+#   CASES="persistent" BROKERS="ferromq rabbitmq" bench/stomp.sh
+#
+# Everything it writes (the brokers' configuration, data and logs, raw results) goes
+# under $BENCH_DIR (default bench/target-peers/stomp, ignored by git through a generated
+# .gitignore). Every broker is stopped on exit, whatever the exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/stomp}
+RUNS=${RUNS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+WARMUP=${WARMUP:-2}
+# Unrecorded rounds of every case on every broker before the measured runs, each of
+# WARMUP_ROUND_SECONDS: the JVM compiles ActiveMQ's hot paths during the first run
+# (its first 10 s run was 5x slower than the next ones here), and every broker then
+# starts the measured runs with its queues, subscriptions and buffers exercised alike.
+WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
+WARMUP_ROUND_SECONDS=${WARMUP_ROUND_SECONDS:-5}
+CASES=${CASES:-"transient persistent fanout fanin"}
+BROKERS=${BROKERS:-"rabbitmq activemq ferromq"}
+SIZE=${SIZE:-256}
+PREFETCH=${PREFETCH:-500}
+ACK_EVERY=${ACK_EVERY:-100}
+WINDOW=${WINDOW:-500}
+FANOUT=${FANOUT:-10}
+FANIN=${FANIN:-10}
+# Extra flags for every load-generator run (e.g. "--ack client-individual --backlog 0").
+STOMP_ARGS=${STOMP_ARGS:-}
+# ActiveMQ's JVM: a heap and a broker memory limit large enough that producer flow
+# control does not decide the result (PEERS.md: 4 GB heap with a 1 GB limit was stable).
+AMQ_HEAP=${AMQ_HEAP:-4G}
+AMQ_MEMORY_LIMIT=${AMQ_MEMORY_LIMIT:-1 gb}
+
+# Ports: none of the brokers' defaults (61613, 5672, 4369, 25672), nor each other's.
+RABBIT_PORT=${RABBIT_PORT:-61663}
+RABBIT_DIST_PORT=${RABBIT_DIST_PORT:-25683}
+EPMD_PORT=${EPMD_PORT:-24370}
+AMQ_PORT=${AMQ_PORT:-61673}
+FERROMQ_PORT=${FERROMQ_PORT:-61683}
+
+SCRIPT=stomp.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+wants() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# --- Install ---------------------------------------------------------------------------
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+AMQ_HOME=/usr/share/activemq
+apt_install() { # package
+    say "installing $1 (Debian package)"
+    [ "$(id -u)" = 0 ] || die "$1 is missing; run as root or: sudo apt-get install -y $1"
+    # Debian's postinst may start the system service; this script never uses it (see the
+    # port checks below).
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" </dev/null >&2 \
+        || die "apt-get install -y $1 failed"
+}
+if wants rabbitmq && [ ! -x "$RABBIT_BIN/rabbitmq-server" ]; then apt_install rabbitmq-server; fi
+if wants activemq && [ ! -f "$AMQ_HOME/bin/activemq.jar" ]; then apt_install activemq; fi
+for p in "$RABBIT_PORT" "$RABBIT_DIST_PORT" "$EPMD_PORT" "$AMQ_PORT" "$FERROMQ_PORT"; do
+    port_open "$p" && die "port $p is already in use (set RABBIT_PORT, RABBIT_DIST_PORT, EPMD_PORT, AMQ_PORT, FERROMQ_PORT)"
+done
+if port_open 61613; then
+    say "warning: something listens on 61613 (a system broker?); it shares the CPU with this benchmark"
+fi
+
+# --- Build -----------------------------------------------------------------------------
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -z "${NO_BUILD:-}" ]; then
+    say "building (release): the load generator and ferromq"
+    (cd "$ROOT" && cargo build --release -p ferromq-bench --bin stomp >&2 && cargo build --release --bin ferromq >&2)
+fi
+[ -x "$TARGET/release/stomp" ] && [ -x "$TARGET/release/ferromq" ] \
+    || die "missing $TARGET/release/stomp or $TARGET/release/ferromq (unset NO_BUILD)"
+
+# --- Fresh state -----------------------------------------------------------------------
+mkdir -p "$BENCH_DIR"
+# Generated files only: keep them out of git without touching the repository's .gitignore.
+case "$BENCH_DIR" in "$ROOT"/*) printf '*\n' >"$(dirname "$BENCH_DIR")/.gitignore" ;; esac
+RDIR=$BENCH_DIR/rabbitmq
+ADIR=$BENCH_DIR/activemq
+FDIR=$BENCH_DIR/ferromq
+rm -rf "$RDIR" "$ADIR" "$FDIR" "$BENCH_DIR/bin"
+mkdir -p "$RDIR/home" "$RDIR/mnesia" "$RDIR/log" "$ADIR/conf" "$ADIR/data" "$ADIR/tmp" \
+    "$FDIR/data" "$BENCH_DIR/bin"
+# Copies, so that a build in the same target directory during the run changes nothing.
+cp "$TARGET/release/stomp" "$TARGET/release/ferromq" "$BENCH_DIR/bin/"
+LOADGEN=$BENCH_DIR/bin/stomp
+FERROMQ=$BENCH_DIR/bin/ferromq
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=$BENCH_DIR/results-$STAMP.txt
+
+RABBIT_PID=
+AMQ_PID=
+FERROMQ_PID=
+cleanup() {
+    set +e
+    stop_pid "$FERROMQ_PID"
+    if [ -n "$AMQ_PID" ] && kill -0 "$AMQ_PID" 2>/dev/null; then
+        kill -TERM "$AMQ_PID"
+        for _ in $(seq 1 100); do kill -0 "$AMQ_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$AMQ_PID" 2>/dev/null
+        wait "$AMQ_PID" 2>/dev/null
+    fi
+    if [ -n "$RABBIT_PID" ] && kill -0 "$RABBIT_PID" 2>/dev/null; then
+        # The start script turns SIGTERM into a clean `rabbitmqctl stop`.
+        kill -TERM "$RABBIT_PID"
+        wait "$RABBIT_PID" 2>/dev/null
+    fi
+    # The Erlang VM itself, should the start script have died before it.
+    if [ -s "$RDIR/rabbit.pid" ]; then
+        local beam
+        beam=$(cat "$RDIR/rabbit.pid")
+        if kill -0 "$beam" 2>/dev/null; then
+            kill -TERM "$beam"
+            sleep 2
+            kill -KILL "$beam" 2>/dev/null
+        fi
+    fi
+    # erl started an epmd daemon on our port; it outlives the node.
+    if wants rabbitmq; then ERL_EPMD_PORT=$EPMD_PORT epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- RabbitMQ --------------------------------------------------------------------------
+# Defaults except: its own node, ports and files; no AMQP listener; one plugin, STOMP.
+start_rabbitmq() {
+    cat >"$RDIR/rabbitmq.conf" <<EOF
+listeners.tcp = none
+stomp.listeners.tcp.1 = 127.0.0.1:$RABBIT_PORT
+loopback_users.guest = true
+log.console = false
+log.file.level = warning
+EOF
+    : >"$RDIR/rabbitmq-env.conf" # instead of /etc/rabbitmq/rabbitmq-env.conf
+    echo '[rabbitmq_stomp].' >"$RDIR/enabled_plugins"
+    export_rabbit_env() {
+        export HOME=$RDIR/home # the Erlang cookie, shared by the server and rabbitmqctl
+        export RABBITMQ_NODENAME=benchstomp@localhost
+        export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+        export RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
+        export ERL_EPMD_PORT=$EPMD_PORT
+        export ERL_EPMD_ADDRESS=127.0.0.1
+        export RABBITMQ_CONF_ENV_FILE=$RDIR/rabbitmq-env.conf
+        export RABBITMQ_CONFIG_FILE=$RDIR/rabbitmq.conf
+        export RABBITMQ_ADVANCED_CONFIG_FILE=$RDIR/advanced.config
+        export RABBITMQ_ENABLED_PLUGINS_FILE=$RDIR/enabled_plugins
+        export RABBITMQ_MNESIA_BASE=$RDIR/mnesia
+        export RABBITMQ_LOG_BASE=$RDIR/log
+        export RABBITMQ_PID_FILE=$RDIR/rabbit.pid
+    }
+    say "starting RabbitMQ ($(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')) STOMP on 127.0.0.1:$RABBIT_PORT, files in $RDIR"
+    (export_rabbit_env && exec "$RABBIT_BIN/rabbitmq-server" >"$RDIR/log/stdout.log" 2>&1 </dev/null) &
+    RABBIT_PID=$!
+    wait_port "$RABBIT_PORT" 120 "$RABBIT_PID" RabbitMQ "$RDIR/log/stdout.log"
+    (export_rabbit_env && "$RABBIT_BIN/rabbitmqctl" await_startup --timeout 60 >/dev/null 2>&1) \
+        || say "warning: rabbitmqctl await_startup failed; the STOMP port is open, going on"
+}
+
+# --- ActiveMQ --------------------------------------------------------------------------
+# Its own configuration, with only a STOMP connector (lib.sh).
+start_activemq() {
+    activemq_start stomp "stomp://127.0.0.1:$AMQ_PORT"
+}
+
+# --- ferromq ---------------------------------------------------------------------------
+# Defaults except: its own port and data directory, every other listener off.
+start_ferromq() {
+    say "starting ferromq STOMP on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
+    FERROMQ_DATA_DIR=$FDIR/data \
+        FERROMQ_LISTENERS__STOMP=127.0.0.1:$FERROMQ_PORT \
+        FERROMQ_LISTENERS__STOMP_TLS="" \
+        FERROMQ_LISTENERS__AMQP="" \
+        FERROMQ_LISTENERS__AMQP_TLS="" \
+        FERROMQ_LISTENERS__MQTT="" \
+        FERROMQ_LISTENERS__MQTT_TLS="" \
+        FERROMQ_LISTENERS__OPENWIRE="" \
+        FERROMQ_LISTENERS__OPENWIRE_TLS="" \
+        FERROMQ_LISTENERS__WS="" \
+        FERROMQ_LISTENERS__WSS="" \
+        FERROMQ_LOG=warn \
+        "$FERROMQ" serve >"$FDIR/ferromq.log" 2>&1 </dev/null &
+    FERROMQ_PID=$!
+    wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+}
+
+if wants rabbitmq; then start_rabbitmq; fi
+if wants activemq; then start_activemq; fi
+if wants ferromq; then start_ferromq; fi
+
+# The process whose CPU and RSS count: the Erlang VM (not its start script), the JVM,
+# ferromq.
+broker_pid() {
+    case $1 in
+    rabbitmq) cat "$RDIR/rabbit.pid" ;;
+    activemq) echo "$AMQ_PID" ;;
+    ferromq) echo "$FERROMQ_PID" ;;
+    esac
+}
+broker_port() {
+    case $1 in rabbitmq) echo "$RABBIT_PORT" ;; activemq) echo "$AMQ_PORT" ;; ferromq) echo "$FERROMQ_PORT" ;; esac
+}
+alive() {
+    local pid
+    pid=$(broker_pid "$1")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# --- Runs ------------------------------------------------------------------------------
+run_one() { # broker case run seconds file
+    local line rc=0
+    # A run that hangs is cut off; set-up, drain and disconnects may take minutes at worst.
+    # shellcheck disable=SC2086 # STOMP_ARGS is a list of flags
+    line=$(timeout $(($4 + WARMUP + 180)) "$LOADGEN" --port "$(broker_port "$1")" \
+        --broker-pid "$(broker_pid "$1")" --case "$2" --label "$1" \
+        --seconds "$4" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
+        --ack-every "$ACK_EVERY" --window "$WINDOW" --fanout "$FANOUT" --fanin "$FANIN" \
+        $STOMP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
+    [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    echo "run=$3 exit=$rc $line" | tee -a "$5" >&2
+}
+
+{
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; extra: ${STOMP_ARGS:-none}"
+} >"$RESULTS"
+WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
+for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
+    say "warm-up round $round of $WARMUP_ROUNDS ($WARMUP_ROUND_SECONDS s per case and broker; not counted; lines in $WARMUP_LOG)"
+    for c in $CASES; do
+        for b in $BROKERS; do
+            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+            run_one "$b" "$c" "warmup$round" "$WARMUP_ROUND_SECONDS" "$WARMUP_LOG"
+        done
+    done
+done
+say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
+for ((run = 1; run <= RUNS; run++)); do
+    # Rotate which broker goes first, so that none always runs on a warmer machine.
+    read -ra order <<<"$BROKERS"
+    shift_by=$(((run - 1) % ${#order[@]}))
+    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+    for c in $CASES; do
+        for b in "${order[@]}"; do
+            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+            run_one "$b" "$c" "$run" "$SECONDS_PER_RUN" "$RESULTS"
+        done
+    done
+done
+
+# --- Table -----------------------------------------------------------------------------
+lines() { grep " label=$1 case=$2 " "$RESULTS" || true; } # broker case (none: not run)
+med() { lines "$1" "$2" | field "$3" | median; }             # broker case field
+# Broker CPU microseconds per delivered message, median over the runs: what a message
+# costs whatever share of the shared cores the broker got.
+us_per_msg() { # broker case
+    lines "$1" "$2" | awk '{ cpu = n = ""
+        for (i = 1; i <= NF; i++) { split($i, kv, "=")
+          if (kv[1] == "broker_cpu_s") cpu = kv[2]; if (kv[1] == "delivered_window") n = kv[2] }
+        if (cpu != "" && n > 0) print cpu * 1e6 / n }' | median
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+ratio() { awk -v f="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.2fx", f / r; else print "n/a" }'; }
+describe() {
+    case $1 in
+    transient) echo "transient, 1 -> 1" ;; persistent) echo "persistent + receipts, 1 -> 1" ;;
+    fanout) echo "topic, 1 -> $FANOUT" ;; fanin) echo "queue, $FANIN -> 1" ;;
+    *) echo "$1" ;;
+    esac
+}
+notes() { # broker case: everything that is not a clean run
+    lines "$1" "$2" | awk -v b="$1" -v c="$2" '
+        { lost = dup = cor = unr = 0; err = "none"; ex = 0; run = "?"
+          for (i = 1; i <= NF; i++) { split($i, kv, "=")
+            if (kv[1] == "run") run = kv[2]
+            if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
+            if (kv[1] == "corrupt") cor = kv[2]; if (kv[1] == "unreceipted") unr = kv[2]
+            if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
+          if (lost + dup + cor + unr > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s unreceipted=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, unr, ex, err }'
+}
+{
+    echo
+    echo "STOMP 1.2, ${SIZE}-byte messages, ack:client every $ACK_EVERY, prefetch $PREFETCH, receipt window $WINDOW;"
+    echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all subscribers)"
+    echo "cpu: broker CPU seconds in the window; us/msg: broker CPU microseconds per delivered message;"
+    echo "rss: broker peak RSS in the run, MiB; each for RabbitMQ, ActiveMQ, ferromq"
+    echo
+    printf '%-30s %10s %10s %10s %9s %9s | %17s | %17s | %14s\n' case RabbitMQ ActiveMQ ferromq "f/R" "f/A" "cpu R A f" "us/msg R A f" "rss R A f"
+    for c in $CASES; do
+        r=$(med rabbitmq "$c" msgs_per_s)
+        a=$(med activemq "$c" msgs_per_s)
+        f=$(med ferromq "$c" msgs_per_s)
+        printf '%-30s %10.0f %10.0f %10.0f %9s %9s | %5.2f %5.2f %5.2f | %5.1f %5.1f %5.1f | %4s %4s %4s\n' "$(describe "$c")" \
+            "$r" "$a" "$f" "$(ratio "$f" "$r")" "$(ratio "$f" "$a")" \
+            "$(med rabbitmq "$c" broker_cpu_s)" "$(med activemq "$c" broker_cpu_s)" "$(med ferromq "$c" broker_cpu_s)" \
+            "$(us_per_msg rabbitmq "$c")" "$(us_per_msg activemq "$c")" "$(us_per_msg ferromq "$c")" \
+            "$(mib "$(med rabbitmq "$c" broker_rss_peak_kib)")" "$(mib "$(med activemq "$c" broker_rss_peak_kib)")" \
+            "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")"
+    done
+    echo
+    echo "core use (medians of CPU seconds in the window; $(nproc) cores): load generator / everything else on the machine"
+    for c in $CASES; do
+        printf '  %-10s' "$c"
+        for b in $BROKERS; do
+            printf '  %s runs %5.2f / %5.2f' "$b" "$(med "$b" "$c" loadgen_cpu_s)" "$(med "$b" "$c" other_cpu_s)"
+        done
+        echo
+    done
+    echo
+    bad=$(for c in $CASES; do for b in $BROKERS; do notes "$b" "$c"; done; done)
+    if [ -n "$bad" ]; then
+        echo "not clean:"
+        echo "$bad"
+    else
+        echo "every run delivered every message exactly once; every receipt arrived"
+    fi
+    if [ -s "$WARMUP_LOG" ] && grep -qv ' exit=0 ' "$WARMUP_LOG"; then
+        echo "warm-up runs not clean (not counted above):"
+        grep -v ' exit=0 ' "$WARMUP_LOG"
+    fi
+    echo "raw lines: $RESULTS"
+} | tee -a "$RESULTS"
