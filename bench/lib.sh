@@ -1,6 +1,11 @@
 # Helpers shared by the side-by-side scripts (amqp.sh, mqtt.sh, stomp.sh, openwire.sh). Sourced, not run; the
 # script sets SCRIPT (its name, for messages) first.
 
+# ferromq reads every FERROMQ_* environment variable as configuration: a port given to a
+# script as FERROMQ_PORT=... must stay the script's own, or ferromq refuses to start
+# ("unknown field `port`").
+export -n FERROMQ_PORT
+
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; exit 1; }
 
