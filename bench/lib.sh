@@ -41,24 +41,40 @@ median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR
 rename_case() { sed "s/^label=\([^ ]*\) case=[^ ]* /label=\1 case=$1 /"; } # new-case < line
 # Sum of the values of key $1 on stdin.
 total() { field "$1" | awk '{ s += $1 } END { print s + 0 }'; }
+# Per result line on stdin: the share (%) of the messages due inside the window that
+# arrived and were timed (lat_n over rate x seconds); below 100 the broker fell behind
+# the rate, and the percentiles describe only the messages that made it.
+timed_pct() {
+    awk '{ n = r = s = ""
+        for (i = 1; i <= NF; i++) { split($i, kv, "=")
+          if (kv[1] == "lat_n") n = kv[2]; if (kv[1] == "rate") r = kv[2]; if (kv[1] == "seconds") s = kv[2] }
+        if (n != "" && r * s > 0) print (n > r * s ? 100 : 100 * n / (r * s)) }'
+}
 # Rows of the latency table for one case: medians over runs of each percentile, per
-# broker. Arguments: results case title broker:Name... (brokers with no lines are skipped)
+# broker. Arguments: results case title broker:Name... (brokers with no lines are skipped).
+# A run that timed no message at all (the broker never reached the messages due in the
+# window) has no percentiles: "-" when that is the median run.
 latency_rows() {
-    local results=$1 c=$2 title=$3 bn b lines
+    local results=$1 c=$2 title=$3 bn b lines timed p
     shift 3
     for bn in "$@"; do
         b=${bn%%:*}
         lines=$(grep " label=$b case=$c " "$results") || continue
-        printf '%-22s %-10s %8.0f %9.1f %9.1f %9.1f %9.1f %8s\n' "$title" "${bn#*:}" \
-            "$(field msgs_per_s <<<"$lines" | median)" \
-            "$(field lat_p50_us <<<"$lines" | median)" "$(field lat_p99_us <<<"$lines" | median)" \
-            "$(field lat_p999_us <<<"$lines" | median)" "$(field lat_max_us <<<"$lines" | median)" \
-            "$(total lost <<<"$lines")"
+        timed=$(timed_pct <<<"$lines" | median)
+        printf '%-22s %-10s %8.0f %6.0f%%' "$title" "${bn#*:}" "$(field msgs_per_s <<<"$lines" | median)" "$timed"
+        for p in lat_p50_us lat_p99_us lat_p999_us lat_max_us; do
+            if [ "$(field lat_n <<<"$lines" | median)" = 0 ]; then
+                printf ' %9s' -
+            else
+                printf ' %9.1f' "$(field "$p" <<<"$lines" | median)"
+            fi
+        done
+        printf ' %8s\n' "$(total lost <<<"$lines")"
         title=""
     done
 }
 latency_header() {
-    printf '%-22s %-10s %8s %9s %9s %9s %9s %8s\n' case broker msgs/s "p50 us" "p99 us" "p99.9 us" "max us" lost
+    printf '%-22s %-10s %8s %7s %9s %9s %9s %9s %8s\n' case broker msgs/s timed "p50 us" "p99 us" "p99.9 us" "max us" lost
 }
 # "1.23x" = field $4 median of broker $2 over broker $3 in case $5 (results $1), or n/a.
 median_ratio() {
