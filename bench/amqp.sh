@@ -7,6 +7,7 @@
 #   RUNS=1 SECONDS_PER_RUN=5 bench/amqp.sh
 #   CASES="persistent" bench/amqp.sh
 #   CASES="lat-transient lat-persistent" bench/amqp.sh   # latency at a fixed RATE only
+#   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/amqp.sh
 #
 # Everything it writes (RabbitMQ's data and logs, ferromq's data, raw results) goes under
 # $BENCH_DIR (default bench/target-peers/amqp, ignored by git through a generated
@@ -19,12 +20,19 @@ RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
 # lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
-CASES=${CASES:-"transient persistent fanout lat-transient lat-persistent"}
+CASES=${CASES:-"transient persistent fanout lat-transient lat-persistent connect idle"}
 RATE=${RATE:-10000}
 SIZE=${SIZE:-256}
 PREFETCH=${PREFETCH:-500}
 WINDOW=${WINDOW:-500}
 FANOUT=${FANOUT:-10}
+# Concurrent open/close cycles in the connect case.
+PARALLEL=${PARALLEL:-8}
+# The idle case: connections held, their heartbeat (s), channels each connection opens
+# (also in the connect case).
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+HEARTBEAT=${HEARTBEAT:-10}
+CHANNELS=${CHANNELS:-1}
 # Extra flags for every load-generator run (e.g. "--pipeline 4 --backlog 0").
 AMQP_ARGS=${AMQP_ARGS:-}
 
@@ -55,15 +63,17 @@ if port_open 5672; then
     say "warning: something listens on 5672 (a system RabbitMQ?); it shares the CPU with this benchmark"
 fi
 
+# --- Open files ------------------------------------------------------------------------
+nofile_for_idle
+
 # --- Build -----------------------------------------------------------------------------
 if [ -z "${NO_BUILD:-}" ]; then
     say "building (release): the load generator and ferromq"
     (cd "$ROOT" && cargo build --release -p ferromq-bench --bin amqp >&2 && cargo build --release --bin ferromq >&2)
 fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-LOADGEN=$TARGET/release/amqp
-FERROMQ=$TARGET/release/ferromq
-[ -x "$LOADGEN" ] && [ -x "$FERROMQ" ] || die "missing $LOADGEN or $FERROMQ (unset NO_BUILD)"
+[ -x "$TARGET/release/amqp" ] && [ -x "$TARGET/release/ferromq" ] \
+    || die "missing $TARGET/release/amqp or $TARGET/release/ferromq (unset NO_BUILD)"
 
 # --- Fresh state -----------------------------------------------------------------------
 mkdir -p "$BENCH_DIR"
@@ -71,8 +81,13 @@ mkdir -p "$BENCH_DIR"
 case "$BENCH_DIR" in "$ROOT"/*) printf '*\n' >"$(dirname "$BENCH_DIR")/.gitignore" ;; esac
 RDIR=$BENCH_DIR/rabbitmq
 FDIR=$BENCH_DIR/ferromq
-rm -rf "$RDIR" "$FDIR"
-mkdir -p "$RDIR/home" "$RDIR/mnesia" "$RDIR/log" "$FDIR/data"
+rm -rf "$RDIR" "$FDIR" "$BENCH_DIR/bin"
+mkdir -p "$RDIR/home" "$RDIR/mnesia" "$RDIR/log" "$FDIR/data" "$BENCH_DIR/bin"
+# Copies, so that a build in the same target directory during the run (the idle case
+# restarts ferromq) changes nothing.
+cp "$TARGET/release/amqp" "$TARGET/release/ferromq" "$BENCH_DIR/bin/"
+LOADGEN=$BENCH_DIR/bin/amqp
+FERROMQ=$BENCH_DIR/bin/ferromq
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=$BENCH_DIR/results-$STAMP.txt
 
@@ -81,87 +96,80 @@ FERROMQ_PID=
 cleanup() {
     set +e
     stop_pid "$FERROMQ_PID"
-    if [ -n "$RABBIT_PID" ] && kill -0 "$RABBIT_PID" 2>/dev/null; then
-        # The start script turns SIGTERM into a clean `rabbitmqctl stop`.
-        kill -TERM "$RABBIT_PID"
-        wait "$RABBIT_PID" 2>/dev/null
-    fi
-    # The Erlang VM itself, should the start script have died before it.
-    if [ -s "$RDIR/rabbit.pid" ]; then
-        local beam
-        beam=$(cat "$RDIR/rabbit.pid")
-        if kill -0 "$beam" 2>/dev/null; then
-            kill -TERM "$beam"
-            sleep 2
-            kill -KILL "$beam" 2>/dev/null
-        fi
-    fi
+    rabbitmq_stop
     # erl started an epmd daemon on our port; it outlives the node.
-    ERL_EPMD_PORT=$EPMD_PORT epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1
+    rabbitmq_epmd_kill
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- RabbitMQ --------------------------------------------------------------------------
+# Defaults except: its own node, ports and files; no plugins (no management).
+RABBIT_NODE=bench@localhost
 cat >"$RDIR/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
 loopback_users.guest = true
 log.console = false
 log.file.level = warning
 EOF
-: >"$RDIR/rabbitmq-env.conf" # instead of /etc/rabbitmq/rabbitmq-env.conf
-echo '[].' >"$RDIR/enabled_plugins" # no plugins (no management)
-export_rabbit_env() {
-    export HOME=$RDIR/home # the Erlang cookie, shared by the server and rabbitmqctl
-    export RABBITMQ_NODENAME=bench@localhost
-    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    export RABBITMQ_NODE_PORT=$RABBIT_PORT
-    export RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
-    export ERL_EPMD_PORT=$EPMD_PORT
-    export ERL_EPMD_ADDRESS=127.0.0.1
-    export RABBITMQ_CONF_ENV_FILE=$RDIR/rabbitmq-env.conf
-    export RABBITMQ_CONFIG_FILE=$RDIR/rabbitmq.conf
-    export RABBITMQ_ADVANCED_CONFIG_FILE=$RDIR/advanced.config
-    export RABBITMQ_ENABLED_PLUGINS_FILE=$RDIR/enabled_plugins
-    export RABBITMQ_MNESIA_BASE=$RDIR/mnesia
-    export RABBITMQ_LOG_BASE=$RDIR/log
-    export RABBITMQ_PID_FILE=$RDIR/rabbit.pid
-}
-say "starting RabbitMQ ($(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')) on 127.0.0.1:$RABBIT_PORT, files in $RDIR"
-(export_rabbit_env && exec "$RABBIT_BIN/rabbitmq-server" >"$RDIR/log/stdout.log" 2>&1 </dev/null) &
-RABBIT_PID=$!
-wait_port "$RABBIT_PORT" 120 "$RABBIT_PID" RabbitMQ "$RDIR/log/stdout.log"
-(export_rabbit_env && "$RABBIT_BIN/rabbitmqctl" await_startup --timeout 60 >/dev/null 2>&1) \
-    || say "warning: rabbitmqctl await_startup failed; the AMQP port is open, going on"
+echo '[].' >"$RDIR/enabled_plugins"
+rabbitmq_start AMQP
 
 # --- ferromq ---------------------------------------------------------------------------
-say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
-FERROMQ_DATA_DIR=$FDIR/data \
-    FERROMQ_LISTENERS__AMQP=127.0.0.1:$FERROMQ_PORT \
-    FERROMQ_LISTENERS__STOMP="" \
-    FERROMQ_LISTENERS__STOMP_TLS="" \
-    FERROMQ_LISTENERS__AMQP_TLS="" \
-    FERROMQ_LISTENERS__MQTT="" \
-    FERROMQ_LISTENERS__MQTT_TLS="" \
-    FERROMQ_LISTENERS__OPENWIRE="" \
-    FERROMQ_LISTENERS__OPENWIRE_TLS="" \
-    FERROMQ_LISTENERS__WS="" \
-    FERROMQ_LISTENERS__WSS="" \
-    FERROMQ_LOG=warn \
-    "$FERROMQ" serve >"$FDIR/ferromq.log" 2>&1 </dev/null &
-FERROMQ_PID=$!
-wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+# Defaults except: its own port and data directory, the other listeners off, room for
+# the idle connections.
+start_ferromq() {
+    say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
+    rm -rf "$FDIR/data"
+    mkdir -p "$FDIR/data"
+    FERROMQ_DATA_DIR=$FDIR/data \
+        FERROMQ_LISTENERS__AMQP=127.0.0.1:$FERROMQ_PORT \
+        FERROMQ_LISTENERS__STOMP="" \
+        FERROMQ_LISTENERS__STOMP_TLS="" \
+        FERROMQ_LISTENERS__AMQP_TLS="" \
+        FERROMQ_LISTENERS__MQTT="" \
+        FERROMQ_LISTENERS__MQTT_TLS="" \
+        FERROMQ_LISTENERS__OPENWIRE="" \
+        FERROMQ_LISTENERS__OPENWIRE_TLS="" \
+        FERROMQ_LISTENERS__WS="" \
+        FERROMQ_LISTENERS__WSS="" \
+        FERROMQ_AMQP__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
+        FERROMQ_LOG=warn \
+        "$FERROMQ" serve >>"$FDIR/ferromq.log" 2>&1 </dev/null &
+    FERROMQ_PID=$!
+    wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+}
+start_ferromq
+
+# The process whose CPU and RSS count: the Erlang VM (not its start script), ferromq.
+broker_pid() { if [ "$1" = rabbitmq ]; then cat "$RDIR/rabbit.pid"; else echo "$FERROMQ_PID"; fi; }
+# The idle case measures RSS growth: each of its runs gets a freshly started broker, so
+# that memory kept from earlier cases does not hide the connections' cost.
+restart() { # broker
+    if [ "$1" = rabbitmq ]; then
+        rabbitmq_stop
+        rabbitmq_start AMQP
+    else
+        stop_pid "$FERROMQ_PID"
+        start_ferromq
+    fi
+    sleep 1 # let it settle before its RSS is read
+}
 
 # --- Runs ------------------------------------------------------------------------------
 uri() { echo "amqp://guest:guest@127.0.0.1:$1/%2f"; }
 run_one() { # broker port case run
-    local line rc=0 mode=(--case "$3")
+    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 90)) mode=(--case "$3")
     case $3 in lat-*) mode=(--case "${3#lat-}" --rate "$RATE") ;; esac
     # A run that hangs is cut off; the drain alone may take 4 x 5 s.
-    line=$(timeout $((SECONDS_PER_RUN + WARMUP + 90)) "$LOADGEN" --uri "$(uri "$2")" "${mode[@]}" \
+    [ "$3" = idle ] && limit=$((4 * HEARTBEAT + 300))
+    # shellcheck disable=SC2086 # AMQP_ARGS is a list of flags
+    line=$(timeout "$limit" "$LOADGEN" --uri "$(uri "$2")" "${mode[@]}" \
         --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
-        --window "$WINDOW" --fanout "$FANOUT" --label "$1" $AMQP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
+        --window "$WINDOW" --fanout "$FANOUT" --label "$1" --broker-pid "$(broker_pid "$1")" \
+        --parallel "$PARALLEL" --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT" \
+        --channels "$CHANNELS" $AMQP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$3 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
     line=$(rename_case "$3" <<<"$line")
     echo "run=$4 exit=$rc $line" | tee -a "$RESULTS" >&2
@@ -170,8 +178,8 @@ run_one() { # broker port case run
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; rate $RATE"
-} >>"$RESULTS"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heartbeat $HEARTBEAT s, $CHANNELS channel(s) each"
+} >"$RESULTS"
 say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
 for ((run = 1; run <= RUNS; run++)); do
     for c in $CASES; do
@@ -181,6 +189,7 @@ for ((run = 1; run <= RUNS; run++)); do
             if [ "$b" = rabbitmq ]; then port=$RABBIT_PORT; else port=$FERROMQ_PORT; fi
             kill -0 "$RABBIT_PID" 2>/dev/null || die "RabbitMQ is gone (see $RDIR/log)"
             kill -0 "$FERROMQ_PID" 2>/dev/null || die "ferromq is gone (see $FDIR/ferromq.log)"
+            [ "$c" != idle ] || restart "$b"
             run_one "$b" "$port" "$c" "$run"
         done
     done
@@ -189,17 +198,19 @@ done
 # --- Table -----------------------------------------------------------------------------
 notes() { # broker case: everything that is not a clean run
     grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
-        { lost = dup = cor = 0; err = "none"; ex = 0; run = "?"
+        { lost = dup = cor = failed = dropped = 0; err = "none"; ex = 0; run = "?"
           for (i = 1; i <= NF; i++) { split($i, kv, "=")
             if (kv[1] == "run") run = kv[2]
             if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
             if (kv[1] == "corrupt") cor = kv[2]
+            if (kv[1] == "failed") failed = kv[2]; if (kv[1] == "dropped") dropped = kv[2]
             if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
-          if (lost + dup + cor > 0 || ex != 0 || err != "none")
-            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s exit=%s error=%s; ", b, c, run, lost, dup, cor, ex, err }'
+          if (lost + dup + cor + failed + dropped > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s failed=%s dropped=%s exit=%s error=%s; ", b, c, run, lost, dup, cor, failed, dropped, ex, err }'
 }
+med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
 RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
-FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {
     if [ -n "$FLOOD_CASES" ]; then
         echo
@@ -226,9 +237,11 @@ FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; e
             echo "  p99 ferromq / RabbitMQ: $(median_ratio "$RESULTS" ferromq rabbitmq lat_p99_us "$c")"
         done
     fi
+    connect_table rabbitmq ferromq
+    idle_table rabbitmq ferromq
     echo
     bad=""
     for c in $CASES; do bad+=$(notes rabbitmq "$c")$(notes ferromq "$c"); done
-    if [ -n "$bad" ]; then echo "not clean: $bad"; else echo "every run delivered every message exactly once"; fi
+    if [ -n "$bad" ]; then echo "not clean: $bad"; else echo "every run delivered every message exactly once; every connection opened, stayed up and closed cleanly"; fi
     echo "raw lines: $RESULTS"
 } | tee -a "$RESULTS"

@@ -133,3 +133,127 @@ PROPS
     AMQ_PID=$!
     wait_port "$AMQ_PORT" 120 "$AMQ_PID" ActiveMQ "$ADIR/stdout.log"
 }
+
+# Raises this shell's open-file limit (inherited by the brokers and the load generator)
+# for an idle case of $IDLE_CONNECTIONS connections when $CASES has one: every broker and
+# the load generator hold one descriptor per connection. Raising the hard limit needs
+# CAP_SYS_RESOURCE; without it IDLE_CONNECTIONS is cut to hard limit − 1,000 and
+# IDLE_NOTE says so (for under the table).
+nofile_for_idle() {
+    IDLE_NOTE=""
+    case " $CASES " in
+    *" idle "*)
+        local need=$((IDLE_CONNECTIONS + 1000)) hard
+        if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
+            ulimit -Hn "$need" 2>/dev/null || true
+        fi
+        hard=$(ulimit -Hn)
+        if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+            IDLE_NOTE="idle: $IDLE_CONNECTIONS connections asked, the open-file hard limit is $hard and cannot be raised here (no CAP_SYS_RESOURCE), so $((hard - 1000)) were opened"
+            say "warning: $IDLE_NOTE"
+            IDLE_CONNECTIONS=$((hard - 1000))
+        fi
+        ;;
+    esac
+    [ "$(ulimit -Hn)" = unlimited ] || ulimit -n "$(ulimit -Hn)"
+}
+
+# Starts RabbitMQ (Debian's package, $RABBIT_BIN) in the background as the invoking user
+# from the files under $RDIR: the caller writes rabbitmq.conf and enabled_plugins there.
+# Node $RABBIT_NODE, distribution port $RABBIT_DIST_PORT, epmd on $EPMD_PORT; nothing in
+# /etc/rabbitmq or /var/lib/rabbitmq is used. Sets RABBIT_PID (the start script) and
+# waits for $RABBIT_PORT and for the node's start-up.
+rabbitmq_start() { # what (for the message)
+    : >"$RDIR/rabbitmq-env.conf" # instead of /etc/rabbitmq/rabbitmq-env.conf
+    say "starting RabbitMQ ($(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')) $1 on 127.0.0.1:$RABBIT_PORT, files in $RDIR"
+    (rabbitmq_env && exec "$RABBIT_BIN/rabbitmq-server" >>"$RDIR/log/stdout.log" 2>&1 </dev/null) &
+    RABBIT_PID=$!
+    wait_port "$RABBIT_PORT" 120 "$RABBIT_PID" RabbitMQ "$RDIR/log/stdout.log"
+    (rabbitmq_env && "$RABBIT_BIN/rabbitmqctl" await_startup --timeout 60 >/dev/null 2>&1) \
+        || say "warning: rabbitmqctl await_startup failed; its port is open, going on"
+}
+rabbitmq_env() {
+    export HOME=$RDIR/home # the Erlang cookie, shared by the server and rabbitmqctl
+    export RABBITMQ_NODENAME=$RABBIT_NODE
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    export RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
+    export ERL_EPMD_PORT=$EPMD_PORT
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    export RABBITMQ_CONF_ENV_FILE=$RDIR/rabbitmq-env.conf
+    export RABBITMQ_CONFIG_FILE=$RDIR/rabbitmq.conf
+    export RABBITMQ_ADVANCED_CONFIG_FILE=$RDIR/advanced.config
+    export RABBITMQ_ENABLED_PLUGINS_FILE=$RDIR/enabled_plugins
+    export RABBITMQ_MNESIA_BASE=$RDIR/mnesia
+    export RABBITMQ_LOG_BASE=$RDIR/log
+    export RABBITMQ_PID_FILE=$RDIR/rabbit.pid
+}
+# Stops the node rabbitmq_start started, and the Erlang VM should the start script have
+# died before it. The epmd it started is left for rabbitmq_epmd_kill (a restart reuses it).
+rabbitmq_stop() {
+    if [ -n "${RABBIT_PID:-}" ] && kill -0 "$RABBIT_PID" 2>/dev/null; then
+        # The start script turns SIGTERM into a clean `rabbitmqctl stop`.
+        kill -TERM "$RABBIT_PID"
+        wait "$RABBIT_PID" 2>/dev/null || true
+    fi
+    if [ -s "$RDIR/rabbit.pid" ]; then
+        local beam
+        beam=$(cat "$RDIR/rabbit.pid")
+        if kill -0 "$beam" 2>/dev/null; then
+            kill -TERM "$beam"
+            sleep 2
+            kill -KILL "$beam" 2>/dev/null || true
+        fi
+        rm -f "$RDIR/rabbit.pid"
+    fi
+    RABBIT_PID=
+}
+rabbitmq_epmd_kill() { ERL_EPMD_PORT=$EPMD_PORT epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1 || true; }
+
+# Stops the ActiveMQ activemq_start started: SIGTERM, up to 10 s, then SIGKILL.
+activemq_stop() {
+    if [ -n "${AMQ_PID:-}" ] && kill -0 "$AMQ_PID" 2>/dev/null; then
+        kill -TERM "$AMQ_PID"
+        for _ in $(seq 1 100); do kill -0 "$AMQ_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$AMQ_PID" 2>/dev/null || true
+        wait "$AMQ_PID" 2>/dev/null || true
+    fi
+    AMQ_PID=
+}
+
+# The connection cases' tables, from the result lines in $RESULTS (a `med broker case
+# field` function must exist), each only when $CASES has the case: connects per second
+# per broker, and the idle connections' RSS.
+connect_table() { # brokers...
+    local b
+    case " $CASES " in
+    *" connect "*)
+        echo
+        echo "Connection rate: $PARALLEL workers each opening and closing whole connections; medians"
+        printf '%-10s %12s %12s %14s\n' broker connects/s "cpu s" "us cpu/conn"
+        for b in "$@"; do
+            printf '%-10s %12.0f %12.2f %14.1f\n' "$b" "$(med "$b" connect connects_per_s)" \
+                "$(med "$b" connect broker_cpu_s)" \
+                "$(awk -v c="$(med "$b" connect broker_cpu_s)" -v n="$(med "$b" connect connects_window)" \
+                    'BEGIN { if (n > 0) print c * 1e6 / n; else print 0 }')"
+        done
+        ;;
+    esac
+}
+idle_table() { # brokers...
+    local b
+    case " $CASES " in
+    *" idle "*)
+        echo
+        echo "Idle connections: $IDLE_CONNECTIONS with heart-beats every ${HEARTBEAT:-${KEEP_ALIVE:-?}} s, each broker freshly started; medians"
+        printf '%-10s %12s %14s %14s %14s %12s %12s\n' broker connected "rss before" "rss held" "bytes/conn" "connects/s" "cpu s hold"
+        for b in "$@"; do
+            printf '%-10s %12.0f %11.1f MiB %11.1f MiB %14.0f %12.0f %12.2f\n' "$b" \
+                "$(med "$b" idle connected)" \
+                "$(awk -v k="$(med "$b" idle rss_before_kib)" 'BEGIN { print k / 1024 }')" \
+                "$(awk -v k="$(med "$b" idle rss_held_kib)" 'BEGIN { print k / 1024 }')" \
+                "$(med "$b" idle rss_per_conn_b)" "$(med "$b" idle connects_per_s)" "$(med "$b" idle broker_cpu_s)"
+        done
+        [ -z "${IDLE_NOTE:-}" ] || echo "note: $IDLE_NOTE"
+        ;;
+    esac
+}

@@ -78,24 +78,8 @@ fi
 
 # --- Open files ------------------------------------------------------------------------
 # Each broker holds one descriptor per connection, and so does the load generator (it
-# raises its own soft limit to the hard one). Raising the hard limit needs
-# CAP_SYS_RESOURCE; without it the idle case is cut down to what fits, and says so.
-IDLE_NOTE=""
-case " $CASES " in
-*" idle "*)
-    need=$((IDLE_CONNECTIONS + 1000))
-    if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
-        ulimit -Hn "$need" 2>/dev/null || true
-    fi
-    hard=$(ulimit -Hn)
-    if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
-        IDLE_NOTE="idle: $IDLE_CONNECTIONS connections asked, the open-file hard limit is $hard and cannot be raised here (no CAP_SYS_RESOURCE), so $((hard - 1000)) were opened"
-        say "warning: $IDLE_NOTE"
-        IDLE_CONNECTIONS=$((hard - 1000))
-    fi
-    ;;
-esac
-[ "$(ulimit -Hn)" = unlimited ] || ulimit -n "$(ulimit -Hn)"
+# raises its own soft limit to the hard one); see lib.sh.
+nofile_for_idle
 
 # --- Build -----------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -330,21 +314,7 @@ relay_cols() { # case
             echo
         done
     fi
-    case " $CASES " in
-    *" idle "*)
-        echo
-        echo "Idle connections: $IDLE_CONNECTIONS with Keep Alive ${KEEP_ALIVE} s, each pinging once a period; medians"
-        printf '%-10s %12s %14s %14s %14s %12s %12s\n' broker connected "rss before" "rss held" "bytes/conn" "connects/s" "cpu s hold"
-        for b in mosquitto ferromq; do
-            printf '%-10s %12.0f %11.1f MiB %11.1f MiB %14.0f %12.0f %12.2f\n' "$b" \
-                "$(med "$b" idle connected)" \
-                "$(awk -v k="$(med "$b" idle rss_before_kib)" 'BEGIN { print k / 1024 }')" \
-                "$(awk -v k="$(med "$b" idle rss_held_kib)" 'BEGIN { print k / 1024 }')" \
-                "$(med "$b" idle rss_per_conn_b)" "$(med "$b" idle connects_per_s)" "$(med "$b" idle broker_cpu_s)"
-        done
-        [ -z "$IDLE_NOTE" ] || echo "note: $IDLE_NOTE"
-        ;;
-    esac
+    idle_table mosquitto ferromq
     echo
     echo "core use (medians of CPU seconds in the window; $(nproc) cores): load generator / everything else on the machine"
     for c in $CASES; do

@@ -9,6 +9,7 @@
 #   RUNS=1 SECONDS_PER_RUN=5 bench/stomp.sh
 #   CASES="persistent" BROKERS="ferromq rabbitmq" bench/stomp.sh
 #   CASES="lat-transient lat-persistent" bench/stomp.sh   # latency at a fixed RATE only
+#   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/stomp.sh
 #
 # Everything it writes (the brokers' configuration, data and logs, raw results) goes
 # under $BENCH_DIR (default bench/target-peers/stomp, ignored by git through a generated
@@ -27,7 +28,7 @@ WARMUP=${WARMUP:-2}
 WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
 WARMUP_ROUND_SECONDS=${WARMUP_ROUND_SECONDS:-5}
 # lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
-CASES=${CASES:-"transient persistent fanout fanin lat-transient lat-persistent"}
+CASES=${CASES:-"transient persistent fanout fanin lat-transient lat-persistent connect idle"}
 RATE=${RATE:-10000}
 BROKERS=${BROKERS:-"rabbitmq activemq ferromq"}
 SIZE=${SIZE:-256}
@@ -36,6 +37,12 @@ ACK_EVERY=${ACK_EVERY:-100}
 WINDOW=${WINDOW:-500}
 FANOUT=${FANOUT:-10}
 FANIN=${FANIN:-10}
+# Concurrent CONNECT/DISCONNECT cycles in the connect case.
+PARALLEL=${PARALLEL:-8}
+# The idle case: connections held and their heart-beat period (s, both ways; also asked
+# for in the connect case).
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+HEARTBEAT=${HEARTBEAT:-10}
 # Extra flags for every load-generator run (e.g. "--ack client-individual --backlog 0").
 STOMP_ARGS=${STOMP_ARGS:-}
 # ActiveMQ's JVM: a heap and a broker memory limit large enough that producer flow
@@ -76,6 +83,9 @@ if port_open 61613; then
     say "warning: something listens on 61613 (a system broker?); it shares the CPU with this benchmark"
 fi
 
+# --- Open files ------------------------------------------------------------------------
+nofile_for_idle
+
 # --- Build -----------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ -z "${NO_BUILD:-}" ]; then
@@ -108,29 +118,10 @@ FERROMQ_PID=
 cleanup() {
     set +e
     stop_pid "$FERROMQ_PID"
-    if [ -n "$AMQ_PID" ] && kill -0 "$AMQ_PID" 2>/dev/null; then
-        kill -TERM "$AMQ_PID"
-        for _ in $(seq 1 100); do kill -0 "$AMQ_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$AMQ_PID" 2>/dev/null
-        wait "$AMQ_PID" 2>/dev/null
-    fi
-    if [ -n "$RABBIT_PID" ] && kill -0 "$RABBIT_PID" 2>/dev/null; then
-        # The start script turns SIGTERM into a clean `rabbitmqctl stop`.
-        kill -TERM "$RABBIT_PID"
-        wait "$RABBIT_PID" 2>/dev/null
-    fi
-    # The Erlang VM itself, should the start script have died before it.
-    if [ -s "$RDIR/rabbit.pid" ]; then
-        local beam
-        beam=$(cat "$RDIR/rabbit.pid")
-        if kill -0 "$beam" 2>/dev/null; then
-            kill -TERM "$beam"
-            sleep 2
-            kill -KILL "$beam" 2>/dev/null
-        fi
-    fi
+    activemq_stop
+    rabbitmq_stop
     # erl started an epmd daemon on our port; it outlives the node.
-    if wants rabbitmq; then ERL_EPMD_PORT=$EPMD_PORT epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1; fi
+    if wants rabbitmq; then rabbitmq_epmd_kill; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -138,6 +129,7 @@ trap 'exit 143' TERM
 
 # --- RabbitMQ --------------------------------------------------------------------------
 # Defaults except: its own node, ports and files; no AMQP listener; one plugin, STOMP.
+RABBIT_NODE=benchstomp@localhost
 start_rabbitmq() {
     cat >"$RDIR/rabbitmq.conf" <<EOF
 listeners.tcp = none
@@ -146,35 +138,15 @@ loopback_users.guest = true
 log.console = false
 log.file.level = warning
 EOF
-    : >"$RDIR/rabbitmq-env.conf" # instead of /etc/rabbitmq/rabbitmq-env.conf
     echo '[rabbitmq_stomp].' >"$RDIR/enabled_plugins"
-    export_rabbit_env() {
-        export HOME=$RDIR/home # the Erlang cookie, shared by the server and rabbitmqctl
-        export RABBITMQ_NODENAME=benchstomp@localhost
-        export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-        export RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
-        export ERL_EPMD_PORT=$EPMD_PORT
-        export ERL_EPMD_ADDRESS=127.0.0.1
-        export RABBITMQ_CONF_ENV_FILE=$RDIR/rabbitmq-env.conf
-        export RABBITMQ_CONFIG_FILE=$RDIR/rabbitmq.conf
-        export RABBITMQ_ADVANCED_CONFIG_FILE=$RDIR/advanced.config
-        export RABBITMQ_ENABLED_PLUGINS_FILE=$RDIR/enabled_plugins
-        export RABBITMQ_MNESIA_BASE=$RDIR/mnesia
-        export RABBITMQ_LOG_BASE=$RDIR/log
-        export RABBITMQ_PID_FILE=$RDIR/rabbit.pid
-    }
-    say "starting RabbitMQ ($(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')) STOMP on 127.0.0.1:$RABBIT_PORT, files in $RDIR"
-    (export_rabbit_env && exec "$RABBIT_BIN/rabbitmq-server" >"$RDIR/log/stdout.log" 2>&1 </dev/null) &
-    RABBIT_PID=$!
-    wait_port "$RABBIT_PORT" 120 "$RABBIT_PID" RabbitMQ "$RDIR/log/stdout.log"
-    (export_rabbit_env && "$RABBIT_BIN/rabbitmqctl" await_startup --timeout 60 >/dev/null 2>&1) \
-        || say "warning: rabbitmqctl await_startup failed; the STOMP port is open, going on"
+    rabbitmq_start STOMP
 }
 
 # --- ActiveMQ --------------------------------------------------------------------------
-# Its own configuration, with only a STOMP connector (lib.sh).
+# Its own configuration, with only a STOMP connector (lib.sh), and room for the idle
+# connections (the connector's default maximumConnections is 1,000).
 start_activemq() {
-    activemq_start stomp "stomp://127.0.0.1:$AMQ_PORT"
+    activemq_start stomp "stomp://127.0.0.1:$AMQ_PORT?maximumConnections=$((IDLE_CONNECTIONS + 1000))"
 }
 
 # --- ferromq ---------------------------------------------------------------------------
@@ -192,6 +164,7 @@ start_ferromq() {
         FERROMQ_LISTENERS__OPENWIRE_TLS="" \
         FERROMQ_LISTENERS__WS="" \
         FERROMQ_LISTENERS__WSS="" \
+        FERROMQ_STOMP__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
         FERROMQ_LOG=warn \
         "$FERROMQ" serve >"$FDIR/ferromq.log" 2>&1 </dev/null &
     FERROMQ_PID=$!
@@ -214,6 +187,16 @@ broker_pid() {
 broker_port() {
     case $1 in rabbitmq) echo "$RABBIT_PORT" ;; activemq) echo "$AMQ_PORT" ;; ferromq) echo "$FERROMQ_PORT" ;; esac
 }
+# The idle case measures RSS growth: each of its runs gets a freshly started broker, so
+# that memory kept from earlier cases does not hide the connections' cost.
+restart() { # broker
+    case $1 in
+    rabbitmq) rabbitmq_stop && start_rabbitmq ;;
+    activemq) activemq_stop && start_activemq ;;
+    ferromq) stop_pid "$FERROMQ_PID" && start_ferromq ;;
+    esac
+    sleep 1 # let it settle before its RSS is read
+}
 alive() {
     local pid
     pid=$(broker_pid "$1")
@@ -222,14 +205,16 @@ alive() {
 
 # --- Runs ------------------------------------------------------------------------------
 run_one() { # broker case run seconds file
-    local line rc=0 mode=(--case "$2")
+    local line rc=0 limit=$(($4 + WARMUP + 180)) mode=(--case "$2")
     case $2 in lat-*) mode=(--case "${2#lat-}" --rate "$RATE") ;; esac
     # A run that hangs is cut off; set-up, drain and disconnects may take minutes at worst.
+    [ "$2" = idle ] && limit=$((4 * HEARTBEAT + 300))
     # shellcheck disable=SC2086 # STOMP_ARGS is a list of flags
-    line=$(timeout $(($4 + WARMUP + 180)) "$LOADGEN" --port "$(broker_port "$1")" \
+    line=$(timeout "$limit" "$LOADGEN" --port "$(broker_port "$1")" \
         --broker-pid "$(broker_pid "$1")" "${mode[@]}" --label "$1" \
         --seconds "$4" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
         --ack-every "$ACK_EVERY" --window "$WINDOW" --fanout "$FANOUT" --fanin "$FANIN" \
+        --parallel "$PARALLEL" --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT" \
         $STOMP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
     line=$(rename_case "$2" <<<"$line")
@@ -239,12 +224,14 @@ run_one() { # broker case run seconds file
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; rate $RATE; extra: ${STOMP_ARGS:-none}"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s; extra: ${STOMP_ARGS:-none}"
 } >"$RESULTS"
 WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
 for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
     say "warm-up round $round of $WARMUP_ROUNDS ($WARMUP_ROUND_SECONDS s per case and broker; not counted; lines in $WARMUP_LOG)"
+    # Not the idle case: it warms nothing up and restarts the broker anyway.
     for c in $CASES; do
+        [ "$c" != idle ] || continue
         for b in $BROKERS; do
             alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
             run_one "$b" "$c" "warmup$round" "$WARMUP_ROUND_SECONDS" "$WARMUP_LOG"
@@ -260,6 +247,7 @@ for ((run = 1; run <= RUNS; run++)); do
     for c in $CASES; do
         for b in "${order[@]}"; do
             alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+            [ "$c" != idle ] || restart "$b"
             run_one "$b" "$c" "$run" "$SECONDS_PER_RUN" "$RESULTS"
         done
     done
@@ -288,17 +276,18 @@ describe() {
 }
 notes() { # broker case: everything that is not a clean run
     lines "$1" "$2" | awk -v b="$1" -v c="$2" '
-        { lost = dup = cor = unr = 0; err = "none"; ex = 0; run = "?"
+        { lost = dup = cor = unr = failed = dropped = 0; err = "none"; ex = 0; run = "?"
           for (i = 1; i <= NF; i++) { split($i, kv, "=")
             if (kv[1] == "run") run = kv[2]
             if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
             if (kv[1] == "corrupt") cor = kv[2]; if (kv[1] == "unreceipted") unr = kv[2]
+            if (kv[1] == "failed") failed = kv[2]; if (kv[1] == "dropped") dropped = kv[2]
             if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
-          if (lost + dup + cor + unr > 0 || ex != 0 || err != "none")
-            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s unreceipted=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, unr, ex, err }'
+          if (lost + dup + cor + unr + failed + dropped > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s unreceipted=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, unr, failed, dropped, ex, err }'
 }
 RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
-FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {
     if [ -n "$FLOOD_CASES" ]; then
         echo
@@ -332,6 +321,10 @@ FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; e
             echo "  p99 ferromq / RabbitMQ: $(median_ratio "$RESULTS" ferromq rabbitmq lat_p99_us "$c"); ferromq / ActiveMQ: $(median_ratio "$RESULTS" ferromq activemq lat_p99_us "$c")"
         done
     fi
+    # shellcheck disable=SC2086 # BROKERS is a list
+    connect_table $BROKERS
+    # shellcheck disable=SC2086
+    idle_table $BROKERS
     echo
     echo "core use (medians of CPU seconds in the window; $(nproc) cores): load generator / everything else on the machine"
     for c in $CASES; do
@@ -347,7 +340,7 @@ FLOOD_CASES=$(for c in $CASES; do case $c in lat-*) ;; *) printf '%s ' "$c" ;; e
         echo "not clean:"
         echo "$bad"
     else
-        echo "every run delivered every message exactly once; every receipt arrived"
+        echo "every run delivered every message exactly once; every receipt arrived; every connection opened, stayed up and closed cleanly"
     fi
     if [ -s "$WARMUP_LOG" ] && grep -qv ' exit=0 ' "$WARMUP_LOG"; then
         echo "warm-up runs not clean (not counted above):"

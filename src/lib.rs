@@ -193,6 +193,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         amqp: Arc::new(config.amqp.to_amqp()),
         mqtt: Arc::new(config.mqtt.to_mqtt()),
         openwire: Arc::new(config.openwire.to_openwire()),
+        openwire_shared: ferromq_openwire::Shared::new(),
         mqtt_sessions: ferromq_mqtt::shared::Shared::new(),
         ws: config.websocket.to_ws(),
         ws_connections_max: config.websocket.connections_max,

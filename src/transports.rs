@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub amqp: Arc<ferromq_amqp::AmqpConfig>,
     pub mqtt: Arc<ferromq_mqtt::MqttConfig>,
     pub openwire: Arc<ferromq_openwire::OpenWireConfig>,
+    /// One client-id table and advisory registry for every OpenWire listener.
+    pub openwire_shared: Arc<ferromq_openwire::Shared>,
     /// One client-id table and retained store for every MQTT listener.
     pub mqtt_sessions: Arc<ferromq_mqtt::shared::Shared>,
     pub ws: WsConfig,
@@ -228,6 +230,7 @@ async fn connection(protocol: Protocol, io: Transport, peer: Peer, s: Arc<Shared
                 io,
                 peer.addr,
                 s.openwire.clone(),
+                s.openwire_shared.clone(),
                 s.broker.clone(),
                 s.shutdown.clone(),
             )

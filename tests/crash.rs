@@ -66,6 +66,9 @@ fn spawn_child(data: &Path, port: u16, amqp: Option<u16>) -> Child {
         // Small segments, so that rotation and deletion happen during the test.
         .env("FERROMQ_STORE__SEGMENT_SIZE_MAX_BYTES", "262144")
         .env("FERROMQ_STORE__DISK_FREE_MIN_BYTES", "0")
+        // Compaction as often as the persister ticks (once a second), so that crashes also
+        // land on journals where the queue's declaration was moved past its messages.
+        .env("FERROMQ_STORE__COMPACTION_INTERVAL_MS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

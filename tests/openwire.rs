@@ -181,7 +181,7 @@ async fn jms_client_scenarios() {
     let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL ")).collect();
     server.shutdown().await;
     assert!(
-        output.status.success() && failed.is_empty() && passed >= 25,
+        output.status.success() && failed.is_empty() && passed >= 26,
         "JMS scenarios: {passed} passed, failures:\n{}\nstdout:\n{out}\nstderr:\n{stderr}",
         failed.join("\n")
     );

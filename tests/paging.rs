@@ -2,7 +2,9 @@
 //! the broker runs as a child process with small paging limits, an AMQP producer fills one
 //! queue with many times that much, and the broker's resident set size (read from /proc)
 //! must stay near the budget while the queue is filled and drained. Every message must come
-//! back, in order and intact.
+//! back, in order and intact. Half-way through the drain the broker is killed (`kill -9`)
+//! and restarted: recovery must stay near the budget too, and the persistent half of what
+//! was left must come back, in order.
 //!
 //! Size: `FERROMQ_PAGING_TEST_MIB` MiB of 1 KiB messages (default 160) through a queue whose
 //! memory budget is `FERROMQ_PAGING_TEST_BUDGET_MIB` (default 16; the broker-wide budget is
@@ -192,7 +194,72 @@ async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_dr
         "every message is in the queue"
     );
 
-    // Drain, checking order and content.
+    // Drain the first half, checking order and content.
+    let half = count / 2;
+    drain(&ch, &(0..half).collect::<Vec<_>>(), false).await;
+    sampler.abort();
+    let drained_peak = peak.load(Ordering::Relaxed);
+    let bound = baseline + budget + budget / 4 + RSS_SLACK + count * RSS_PER_MESSAGE;
+    eprintln!(
+        "paging: {mib} MiB through one queue with a {} MiB budget; broker RSS baseline {} MiB, peak while filling {} MiB, while draining half {} MiB",
+        budget >> 20,
+        baseline >> 20,
+        filled_peak >> 20,
+        drained_peak >> 20
+    );
+    assert!(
+        drained_peak < bound,
+        "broker RSS peaked at {} MiB (baseline {} MiB, budget {} MiB)",
+        drained_peak >> 20,
+        baseline >> 20,
+        budget >> 20
+    );
+
+    // kill -9 and restart on the same data: recovery reads back what its budget does not
+    // hold, the queue pages, and the persistent half of the rest comes back in order.
+    drop(conn);
+    drop(broker);
+    let broker = spawn(&data, port, budget);
+    let pid = broker.0.id();
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let conn = connect(port).await;
+    let ch = conn.create_channel().await.unwrap();
+    let recovered_peak = peak.load(Ordering::Relaxed);
+    let persistent: Vec<u64> = (half..count).filter(|i| i % 2 == 0).collect();
+    drain(&ch, &persistent, true).await;
+    sampler.abort();
+    let total_peak = peak.load(Ordering::Relaxed);
+    eprintln!(
+        "paging: after kill -9, peak RSS during recovery {} MiB, while draining the rest {} MiB",
+        recovered_peak >> 20,
+        total_peak >> 20
+    );
+    assert!(
+        total_peak < bound,
+        "broker RSS peaked at {} MiB after the restart (baseline {} MiB, budget {} MiB)",
+        total_peak >> 20,
+        baseline >> 20,
+        budget >> 20
+    );
+    let _ = conn.close(200, "done".into()).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Consumes `expected.len()` messages from "big" on `ch` and checks that they are the bodies
+/// of `expected`, in order (and flagged redelivered when `redelivered`), acking as it goes;
+/// then cancels the consumer.
+async fn drain(ch: &lapin::Channel, expected: &[u64], redelivered: bool) {
+    let n = expected.len();
     ch.basic_qos(500, BasicQosOptions::default()).await.unwrap();
     let consumer = ch
         .basic_consume(
@@ -212,10 +279,10 @@ async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_dr
         }
         async {}
     });
-    for i in 0..count {
+    for (k, &i) in expected.iter().enumerate() {
         let d = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
-            .unwrap_or_else(|_| panic!("message {i} of {count} arrives"))
+            .unwrap_or_else(|_| panic!("message {i} ({k} of {n}) arrives"))
             .expect("consumer open");
         assert!(
             d.data == body(i),
@@ -223,27 +290,12 @@ async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_dr
             d.data.len(),
             String::from_utf8_lossy(&d.data[..d.data.len().min(24)])
         );
-        if i % 100 == 99 || i + 1 == count {
+        assert_eq!(d.redelivered, redelivered, "message {i}: redelivered flag");
+        if k % 100 == 99 || k + 1 == n {
             d.ack(BasicAckOptions { multiple: true }).await.unwrap();
         }
     }
-    sampler.abort();
-    let total_peak = peak.load(Ordering::Relaxed);
-    eprintln!(
-        "paging: {mib} MiB through one queue with a {} MiB budget; broker RSS baseline {} MiB, peak while filling {} MiB, peak overall {} MiB",
-        budget >> 20,
-        baseline >> 20,
-        filled_peak >> 20,
-        total_peak >> 20
-    );
-    assert!(
-        total_peak < baseline + budget + budget / 4 + RSS_SLACK + count * RSS_PER_MESSAGE,
-        "broker RSS peaked at {} MiB (baseline {} MiB, budget {} MiB)",
-        total_peak >> 20,
-        baseline >> 20,
-        budget >> 20
-    );
-    let _ = conn.close(200, "done".into()).await;
-    drop(broker);
-    let _ = std::fs::remove_dir_all(&data);
+    ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await
+        .unwrap();
 }

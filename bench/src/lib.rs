@@ -13,11 +13,16 @@
 //!   lock-free histogram of end-to-end latencies (p50, p99, p99.9, max).
 //! - [`procfs`]: CPU seconds and RSS of a process, busy time of the machine, the open
 //!   file limit, and the broker usage fields of a result line.
+//! - [`net`]: client sockets spread over loopback source addresses.
+//! - [`storm`]: the connection cases of every protocol (connection rate, idle
+//!   connections and their RSS), given the protocol's handshake, heart-beat and close.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod latency;
+pub mod net;
 pub mod procfs;
 pub mod run;
 pub mod seq;
+pub mod storm;
 pub mod tally;

@@ -625,6 +625,106 @@ public class JmsScenarios {
         } finally { c.close(); }
     }
 
+    /// Request/reply across connections. The 5.x client watches the temporary-destination
+    /// advisories (ActiveMQ.Advisory.TempQueue / TempTopic) and refuses to send to a
+    /// temporary destination it has not heard of ("Cannot publish to a deleted
+    /// Destination"). A responder connected before the requester made its temporary
+    /// queue and topic hears of them live; one connected after gets them replayed when
+    /// its advisory consumer subscribes; a plain consumer of the advisory topic sees
+    /// DestinationInfo add and remove; once the requester's connection closes, both
+    /// responders' clients treat the temporary queue as deleted, and the broker refuses
+    /// a send to it from a client that does not watch advisories.
+    static void replyAcrossConnections() throws Exception {
+        Connection requester = connect(null);
+        Connection early = connect(null);
+        Connection late = null;
+        Connection blind = null;
+        try {
+            Session rs = requester.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Queue service = rs.createQueue(unique("jms.service"));
+            TemporaryQueue replyQ = rs.createTemporaryQueue();
+            TemporaryTopic replyT = rs.createTemporaryTopic();
+            MessageConsumer qReplies = rs.createConsumer(replyQ);
+            MessageConsumer tReplies = rs.createConsumer(replyT);
+            MessageProducer requests = rs.createProducer(service);
+            late = connect(null);
+            int n = 0;
+            for (Connection responder : new Connection[] {early, late}) {
+                Session ss = responder.createSession(false, Session.AUTO_ACKNOWLEDGE);
+                MessageConsumer server = ss.createConsumer(service);
+                for (Destination replyTo : new Destination[] {replyQ, replyT}) {
+                    n++;
+                    TextMessage req = rs.createTextMessage("ping " + n);
+                    req.setJMSReplyTo(replyTo);
+                    req.setJMSCorrelationID("c" + n);
+                    requests.send(req);
+                    Message got = server.receive(WAIT);
+                    check(got != null, "request " + n + " received");
+                    eq(replyTo, got.getJMSReplyTo(), "reply-to");
+                    TextMessage resp = ss.createTextMessage("pong " + n);
+                    resp.setJMSCorrelationID(got.getJMSCorrelationID());
+                    ss.createProducer(got.getJMSReplyTo()).send(resp);
+                    TextMessage r = (TextMessage) (replyTo == replyQ ? qReplies : tReplies).receive(WAIT);
+                    check(r != null, "reply " + n + " received");
+                    eq("pong " + n, r.getText(), "reply");
+                    eq("c" + n, r.getJMSCorrelationID(), "correlation");
+                }
+                server.close();
+            }
+            Session ls = late.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            MessageConsumer adv = ls.createConsumer(ls.createTopic("ActiveMQ.Advisory.TempQueue"));
+            check(advisoryFor(adv, replyQ, org.apache.activemq.command.DestinationInfo.ADD_OPERATION_TYPE),
+                "the live temporary queue replayed to a new advisory consumer");
+            requester.close();
+            check(advisoryFor(adv, replyQ, org.apache.activemq.command.DestinationInfo.REMOVE_OPERATION_TYPE),
+                "remove advisory once the requester's connection closed");
+            for (Connection responder : new Connection[] {early, late}) {
+                ActiveMQConnection ac = (ActiveMQConnection) responder;
+                long until = System.currentTimeMillis() + WAIT;
+                while (!(ac.isDeleted((org.apache.activemq.command.ActiveMQDestination) replyQ)
+                        && ac.isDeleted((org.apache.activemq.command.ActiveMQDestination) replyT))
+                        && System.currentTimeMillis() < until) {
+                    Thread.sleep(10);
+                }
+                Session ss = responder.createSession(false, Session.AUTO_ACKNOWLEDGE);
+                try {
+                    ss.createProducer(replyQ).send(ss.createTextMessage("too late"));
+                    check(false, "send to the deleted temporary queue refused");
+                } catch (InvalidDestinationException e) {
+                    check(String.valueOf(e.getMessage()).contains("deleted"), "refused as deleted: " + e);
+                }
+            }
+            ActiveMQConnectionFactory f = factory();
+            f.setWatchTopicAdvisories(false);
+            blind = f.createConnection();
+            blind.start();
+            Session bs = blind.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            try {
+                bs.createProducer(replyQ).send(bs.createTextMessage("too late"), DeliveryMode.PERSISTENT, 4, 0);
+                check(false, "the broker refuses a send to the deleted temporary queue");
+            } catch (InvalidDestinationException e) {
+                check(String.valueOf(e.getMessage()).contains("deleted"), "refused as deleted: " + e);
+            }
+        } finally {
+            requester.close();
+            early.close();
+            if (late != null) late.close();
+            if (blind != null) blind.close();
+        }
+    }
+
+    /// Reads advisories from `adv` until one says `op` (add 0, remove 1) for `dest`.
+    static boolean advisoryFor(MessageConsumer adv, Destination dest, byte op) throws JMSException {
+        for (Message m; (m = adv.receive(WAIT)) != null; ) {
+            eq("Advisory", m.getJMSType(), "advisory JMSType");
+            Object ds = ((org.apache.activemq.command.ActiveMQMessage) m).getDataStructure();
+            check(ds instanceof org.apache.activemq.command.DestinationInfo, "advisory carries a DestinationInfo, got " + ds);
+            org.apache.activemq.command.DestinationInfo di = (org.apache.activemq.command.DestinationInfo) ds;
+            if (di.getDestination().equals(dest) && di.getOperationType() == op) return true;
+        }
+        return false;
+    }
+
     static void prefetch() throws Exception {
         for (int prefetch : new int[] {0, 1, 5000}) {
             ActiveMQConnectionFactory f = factory();
@@ -853,6 +953,7 @@ public class JmsScenarios {
         all.put("dead_letter_queue", JmsScenarios::deadLetter);
         all.put("ttl_expiry", JmsScenarios::ttlExpiry);
         all.put("temp_queue_request_reply", JmsScenarios::requestReply);
+        all.put("temp_reply_across_connections", JmsScenarios::replyAcrossConnections);
         all.put("prefetch", JmsScenarios::prefetch);
         all.put("composite_and_virtual_topics", JmsScenarios::compositeAndVirtualTopics);
         all.put("client_id_unique", JmsScenarios::clientIdUnique);

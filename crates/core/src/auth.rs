@@ -5,13 +5,15 @@
 //! `rabbitmqctl export_definitions` can therefore be pasted into ferromq's config, and
 //! `ferromq hash-password` makes new ones. Plain passwords never touch disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::error::AuthError;
+use parking_lot::RwLock;
+
+use crate::error::{AuthError, CoreError};
 
 const SALT_BYTES: usize = 4;
 
@@ -121,10 +123,13 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
         == 0
 }
 
-/// The user database.
+/// The user database: the configured users, and those made at run time
+/// ([`Broker::put_user`](crate::Broker::put_user)), which are journaled.
 #[derive(Debug, Default)]
 pub struct Users {
-    by_name: HashMap<String, UserRecord>,
+    by_name: RwLock<HashMap<String, UserRecord>>,
+    /// Names from the configuration (or the default `guest`): not changed at run time.
+    configured: HashSet<String>,
     allow_anonymous: bool,
 }
 
@@ -143,9 +148,72 @@ impl Users {
             });
         }
         Self {
-            by_name: records.into_iter().map(|u| (u.name.clone(), u)).collect(),
+            configured: records.iter().map(|u| u.name.clone()).collect(),
+            by_name: RwLock::new(records.into_iter().map(|u| (u.name.clone(), u)).collect()),
             allow_anonymous,
         }
+    }
+
+    /// A user by name.
+    pub fn get(&self, name: &str) -> Option<UserRecord> {
+        self.by_name.read().get(name).cloned()
+    }
+
+    /// Every user's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.read().keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// True if `name` comes from the configuration.
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.configured.contains(name)
+    }
+
+    /// Creates or replaces a run-time user. Configured users are refused: the
+    /// configuration file stays their source of truth.
+    pub(crate) fn put(&self, record: UserRecord) -> Result<(), CoreError> {
+        if record.name.is_empty() || record.name.len() > 255 {
+            return Err(CoreError::InvalidArgument(
+                "a user name has 1 to 255 bytes".into(),
+            ));
+        }
+        let hash_ok = base64::engine::general_purpose::STANDARD
+            .decode(&record.password_hash)
+            .is_ok_and(|raw| raw.len() == SALT_BYTES + 32);
+        if !hash_ok {
+            return Err(CoreError::InvalidArgument(
+                "password_hash is not base64(4-byte salt ++ sha256(salt ++ password))".into(),
+            ));
+        }
+        self.refuse_configured(&record.name)?;
+        self.by_name.write().insert(record.name.clone(), record);
+        Ok(())
+    }
+
+    /// Deletes a run-time user; false if there is none of that name.
+    pub(crate) fn remove(&self, name: &str) -> Result<bool, CoreError> {
+        self.refuse_configured(name)?;
+        Ok(self.by_name.write().remove(name).is_some())
+    }
+
+    /// Takes back a journaled user at start; one whose name is configured now is left out.
+    pub(crate) fn restore(&self, record: UserRecord) -> bool {
+        if self.configured.contains(&record.name) {
+            return false;
+        }
+        self.by_name.write().insert(record.name.clone(), record);
+        true
+    }
+
+    fn refuse_configured(&self, name: &str) -> Result<(), CoreError> {
+        if self.configured.contains(name) {
+            return Err(CoreError::PreconditionFailed(format!(
+                "user '{name}' is defined in the configuration; change it there"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks a login. `peer` is the client's address, `None` for in-process callers.
@@ -155,7 +223,8 @@ impl Users {
         password: &str,
         peer: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
-        let Some(record) = self.by_name.get(user) else {
+        let users = self.by_name.read();
+        let Some(record) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
         if !verify_password(&record.password_hash, password) {
@@ -170,10 +239,8 @@ impl Users {
         if !self.allow_anonymous {
             return Err(AuthError::AnonymousRefused);
         }
-        let record = self
-            .by_name
-            .get("guest")
-            .ok_or(AuthError::AnonymousRefused)?;
+        let users = self.by_name.read();
+        let record = users.get("guest").ok_or(AuthError::AnonymousRefused)?;
         self.admit(record, peer)
     }
 
@@ -185,7 +252,8 @@ impl Users {
         user: &str,
         peer: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
-        let Some(record) = self.by_name.get(user) else {
+        let users = self.by_name.read();
+        let Some(record) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
         self.admit(record, peer)

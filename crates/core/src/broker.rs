@@ -36,6 +36,9 @@ pub struct BrokerConfig {
 struct Inner {
     vhosts: RwLock<HashMap<String, Vhost>>,
     users: Users,
+    /// Serialises run-time user changes, so that the journal has them in the order the
+    /// user database applied them.
+    user_changes: Mutex<()>,
     limits: CoreLimits,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
@@ -87,6 +90,7 @@ impl Broker {
         Broker(Arc::new(Inner {
             vhosts: RwLock::new(vhosts),
             users: Users::new(config.users, config.allow_anonymous),
+            user_changes: Mutex::new(()),
             limits: config.limits,
             clock,
             next_id: AtomicU64::new(1),
@@ -104,7 +108,7 @@ impl Broker {
         durable: DurableConfig,
     ) -> Result<Opened, CoreError> {
         let started = std::time::Instant::now();
-        let mut recovered = Recovered::default();
+        let mut recovered = Recovered::new(durable.paging.memory_max_bytes);
         let mut damage = None;
         let (journal, found) = ferromq_store::Journal::open(durable.journal.clone(), |r| {
             if damage.is_none() {
@@ -139,7 +143,19 @@ impl Broker {
             pager,
         ));
         let broker = Self::build(config, clock, Some(handle.clone()));
-        let mut report = recovered.restore(|v| broker.vhost(v));
+        for u in recovered.users.values() {
+            if !broker.0.users.restore(u.record.clone()) {
+                tracing::warn!(user = %u.record.name, "a journaled user is now in the configuration; the configuration wins");
+            }
+        }
+        let mut report = recovered
+            .restore(|v| broker.vhost(v), &journal)
+            .map_err(|e| {
+                CoreError::Storage(format!(
+                    "journal in {} cannot be replayed: {e}",
+                    durable.journal.dir.display()
+                ))
+            })?;
         report.truncated = found.truncated.map(|t| {
             format!(
                 "{} at offset {} ({} bytes)",
@@ -211,6 +227,48 @@ impl Broker {
     /// The user database.
     pub fn users(&self) -> &Users {
         &self.0.users
+    }
+
+    /// Creates or replaces a user at run time, as `rabbitmqctl add_user` or the admin API
+    /// would; journaled (the password only as its salted hash), so a restart keeps it.
+    /// Users from the configuration cannot be changed this way. The ticket resolves once the
+    /// change is synced; `None` without a store.
+    pub fn put_user(&self, record: UserRecord) -> Result<Option<SyncTicket>, CoreError> {
+        let _order = self.0.user_changes.lock();
+        let payload = crate::durable::codec::user_record(&record);
+        let name = ByteString::from(record.name.as_str());
+        self.0.users.put(record)?;
+        Ok(self.journal_user(crate::durable::codec::kind::USER_PUT, payload, name))
+    }
+
+    /// Deletes a run-time user (connections it has open stay open, as in RabbitMQ until they
+    /// are closed); journaled.
+    pub fn delete_user(&self, name: &str) -> Result<Option<SyncTicket>, CoreError> {
+        let _order = self.0.user_changes.lock();
+        if !self.0.users.remove(name)? {
+            return Err(CoreError::NotFound(format!("no user '{name}'")));
+        }
+        let mut enc = crate::durable::codec::Enc::with_capacity(8 + name.len());
+        enc.str(name);
+        Ok(self.journal_user(
+            crate::durable::codec::kind::USER_DELETE,
+            enc.finish(),
+            name.into(),
+        ))
+    }
+
+    fn journal_user(
+        &self,
+        kind: u8,
+        payload: bytes::Bytes,
+        name: ByteString,
+    ) -> Option<SyncTicket> {
+        let d = self.0.durable.as_ref()?;
+        let meta = crate::durable::Meta::Object {
+            vhost: ByteString::new(),
+            name,
+        };
+        Some(d.submit(kind, payload, meta))
     }
 
     /// Bounds in force.

@@ -585,3 +585,77 @@ async fn a_failed_journal_fails_pending_confirms_and_refuses_persistent_publishe
     assert_eq!(got.first().map(String::as_str), Some("before"), "{got:?}");
     n.stop().await;
 }
+
+#[tokio::test]
+async fn run_time_users_survive_restarts_and_compaction() {
+    use ferromq_core::{hash_password, CoreError, UserRecord};
+    let user = |name: &str, password: &str| UserRecord {
+        name: name.into(),
+        password_hash: hash_password(password),
+        vhosts: vec!["/".into()],
+        tags: vec![],
+        loopback_only: false,
+    };
+    let dir = TempDir::new("users");
+    let n = start(&dir.0);
+    let b = &n.broker;
+    b.put_user(user("alice", "one")).unwrap();
+    b.put_user(user("alice", "two")).unwrap();
+    b.put_user(user("bob", "b")).unwrap();
+    b.delete_user("bob").unwrap();
+    assert!(matches!(b.delete_user("bob"), Err(CoreError::NotFound(_))));
+    assert!(
+        matches!(
+            b.put_user(user("guest", "x")),
+            Err(CoreError::PreconditionFailed(_))
+        ),
+        "a configured user is changed in the configuration only"
+    );
+    assert!(matches!(
+        b.delete_user("guest"),
+        Err(CoreError::PreconditionFailed(_))
+    ));
+    let mut bad = user("carol", "c");
+    bad.password_hash = "plaintext".into();
+    assert!(matches!(
+        b.put_user(bad),
+        Err(CoreError::InvalidArgument(_))
+    ));
+    assert!(b.authenticate("alice", "two", None).is_ok());
+    // Churn through 64 KiB segments so that compaction moves the user records.
+    n.durable_queue("churn");
+    let mut sub = n.sub("churn");
+    let body = "x".repeat(1000);
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let mut last = None;
+    for _ in 0..5 {
+        for _ in 0..100 {
+            last = n.persistent("", "churn", &body).ticket;
+        }
+        ack_all(&sub.drain());
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    }
+    waiter.wait(last.unwrap()).await.unwrap();
+    drop(sub);
+    n.stop().await;
+
+    for _ in 0..2 {
+        let n = start(&dir.0);
+        let b = &n.broker;
+        assert_eq!(b.users().names(), ["alice", "guest"]);
+        assert!(
+            b.authenticate("alice", "two", None).is_ok(),
+            "the latest put"
+        );
+        assert!(b.authenticate("alice", "one", None).is_err());
+        assert!(b.authenticate("bob", "b", None).is_err(), "deleted");
+        assert!(b.authenticate("guest", "guest", None).is_ok());
+        n.stop().await;
+    }
+    let n = start(&dir.0);
+    n.broker.delete_user("alice").unwrap();
+    n.stop().await;
+    let n = start(&dir.0);
+    assert_eq!(n.broker.users().names(), ["guest"]);
+    n.stop().await;
+}

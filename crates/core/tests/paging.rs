@@ -47,6 +47,13 @@ struct Node {
 }
 
 fn start(dir: &Path, global: u64) -> Node {
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let opened = Broker::open(BrokerConfig::default(), clock.clone(), config(dir, global))
+        .expect("open broker");
+    node(opened, clock)
+}
+
+fn config(dir: &Path, global: u64) -> DurableConfig {
     let mut c = DurableConfig::new(dir);
     c.journal.segment_size_max_bytes = 64 * 1024;
     c.tick_ms = 10;
@@ -55,8 +62,10 @@ fn start(dir: &Path, global: u64) -> Node {
     c.paging.memory_max_bytes = global;
     c.paging.file_max_bytes = 4096;
     c.paging.read_batch_bytes = 512;
-    let clock = Arc::new(ManualClock::new(T0_MS));
-    let opened = Broker::open(BrokerConfig::default(), clock.clone(), c).expect("open broker");
+    c
+}
+
+fn node(opened: ferromq_core::Opened, clock: Arc<ManualClock>) -> Node {
     let persister = tokio::spawn(opened.persister.run());
     let conn = connect(&opened.broker);
     Node {
@@ -306,5 +315,78 @@ async fn the_global_budget_pages_across_queues_and_ttl_applies_to_paged_messages
         assert_eq!(b.get(AckMode::Auto, 0).unwrap().0.message.body, body_of(i));
     }
     assert_eq!(n.resident(), 0);
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_reads_bodies_beyond_the_budget_back_from_the_journal_in_order() {
+    let dir = TempDir::new("recover-budget");
+    let mut c = config(&dir.0, 1 << 30);
+    c.compaction_interval_ms = 10;
+    c.journal.segment_size_max_bytes = 16 * 1024;
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let n = node(
+        Broker::open(BrokerConfig::default(), clock.clone(), c.clone()).unwrap(),
+        clock,
+    );
+    for q in ["old", "new"] {
+        n.conn
+            .declare_queue(q, QueueOptions::default(), false)
+            .unwrap();
+    }
+    // "old" gets one message in ten, early; "new" the rest, most of them acked later, so
+    // that compaction moves old's records past new's and journal order is not queue order.
+    for i in 0..2000 {
+        n.send(if i % 10 == 0 { "old" } else { "new" }, i, true);
+    }
+    let q = n.conn.vhost().queue("new").unwrap();
+    for _ in 0..1500 {
+        q.get(AckMode::Auto, 0).expect("a message");
+    }
+    // Wait until compaction has emptied at least half of the segments seen at the peak.
+    let segments = || n.broker.store_stats().unwrap().segments;
+    let mut peak = 0;
+    for _ in 0..1000 {
+        peak = peak.max(segments());
+        if peak >= 6 && segments() * 2 <= peak {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        peak >= 6 && segments() * 2 <= peak,
+        "compaction ran: {peak} -> {} segments",
+        segments()
+    );
+    n.stop().await;
+
+    // Restart with a budget of about ten records: the rest are read back, queue by queue.
+    let budget = 2000;
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let opened = Broker::open(
+        BrokerConfig::default(),
+        clock.clone(),
+        config(&dir.0, budget),
+    )
+    .unwrap();
+    let old: Vec<usize> = (0..2000).filter(|i| i % 10 == 0).collect();
+    let new: Vec<usize> = (0..2000).filter(|i| i % 10 != 0).skip(1500).collect();
+    assert_eq!(opened.report.messages, (old.len() + new.len()) as u64);
+    assert!(
+        opened.report.read_back >= opened.report.messages - 20,
+        "at most about ten bodies held: {:?}",
+        opened.report
+    );
+    let n = node(opened, clock);
+    assert!(n.resident() <= budget);
+    for (name, expected) in [("old", old), ("new", new)] {
+        let q = n.conn.vhost().queue(name).unwrap();
+        for i in expected {
+            let (d, _) = q.get(AckMode::Auto, 0).expect("a message");
+            assert_eq!(d.message.body, body_of(i), "{name}: message {i}");
+            assert!(d.redelivered);
+        }
+        assert!(q.get(AckMode::Auto, 0).is_none());
+    }
     n.stop().await;
 }

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{Corruption, IoOp, StoreError};
 use crate::journal::Journal;
-use crate::record::Lsn;
+use crate::record::{Copied, Lsn};
 use crate::segment::{Opened, Scanner, Step};
 use crate::space::{Adoption, Candidate};
 use crate::store::Moved;
@@ -114,8 +114,9 @@ async fn copy_live(
             })??;
         let mut pending = Vec::with_capacity(records.len());
         let mut outcome = Ok(());
-        for (old, kind, payload) in records {
-            match journal.enqueue(kind, payload, Some(old)).await {
+        for (origin, kind, payload) in records {
+            let old = origin.origin;
+            match journal.enqueue(kind, payload, Some(origin)).await {
                 Ok(rx) => pending.push((old, rx)),
                 Err(err) => {
                     outcome = Err(err);
@@ -148,7 +149,7 @@ fn read_live(
     path: &Path,
     first_lsn: Lsn,
     live: &[bool],
-) -> Result<Vec<(Lsn, u8, Bytes)>, StoreError> {
+) -> Result<Vec<(Copied, u8, Bytes)>, StoreError> {
     let mut scanner = match Scanner::open(path, first_lsn)? {
         Opened::Ok(scanner) => scanner,
         Opened::BadHeader { .. } => {
@@ -165,7 +166,13 @@ fn read_live(
             Step::Record(r) => {
                 let index = (r.lsn - first_lsn) as usize;
                 if live.get(index).copied().unwrap_or(false) {
-                    out.push((r.lsn, r.kind, r.payload));
+                    // A copy of a copy keeps the LSN the record was first written at.
+                    let first = r.origin.map_or(r.lsn, |c| c.first);
+                    let origin = Copied {
+                        origin: r.lsn,
+                        first,
+                    };
+                    out.push((origin, r.kind, r.payload));
                 }
             }
             Step::End => return Ok(out),

@@ -175,6 +175,13 @@ pub enum StoreError {
         /// The epoch asked for.
         requested: u64,
     },
+    /// [`Journal::read_back`](crate::Journal::read_back) of a record no segment on disk
+    /// holds. Only this call fails.
+    #[error("no journal segment holds record {lsn}")]
+    NotFound {
+        /// The record asked for.
+        lsn: u64,
+    },
     /// A configuration value is out of range. Nothing was opened.
     #[error("invalid journal config: {0}")]
     Config(&'static str),

@@ -48,6 +48,8 @@ pub struct Journal {
     pub(crate) compacting: AtomicBool,
     /// Left by a cancelled compaction: resolves once the copies it queued have landed.
     compaction_fence: Mutex<Option<oneshot::Receiver<()>>>,
+    /// The segment [`Journal::read_back`] read last: its first LSN, file and length.
+    read_back: Mutex<Option<(Lsn, std::fs::File, u64)>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -129,6 +131,7 @@ impl Journal {
             compaction_live_percent_max: config.compaction_live_percent_max,
             compacting: AtomicBool::new(false),
             compaction_fence: Mutex::new(None),
+            read_back: Mutex::new(None),
         };
         Ok((journal, report))
     }
@@ -146,6 +149,34 @@ impl Journal {
         rx.await.unwrap_or_else(|_| Err(self.dead()))
     }
 
+    /// Reads back a record that recovery handed over, from `offset`
+    /// ([`Record::offset`]): for a caller that let go of recovered payloads to bound its
+    /// memory and needs them again. The record must still be on disk, that is, not released
+    /// since (nothing is deleted before the caller releases it). Checks the record's CRC and
+    /// LSN. Blocking; consecutive reads from one segment reuse its open file.
+    pub fn read_back(&self, lsn: Lsn, offset: u64) -> Result<Record, StoreError> {
+        let mut cached = self
+            .read_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (first_lsn, path) = self
+            .shared
+            .space()
+            .segment_path(lsn)
+            .ok_or(StoreError::NotFound { lsn })?;
+        if cached.as_ref().map(|c| c.0) != Some(first_lsn) {
+            let file =
+                std::fs::File::open(&path).map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| StoreError::io(IoOp::Read, &path, e))?
+                .len();
+            *cached = Some((first_lsn, file, len));
+        }
+        let (_, file, len) = cached.as_ref().expect("opened above");
+        crate::segment::read_at(file, &path, *len, lsn, offset)
+    }
+
     /// The journal's directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
@@ -156,7 +187,7 @@ impl Journal {
         &self,
         kind: u8,
         payload: Bytes,
-        origin: Option<Lsn>,
+        origin: Option<crate::record::Copied>,
     ) -> Result<oneshot::Receiver<Result<Lsn, StoreError>>, StoreError> {
         if let Some(err) = self.refusal() {
             return Err(err);

@@ -96,6 +96,7 @@ impl MemStore {
                     epoch: self.epoch.load(Ordering::SeqCst),
                     kind,
                     payload,
+                    offset: 0,
                 },
             );
             self.progress.send_modify(|p| p.marks.appended = lsn);
@@ -152,7 +153,7 @@ impl Store for MemStore {
         let records = self.lock();
         let live_bytes = records
             .values()
-            .map(|r| record::encoded_len(r.payload.len(), false) as u64)
+            .map(|r| record::encoded_len(r.payload.len(), false, false) as u64)
             .sum();
         StoreStats {
             fsyncs: self.fsyncs.load(Ordering::Relaxed),

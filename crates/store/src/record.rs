@@ -7,10 +7,15 @@
 //!  8      8     lsn        u64 LE
 //! 16      8     epoch      u64 LE
 //! 24      1     kind       u8, the caller's
-//! 25      1     flags      u8: 0x01 MOVED, 0x02 AFTER_SYNC; other bits must be 0
+//! 25      1     flags      u8: 0x01 MOVED, 0x02 AFTER_SYNC, 0x04 FIRST; others must be 0
 //! 26      8     origin     u64 LE, only if MOVED: the LSN this record is a copy of
-//! 26/34   n     payload
+//! 34      8     first      u64 LE, only if FIRST (set only with MOVED, for a copy of a
+//!                          copy): the LSN the record was first written at
+//! 26/34/42 n    payload
 //! ```
+//!
+//! A copy's *first* LSN (its `first` field, else its origin) is where the record belongs in
+//! the history its writer wrote: recovery hands copies over at that place.
 //!
 //! `AFTER_SYNC` marks the first record written after an fsync: every byte before it in its
 //! segment was durable when it was written. Recovery uses it to tell damage in synced data
@@ -35,6 +40,9 @@ pub struct Record {
     pub kind: u8,
     /// The caller's bytes; opaque to the store.
     pub payload: Bytes,
+    /// Where the record starts in its segment file, as recovery found it: with the LSN, what
+    /// [`Journal::read_back`](crate::Journal::read_back) needs. 0 from the in-memory store.
+    pub offset: u64,
 }
 
 /// Bytes of the fixed header.
@@ -45,16 +53,36 @@ pub(crate) const ORIGIN_LEN: usize = 8;
 pub(crate) const FLAG_MOVED: u8 = 0x01;
 /// The first record written after an fsync (see the module docs).
 pub(crate) const FLAG_AFTER_SYNC: u8 = 0x02;
-const FLAGS_KNOWN: u8 = FLAG_MOVED | FLAG_AFTER_SYNC;
+/// A copy of a copy; the LSN it was first written at follows the origin.
+pub(crate) const FLAG_FIRST: u8 = 0x04;
+const FLAGS_KNOWN: u8 = FLAG_MOVED | FLAG_AFTER_SYNC | FLAG_FIRST;
 
-/// Encoded size of a record with a payload of `payload_len` bytes.
-pub(crate) fn encoded_len(payload_len: usize, moved: bool) -> usize {
-    HEADER_LEN + if moved { ORIGIN_LEN } else { 0 } + payload_len
+/// Encoded size of a record with a payload of `payload_len` bytes: a copy (`moved`) has an
+/// origin field, a copy of a copy (`chained`) a first-LSN field too.
+pub(crate) fn encoded_len(payload_len: usize, moved: bool, chained: bool) -> usize {
+    HEADER_LEN + prefix_len(moved, chained) + payload_len
+}
+
+fn prefix_len(moved: bool, chained: bool) -> usize {
+    match (moved, chained) {
+        (false, _) => 0,
+        (true, false) => ORIGIN_LEN,
+        (true, true) => 2 * ORIGIN_LEN,
+    }
 }
 
 /// Largest valid `body_len` for a payload maximum.
 pub(crate) fn body_max(payload_max: u32) -> u64 {
-    u64::from(payload_max) + ORIGIN_LEN as u64
+    u64::from(payload_max) + 2 * ORIGIN_LEN as u64
+}
+
+/// Where a compaction copy came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Copied {
+    /// The LSN it is a copy of.
+    pub origin: Lsn,
+    /// The LSN the record was first written at (`origin` unless that was a copy too).
+    pub first: Lsn,
 }
 
 /// What to write: everything but the CRC and length, which `encode` computes.
@@ -63,7 +91,7 @@ pub(crate) struct Encode<'a> {
     pub epoch: u64,
     pub kind: u8,
     pub after_sync: bool,
-    pub origin: Option<Lsn>,
+    pub origin: Option<Copied>,
     pub payload: &'a [u8],
 }
 
@@ -71,10 +99,14 @@ pub(crate) struct Encode<'a> {
 /// `record_payload_max_bytes`, which keeps `body_len` within `u32`.
 pub(crate) fn encode(out: &mut Vec<u8>, r: &Encode<'_>) {
     let start = out.len();
-    let body_len = r.payload.len() + if r.origin.is_some() { ORIGIN_LEN } else { 0 };
+    let chained = r.origin.is_some_and(|c| c.first != c.origin);
+    let body_len = r.payload.len() + prefix_len(r.origin.is_some(), chained);
     let mut flags = 0;
     if r.origin.is_some() {
         flags |= FLAG_MOVED;
+    }
+    if chained {
+        flags |= FLAG_FIRST;
     }
     if r.after_sync {
         flags |= FLAG_AFTER_SYNC;
@@ -85,8 +117,11 @@ pub(crate) fn encode(out: &mut Vec<u8>, r: &Encode<'_>) {
     out.extend_from_slice(&r.epoch.to_le_bytes());
     out.push(r.kind);
     out.push(flags);
-    if let Some(origin) = r.origin {
-        out.extend_from_slice(&origin.to_le_bytes());
+    if let Some(c) = r.origin {
+        out.extend_from_slice(&c.origin.to_le_bytes());
+        if chained {
+            out.extend_from_slice(&c.first.to_le_bytes());
+        }
     }
     out.extend_from_slice(r.payload);
     let crc = checksum(&out[start..start + HEADER_LEN], &out[start + HEADER_LEN..]);
@@ -153,39 +188,48 @@ impl Header {
     }
 
     /// Verifies the CRC over `header` (the raw bytes this was parsed from) and `body`, then
-    /// splits off the origin of a moved record.
+    /// reads where a moved record came from.
     pub(crate) fn verify(
         &self,
         header: &[u8; HEADER_LEN],
         body: &[u8],
-    ) -> Result<Option<Lsn>, Corruption> {
+    ) -> Result<Option<Copied>, Corruption> {
         if checksum(header, body) != self.crc {
             return Err(Corruption::BadChecksum);
         }
-        if self.flags & FLAG_MOVED == 0 {
-            return Ok(None);
-        }
+        let moved = self.flags & FLAG_MOVED != 0;
+        let chained = self.flags & FLAG_FIRST != 0;
         // Covered by the CRC, so only a writer bug could produce these.
         let bad = Corruption::BadFlags { flags: self.flags };
-        let origin_bytes: [u8; ORIGIN_LEN] = body
-            .get(..ORIGIN_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(bad.clone())?;
-        let origin = u64::from_le_bytes(origin_bytes);
-        if origin >= self.lsn {
-            return Err(bad);
+        let lsn_at = |i: usize| {
+            body.get(i..i + ORIGIN_LEN)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or(bad.clone())
+        };
+        match (moved, chained) {
+            (false, false) => Ok(None),
+            (false, true) => Err(bad),
+            (true, _) => {
+                let origin = lsn_at(0)?;
+                let first = if chained { lsn_at(ORIGIN_LEN)? } else { origin };
+                if origin >= self.lsn || first > origin {
+                    return Err(bad);
+                }
+                Ok(Some(Copied { origin, first }))
+            }
         }
-        Ok(Some(origin))
+    }
+
+    /// Bytes of the origin and first-LSN fields before the payload.
+    pub(crate) fn prefix_len(&self) -> usize {
+        prefix_len(self.flags & FLAG_MOVED != 0, self.flags & FLAG_FIRST != 0)
     }
 }
 
-/// The payload of a verified body.
-pub(crate) fn payload_of(body: Bytes, moved: bool) -> Bytes {
-    if moved {
-        body.slice(ORIGIN_LEN..)
-    } else {
-        body
-    }
+/// The payload of a verified body whose header is `h`.
+pub(crate) fn payload_of(body: Bytes, h: &Header) -> Bytes {
+    body.slice(h.prefix_len()..)
 }
 
 /// Searches `bytes` (the rest of a segment after damage at `base`) for a valid record with
@@ -229,7 +273,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn decode(buf: &[u8], body_max: u64) -> Result<(Header, Option<Lsn>, Vec<u8>), Corruption> {
+    fn decode(buf: &[u8], body_max: u64) -> Result<(Header, Option<Copied>, Vec<u8>), Corruption> {
         let raw: [u8; HEADER_LEN] = buf[..HEADER_LEN]
             .try_into()
             .map_err(|_| Corruption::Truncated)?;
@@ -237,12 +281,7 @@ mod tests {
         h.precheck(body_max, buf.len() as u64)?;
         let body = &buf[HEADER_LEN..h.encoded_len() as usize];
         let origin = h.verify(&raw, body)?;
-        let payload = if origin.is_some() {
-            &body[ORIGIN_LEN..]
-        } else {
-            body
-        };
-        Ok((h, origin, payload.to_vec()))
+        Ok((h, origin, body[h.prefix_len()..].to_vec()))
     }
 
     #[test]
@@ -278,12 +317,17 @@ mod tests {
             kind: u8,
             after_sync: bool,
             moved: bool,
+            chained: bool,
             payload in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
-            let origin = moved.then_some(lsn - 1);
+            let origin = moved.then_some(Copied {
+                origin: lsn - 1,
+                first: if chained { (lsn - 1) / 2 } else { lsn - 1 },
+            });
+            let chained = origin.is_some_and(|c| c.first != c.origin);
             let mut out = Vec::new();
             encode(&mut out, &Encode { lsn, epoch, kind, after_sync, origin, payload: &payload });
-            prop_assert_eq!(out.len(), encoded_len(payload.len(), moved));
+            prop_assert_eq!(out.len(), encoded_len(payload.len(), moved, chained));
             let (h, got_origin, got) = decode(&out, body_max(300)).unwrap();
             prop_assert_eq!((h.lsn, h.epoch, h.kind, h.after_sync()), (lsn, epoch, kind, after_sync));
             prop_assert_eq!(got_origin, origin);

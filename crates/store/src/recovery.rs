@@ -13,6 +13,13 @@
 //! - A last segment shorter than its header (a torn create) is removed.
 //! - A compaction copy whose original is still on disk (a crash between copying and
 //!   deleting the original) is skipped, so the caller sees each record once.
+//! - Records are handed over in the order they were first written, not the order they lie
+//!   on disk: a compaction copy comes at its first LSN's place, so a caller replaying its
+//!   history never sees, say, a message before the declaration of its queue that
+//!   compaction moved past it. Hence two passes: the first verifies every segment, cuts a
+//!   torn tail, and notes where the copies are (32 bytes each); the second reads the
+//!   segments again in order and slips each copy in (read from its offset) before the
+//!   first record written after its first LSN.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
@@ -87,6 +94,9 @@ pub(crate) fn recover(
 
     let mut space = Space::default();
     let mut report = Recovery::default();
+    // The segments kept, and the copies to hand over at their first LSN's place.
+    let mut kept: Vec<PathBuf> = Vec::with_capacity(names.len());
+    let mut copies: Vec<PendingCopy> = Vec::new();
     let mut next_lsn: Lsn = 1;
     let mut tail = None;
     for (i, (name_lsn, path)) in names.iter().enumerate() {
@@ -126,7 +136,8 @@ pub(crate) fn recover(
                     let size = r.len as u32;
                     // A copy whose original is still on disk: the compaction that wrote it did
                     // not finish. Keep the original; the copy stays dead and holds it.
-                    if let Some(origin_segment) = r.origin.and_then(|o| space.hold_origin(o)) {
+                    if let Some(origin_segment) = r.origin.and_then(|c| space.hold_origin(c.origin))
+                    {
                         seg.add_orphan(origin_segment);
                         seg.push(size, false);
                         report.duplicates_skipped += 1;
@@ -135,12 +146,14 @@ pub(crate) fn recover(
                     seg.push(size, true);
                     report.records += 1;
                     report.epoch_max = report.epoch_max.max(Some(r.epoch));
-                    on_record(Record {
-                        lsn: r.lsn,
-                        epoch: r.epoch,
-                        kind: r.kind,
-                        payload: r.payload,
-                    });
+                    if let Some(c) = r.origin {
+                        copies.push(PendingCopy {
+                            first: c.first,
+                            lsn: r.lsn,
+                            segment: kept.len(),
+                            offset: r.offset,
+                        });
+                    }
                 }
                 Step::End => break scanner.file_len(),
                 Step::Damaged { offset, reason } => {
@@ -190,15 +203,100 @@ pub(crate) fn recover(
             seg.seal();
         }
         space.insert(seg);
+        kept.push(path.clone());
         report.segments += 1;
     }
     report.next_lsn = next_lsn;
+    replay(&kept, copies, on_record)?;
     Ok(Recovered {
         space,
         tail,
         next_lsn,
         report,
     })
+}
+
+/// Where a compaction copy lies, and the LSN it was first written at.
+struct PendingCopy {
+    first: Lsn,
+    lsn: Lsn,
+    /// Index into the kept segments.
+    segment: usize,
+    offset: u64,
+}
+
+/// The second pass: hands every record of the verified `segments` to `on_record` in the
+/// order of first LSNs. Copies skipped as duplicates in the first pass are not in `copies`
+/// and are skipped again here with every other copy met in place.
+fn replay(
+    segments: &[PathBuf],
+    mut copies: Vec<PendingCopy>,
+    on_record: &mut dyn FnMut(Record),
+) -> Result<(), StoreError> {
+    copies.sort_unstable_by_key(|c| c.first);
+    let mut copies = copies.into_iter().peekable();
+    // The segment file the last copy was read from.
+    let mut open: Option<(usize, File, u64)> = None;
+    let mut read_copy = |c: PendingCopy| -> Result<Record, StoreError> {
+        let path = &segments[c.segment];
+        if open.as_ref().map(|o| o.0) != Some(c.segment) {
+            let file = File::open(path).map_err(|e| StoreError::io(IoOp::Open, path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| StoreError::io(IoOp::Read, path, e))?
+                .len();
+            open = Some((c.segment, file, len));
+        }
+        let (_, file, len) = open.as_ref().expect("opened above");
+        segment::read_at(file, path, *len, c.lsn, c.offset)
+    };
+    for path in segments {
+        let first_lsn = segment::parse_file_name(
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default(),
+        )
+        .ok_or_else(|| changed(path, 0))?;
+        let mut scanner = match Scanner::open(path, first_lsn)? {
+            Opened::Ok(scanner) => scanner,
+            Opened::BadHeader { .. } => return Err(changed(path, 0)),
+        };
+        loop {
+            match scanner.step()? {
+                Step::Record(r) if r.origin.is_some() => {}
+                Step::Record(r) => {
+                    while let Some(c) = copies.next_if(|c| c.first < r.lsn) {
+                        on_record(read_copy(c)?);
+                    }
+                    on_record(Record {
+                        lsn: r.lsn,
+                        epoch: r.epoch,
+                        kind: r.kind,
+                        payload: r.payload,
+                        offset: r.offset,
+                    });
+                }
+                Step::End => break,
+                Step::Damaged { offset, .. } => return Err(changed(path, offset)),
+            }
+        }
+    }
+    for c in copies {
+        on_record(read_copy(c)?);
+    }
+    Ok(())
+}
+
+/// A segment verified by the first pass reads differently in the second: something else
+/// writes to the journal directory.
+fn changed(path: &std::path::Path, offset: u64) -> StoreError {
+    StoreError::io(
+        IoOp::Read,
+        path,
+        std::io::Error::other(format!(
+            "segment changed while the journal was being opened (at offset {offset}); is another process using the directory?"
+        )),
+    )
 }
 
 /// Segment files in the directory, in LSN order. Other files are left alone.

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::error::{Corruption, IoOp, StoreError};
 use crate::limits;
-use crate::record::{self, Header, Lsn, HEADER_LEN};
+use crate::record::{self, Header, Lsn, Record, HEADER_LEN};
 
 /// Bytes of the segment header.
 pub(crate) const SEGMENT_HEADER_LEN: u64 = 20;
@@ -72,13 +72,15 @@ pub(crate) fn decode_header(h: &[u8; SEGMENT_HEADER_LEN as usize]) -> Option<Lsn
 
 /// One verified record, as a scan yields it.
 pub(crate) struct Scanned {
+    /// Where it starts in the file.
+    pub offset: u64,
     /// Encoded size, header included.
     pub len: u64,
     pub lsn: Lsn,
     pub epoch: u64,
     pub kind: u8,
-    /// For compaction copies, the LSN they were copied from.
-    pub origin: Option<Lsn>,
+    /// For compaction copies, where they came from.
+    pub origin: Option<record::Copied>,
     pub payload: Bytes,
 }
 
@@ -207,12 +209,13 @@ impl Scanner {
         self.offset += len;
         self.next_lsn += 1;
         Ok(Step::Record(Scanned {
+            offset,
             len,
             lsn: header.lsn,
             epoch: header.epoch,
             kind: header.kind,
             origin,
-            payload: record::payload_of(Bytes::from(body), origin.is_some()),
+            payload: record::payload_of(Bytes::from(body), &header),
         }))
     }
 
@@ -242,6 +245,52 @@ impl Scanner {
             .read_exact(buf)
             .map_err(|e| StoreError::io(IoOp::Read, &self.path, e))
     }
+}
+
+/// Reads the record `lsn` that starts at `offset` of the segment `file` (`file_len` bytes
+/// long), checking its length bound, CRC and LSN as a scan would.
+pub(crate) fn read_at(
+    file: &File,
+    path: &Path,
+    file_len: u64,
+    lsn: Lsn,
+    offset: u64,
+) -> Result<Record, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let corrupt = |reason| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let remaining = file_len.saturating_sub(offset);
+    if offset < SEGMENT_HEADER_LEN || remaining < HEADER_LEN as u64 {
+        return Err(corrupt(Corruption::Truncated));
+    }
+    let read = |buf: &mut [u8], at: u64| {
+        file.read_exact_at(buf, at)
+            .map_err(|e| StoreError::io(IoOp::Read, path, e))
+    };
+    let mut raw = [0; HEADER_LEN];
+    read(&mut raw, offset)?;
+    let header = Header::parse(&raw);
+    let body_max = record::body_max(limits::RECORD_PAYLOAD_MAX_BYTES_LIMIT);
+    header.precheck(body_max, remaining).map_err(corrupt)?;
+    let mut body = vec![0; header.body_len as usize];
+    read(&mut body, offset + HEADER_LEN as u64)?;
+    header.verify(&raw, &body).map_err(corrupt)?;
+    if header.lsn != lsn {
+        return Err(corrupt(Corruption::LsnOutOfOrder {
+            expected: lsn,
+            found: header.lsn,
+        }));
+    }
+    Ok(Record {
+        lsn,
+        epoch: header.epoch,
+        kind: header.kind,
+        payload: record::payload_of(Bytes::from(body), &header),
+        offset,
+    })
 }
 
 #[cfg(test)]

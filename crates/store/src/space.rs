@@ -162,6 +162,12 @@ impl Space {
         Some((seg, seg.index(lsn)?))
     }
 
+    /// The first LSN and file of the segment holding `lsn`.
+    pub(crate) fn segment_path(&self, lsn: Lsn) -> Option<(Lsn, PathBuf)> {
+        self.segment_of(lsn)
+            .map(|(seg, _)| (seg.first_lsn, seg.path.clone()))
+    }
+
     /// True if a segment on disk holds `lsn` (live or released).
     pub(crate) fn holds(&self, lsn: Lsn) -> bool {
         self.segment_of(lsn).is_some()

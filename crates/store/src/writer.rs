@@ -60,7 +60,7 @@ pub(crate) struct AppendRequest {
     pub kind: u8,
     pub payload: Bytes,
     /// For compaction copies: the LSN copied.
-    pub origin: Option<Lsn>,
+    pub origin: Option<record::Copied>,
     pub reply: oneshot::Sender<Result<Lsn, StoreError>>,
     /// Queue space held until the record is staged.
     pub permit: OwnedSemaphorePermit,
@@ -232,7 +232,11 @@ impl Writer {
             reply,
             permit,
         } = req;
-        let size = record::encoded_len(payload.len(), origin.is_some()) as u64;
+        let size = record::encoded_len(
+            payload.len(),
+            origin.is_some(),
+            origin.is_some_and(|c| c.first != c.origin),
+        ) as u64;
         let pending = self.active.len + self.buf.len() as u64;
         let has_records = self.active.records > 0 || !self.staged.is_empty();
         if has_records && pending + size > self.config.segment_size_max_bytes {
@@ -243,7 +247,7 @@ impl Writer {
         }
         if let Some(origin) = origin {
             let mut space = self.shared.space();
-            let Some(origin_segment) = space.hold_origin(origin) else {
+            let Some(origin_segment) = space.hold_origin(origin.origin) else {
                 // The original left the disk (a cancelled compaction's copy that was still
                 // queued). Writing the copy would resurrect it; drop it unanswered.
                 return Ok(());

@@ -385,6 +385,8 @@ pub struct Message {
     pub jms_type: Option<ByteString>,
     pub content: Option<Bytes>,
     pub properties: Option<Bytes>,
+    /// What an advisory message is about (set by brokers only).
+    pub data_structure: Option<Box<DataStructure>>,
     pub target_consumer_id: Option<ConsumerId>,
     pub compressed: bool,
     pub redelivery_counter: i32,
@@ -422,6 +424,7 @@ impl Message {
             jms_type: None,
             content: None,
             properties: None,
+            data_structure: None,
             target_consumer_id: None,
             compressed: false,
             redelivery_counter: 0,
@@ -436,6 +439,14 @@ impl Message {
             jmsx_group_first_for_consumer: false,
         }
     }
+}
+
+/// A structure nested in a message's `dataStructure` field. Brokers put the subject of
+/// an advisory there; the temporary-destination advisories carry a DestinationInfo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum DataStructure {
+    DestinationInfo(DestinationInfo),
 }
 
 /// `MessageDispatch`; a `None` message tells a pulling consumer that nothing came.

@@ -1,12 +1,13 @@
 //! The tokio glue: read bytes, decode, drive the session, write, run the timers.
 //!
-//! One task per connection. Reads, deliveries, journal syncs and timers are multiplexed
-//! with a biased `select!` (deliveries before timers, so a pull with "no wait" sees what
-//! its window change dispatched); writes happen in between and are bounded by
+//! One task per connection. Reads, advisories, deliveries, journal syncs and timers are
+//! multiplexed with a biased `select!` (advisories before deliveries, so a temporary
+//! destination is announced before a message naming it; deliveries before timers, so a
+//! pull with "no wait" sees what its window change dispatched); writes happen in between and are bounded by
 //! `write_stall_timeout_ms`, so a client that stops reading is disconnected.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -15,8 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::advisory::Mailbox;
 use crate::codec::Decoder;
-use crate::session::{ClientIds, Flow, Session};
+use crate::session::{Flow, Session};
+use crate::shared::Shared;
 use crate::OpenWireConfig;
 
 /// Deliveries encoded per wake-up before the socket is written.
@@ -26,18 +29,13 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// How long the last bytes may take to write at close.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Client ids of connections served through [`serve_connection`] in this process (JMS
-/// requires them unique per broker).
-fn client_ids() -> Arc<ClientIds> {
-    static IDS: OnceLock<Arc<ClientIds>> = OnceLock::new();
-    IDS.get_or_init(Default::default).clone()
-}
-
 /// Runs one OpenWire connection over any byte stream until it closes or `shutdown` fires.
+/// `shared` is the same for every OpenWire connection of the server.
 pub async fn serve_connection<S>(
     stream: S,
     peer: Option<SocketAddr>,
     config: Arc<OpenWireConfig>,
+    shared: Arc<Shared>,
     broker: Broker,
     shutdown: CancellationToken,
 ) where
@@ -49,9 +47,10 @@ pub async fn serve_connection<S>(
         config.clone(),
         broker.clone(),
         peer.map(|p| p.ip()),
-        client_ids(),
+        shared,
         now(),
     );
+    let mailbox = session.mailbox();
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::new(session.frame_max_bytes(), session.format());
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -88,14 +87,20 @@ pub async fn serve_connection<S>(
         // Flow control: while the journal is behind, producers are not read from.
         let may_read = broker.has_durable_capacity();
         let responses_due = session.has_pending_responses();
+        let watching = session.watches_advisories();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 flow = session.on_shutdown(&mut wbuf);
             }
+            // Before deliveries: a temporary destination is announced before a message
+            // naming it as JMSReplyTo arrives, and the client must have heard of it by then.
+            _ = mailbox.changed(), if watching => {
+                flow = session.on_advisories(&mut wbuf);
+            }
             ev = events.recv() => {
                 if let Some(ev) = ev {
-                    flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+                    flow = on_events(&mut session, &mailbox, ev, &mut events, &mut wbuf);
                 }
             }
             _ = SyncWaiter::changed_opt(&mut synced), if responses_due => {
@@ -152,8 +157,12 @@ pub async fn serve_connection<S>(
     session.close();
 }
 
+/// Handles `first` and the deliveries queued behind it. Advisories that arrive meanwhile
+/// are written before the next delivery (one atomic load per delivery), for the same
+/// reason as the order of the `select!` branches.
 fn on_events(
     session: &mut Session,
+    mailbox: &Mailbox,
     first: Event,
     events: &mut ferromq_core::EventReceiver,
     wbuf: &mut BytesMut,
@@ -162,6 +171,12 @@ fn on_events(
     let mut n = 1;
     while flow == Flow::Continue && n < EVENT_BATCH_MAX && wbuf.len() < WRITE_BATCH_BYTES {
         let Ok(ev) = events.try_recv() else { break };
+        if mailbox.has_pending() {
+            flow = session.on_advisories(wbuf);
+            if flow == Flow::Close {
+                break;
+            }
+        }
         flow = session.on_event(ev, wbuf);
         n += 1;
     }

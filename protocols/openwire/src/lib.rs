@@ -14,6 +14,9 @@
 //! - `selector` lives in the core (`ferromq_core::selector`), shared with STOMP.
 //! - `session.rs`: the protocol state machine (no I/O); `adapter.rs` the only module
 //!   that translates between OpenWire messages and core messages.
+//! - `advisory.rs`: temporary-destination advisories (`ActiveMQ.Advisory.TempQueue`,
+//!   `.TempTopic`): the live set, its watchers, and the messages announcing changes.
+//! - `shared.rs`: what the connections of a server share (client ids, advisories).
 //! - `conn.rs`: the tokio glue: read, decode, drive the session, write, timers.
 //! - `error.rs`: decode errors (end the connection) and command errors
 //!   (ExceptionResponse).
@@ -22,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod adapter;
+pub mod advisory;
 pub mod body;
 pub mod codec;
 pub mod command;
@@ -31,10 +35,12 @@ pub mod error;
 pub mod marshal;
 pub mod primitive;
 pub mod session;
+pub mod shared;
 pub mod wire;
 
 pub use conn::serve_connection;
 pub use error::{CommandError, DecodeError};
+pub use shared::Shared;
 
 /// Settings of the OpenWire listener and its connections. Every bound a client can push
 /// against is here, with the reason for its default.
@@ -61,6 +67,11 @@ pub struct OpenWireConfig {
     pub producers_max: usize,
     /// Temporary destinations per connection.
     pub temp_destinations_max: usize,
+    /// Advisories waiting to be written to one connection (a burst of temporary
+    /// destinations created or removed while it is slow to read); one that falls further
+    /// behind is closed rather than left with a wrong view of which temporary destinations
+    /// exist (failover clients reconnect and are sent the current set).
+    pub advisory_backlog_max: usize,
     /// Open local transactions per connection.
     pub transactions_max: usize,
     /// Highest prefetch honoured (larger ones are lowered to it; ActiveMQ's default
@@ -94,6 +105,7 @@ impl Default for OpenWireConfig {
             consumers_max: 1_000,
             producers_max: 1_000,
             temp_destinations_max: 1_000,
+            advisory_backlog_max: 10_000,
             transactions_max: 1_000,
             prefetch_max: 32_766,
             browse_max: 400,

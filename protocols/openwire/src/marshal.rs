@@ -244,6 +244,16 @@ fn broker_info_fields(r: &mut Reader, f: &Format, depth: usize) -> Result<Broker
     })
 }
 
+fn destination_info_fields(r: &mut Reader) -> Result<DestinationInfo, DecodeError> {
+    Ok(DestinationInfo {
+        connection_id: connection_id(r, "DestinationInfo.connectionId")?,
+        destination: destination(r, "DestinationInfo.destination")?,
+        operation: r.u8("DestinationInfo.operationType")?,
+        timeout: r.i64("DestinationInfo.timeout")?,
+        broker_path: broker_ids(r, "DestinationInfo.brokerPath")?,
+    })
+}
+
 fn message_fields(kind: u8, r: &mut Reader, f: &Format) -> Result<Message, DecodeError> {
     let mut m = Message::new(kind);
     m.producer_id = producer_id(r, "Message.producerId")?;
@@ -263,14 +273,16 @@ fn message_fields(kind: u8, r: &mut Reader, f: &Format) -> Result<Message, Decod
     m.jms_type = r.opt_string("Message.type")?;
     m.content = r.opt_bytes("Message.content")?;
     m.properties = r.opt_bytes("Message.marshalledProperties")?;
-    if r.bool("Message.dataStructure")? {
-        // Only advisory messages made by brokers carry one; clients never send it.
-        let ty = r.u8("Message.dataStructure")?;
-        return Err(DecodeError::UnexpectedType {
-            what: "Message.dataStructure",
-            ty,
-        });
-    }
+    // Only advisory messages made by brokers carry one: a nested command (with its
+    // command id and response flag), of the one kind this broker writes.
+    m.data_structure = nested(r, "Message.dataStructure", |ty, r| {
+        expect(ty, types::DESTINATION_INFO, "Message.dataStructure")?;
+        r.i32("command id")?;
+        r.bool("response required")?;
+        Ok(Box::new(DataStructure::DestinationInfo(
+            destination_info_fields(r)?,
+        )))
+    })?;
     m.target_consumer_id = consumer_id(r, "Message.targetConsumerId")?;
     m.compressed = r.bool("Message.compressed")?;
     m.redelivery_counter = r.i32("Message.redeliveryCounter")?;
@@ -419,13 +431,7 @@ pub fn read_command(ty: u8, r: &mut Reader, f: &Format) -> Result<Command, Decod
             transaction_id: transaction_id(r, "TransactionInfo.transactionId")?,
             kind: r.u8("TransactionInfo.type")?,
         })),
-        DESTINATION_INFO => Body::DestinationInfo(Box::new(DestinationInfo {
-            connection_id: connection_id(r, "DestinationInfo.connectionId")?,
-            destination: destination(r, "DestinationInfo.destination")?,
-            operation: r.u8("DestinationInfo.operationType")?,
-            timeout: r.i64("DestinationInfo.timeout")?,
-            broker_path: broker_ids(r, "DestinationInfo.brokerPath")?,
-        })),
+        DESTINATION_INFO => Body::DestinationInfo(Box::new(destination_info_fields(r)?)),
         REMOVE_SUBSCRIPTION_INFO => {
             Body::RemoveSubscriptionInfo(Box::new(RemoveSubscriptionInfo {
                 connection_id: connection_id(r, "RemoveSubscriptionInfo.connectionId")?,
@@ -693,6 +699,14 @@ fn put_broker_info_fields(out: &mut BytesMut, b: &BrokerInfo) {
     put_opt_string(out, b.network_properties.as_deref());
 }
 
+fn put_destination_info_fields(out: &mut BytesMut, d: &DestinationInfo) {
+    put_connection_id(out, d.connection_id.as_deref());
+    put_destination(out, d.destination.as_ref());
+    out.put_u8(d.operation);
+    out.put_i64(d.timeout);
+    put_broker_ids(out, &d.broker_path);
+}
+
 fn put_message_fields(out: &mut BytesMut, f: &Format, m: &Message) {
     put_producer_id(out, m.producer_id.as_ref());
     put_destination(out, m.destination.as_ref());
@@ -711,7 +725,14 @@ fn put_message_fields(out: &mut BytesMut, f: &Format, m: &Message) {
     put_opt_string(out, m.jms_type.as_deref());
     put_opt_bytes(out, m.content.as_deref());
     put_opt_bytes(out, m.properties.as_deref());
-    put_bool(out, false); // dataStructure
+    put_bool(out, m.data_structure.is_some());
+    if let Some(ds) = &m.data_structure {
+        let DataStructure::DestinationInfo(d) = &**ds;
+        out.put_u8(types::DESTINATION_INFO);
+        out.put_i32(0);
+        put_bool(out, false);
+        put_destination_info_fields(out, d);
+    }
     put_consumer_id(out, m.target_consumer_id.as_ref());
     put_bool(out, m.compressed);
     out.put_i32(m.redelivery_counter);
@@ -804,13 +825,7 @@ pub fn write_command(out: &mut BytesMut, f: &Format, c: &Command) {
             put_transaction_id(out, t.transaction_id.as_ref());
             out.put_u8(t.kind);
         }
-        Body::DestinationInfo(d) => {
-            put_connection_id(out, d.connection_id.as_deref());
-            put_destination(out, d.destination.as_ref());
-            out.put_u8(d.operation);
-            out.put_i64(d.timeout);
-            put_broker_ids(out, &d.broker_path);
-        }
+        Body::DestinationInfo(d) => put_destination_info_fields(out, d),
         Body::RemoveSubscriptionInfo(s) => {
             put_connection_id(out, s.connection_id.as_deref());
             put_opt_string(out, s.subscription_name.as_deref());

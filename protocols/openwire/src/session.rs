@@ -25,6 +25,7 @@ use ferromq_core::{
 };
 
 use crate::adapter::{self, Inbound, Outbound};
+use crate::advisory::{self, Mailbox, Watch};
 use crate::codec::encode;
 use crate::command::*;
 use crate::destination::{
@@ -32,6 +33,7 @@ use crate::destination::{
 };
 use crate::error::{CommandError, DecodeError};
 use crate::marshal::Format;
+use crate::shared::Shared;
 use crate::OpenWireConfig;
 
 /// What the connection should do after a step.
@@ -41,23 +43,6 @@ pub enum Flow {
     Continue,
     /// Flush what was written, then close the socket.
     Close,
-}
-
-/// Client ids in use on a listener: JMS requires them to be unique per broker.
-#[derive(Debug, Default)]
-pub struct ClientIds(std::sync::Mutex<HashSet<String>>);
-
-impl ClientIds {
-    fn claim(&self, id: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string())
-    }
-
-    fn release(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-    }
 }
 
 /// The version this broker prefers (and the highest it speaks).
@@ -91,6 +76,9 @@ struct Consumer {
     /// A topic subscription's own queue (durable or not): its messages are this
     /// consumer's alone, so the ones it must not see can be settled.
     own_queue: bool,
+    /// The temporary-destination advisory topics it subscribed to (registered with the
+    /// shared [`advisory::Advisories`] while it lives).
+    advisories: Watch,
     session: i64,
 }
 
@@ -120,7 +108,8 @@ pub struct Session {
     broker: Broker,
     peer: Option<IpAddr>,
     sink: Sink,
-    client_ids: Arc<ClientIds>,
+    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
     conn: Option<Connection>,
     format: Format,
     negotiated: bool,
@@ -135,6 +124,8 @@ pub struct Session {
     by_core: HashMap<u64, ConsumerId>,
     txns: HashMap<i64, Txn>,
     temp_dests: HashSet<Destination>,
+    /// Consumers watching advisory topics.
+    watchers: usize,
     next_seq: u64,
     inactivity_ms: u64,
     last_read_ms: u64,
@@ -155,7 +146,7 @@ impl Session {
         cfg: Arc<OpenWireConfig>,
         broker: Broker,
         peer: Option<IpAddr>,
-        client_ids: Arc<ClientIds>,
+        shared: Arc<Shared>,
         now_ms: u64,
     ) -> (Self, EventReceiver) {
         let (sink, rx) = ferromq_core::channel();
@@ -165,6 +156,7 @@ impl Session {
             stack_trace: false,
             depth_max: cfg.properties_depth_max,
         };
+        let mailbox = Mailbox::new(cfg.advisory_backlog_max);
         let s = Session {
             frame_max_bytes: cfg.frame_max_bytes,
             connect_deadline_ms: now_ms + cfg.connect_timeout_ms,
@@ -172,7 +164,8 @@ impl Session {
             broker,
             peer,
             sink,
-            client_ids,
+            mailbox,
+            shared,
             conn: None,
             format,
             negotiated: false,
@@ -185,6 +178,7 @@ impl Session {
             by_core: HashMap::new(),
             txns: HashMap::new(),
             temp_dests: HashSet::new(),
+            watchers: 0,
             next_seq: 1,
             inactivity_ms: 0,
             last_read_ms: now_ms,
@@ -239,6 +233,64 @@ impl Session {
     /// True while responses wait for the journal.
     pub fn has_pending_responses(&self) -> bool {
         !self.pending_responses.is_empty()
+    }
+
+    /// Where the advisories for this connection's watching consumers arrive.
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        self.mailbox.clone()
+    }
+
+    /// True while some consumer watches the advisory topics.
+    pub fn watches_advisories(&self) -> bool {
+        self.watchers > 0
+    }
+
+    /// Advisories arrived in the mailbox: dispatch them to their consumers. A connection
+    /// whose mailbox overflowed has missed some, and is closed.
+    pub fn on_advisories(&mut self, out: &mut BytesMut) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        let Ok(advisories) = self.mailbox.take() else {
+            tracing::debug!(peer = ?self.peer, "OpenWire advisory backlog exceeded; closing connection");
+            return self.fail_connection(
+                "too many advisories waiting for this connection (advisory_backlog_max)",
+                out,
+            );
+        };
+        for a in advisories {
+            if self.consumers.contains_key(&a.consumer) {
+                self.write_advisory(out, &a.consumer, &a.info, false);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Dispatches one advisory to `consumer` (`replay`: it is part of the current set sent
+    /// to a new watcher, and names it as its target consumer, as ActiveMQ does).
+    fn write_advisory(
+        &mut self,
+        out: &mut BytesMut,
+        consumer: &ConsumerId,
+        info: &DestinationInfo,
+        replay: bool,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let msg = advisory::message(
+            info,
+            replay.then_some(consumer),
+            &self.cfg.broker_name,
+            seq,
+            self.broker.now_ms(),
+        );
+        let d = MessageDispatch {
+            consumer_id: Some(consumer.clone()),
+            destination: msg.destination.clone(),
+            message: Some(Box::new(msg)),
+            redelivery_counter: 0,
+        };
+        self.write(out, &Command::new(0, Body::MessageDispatch(d)));
     }
 
     /// The core's connection id and the user, once connected (for the closing log line).
@@ -534,7 +586,7 @@ impl Session {
             Body::ConsumerInfo(info) if info.browser => {
                 self.on_browse(&info, c.command_id, c.response_required, out)
             }
-            Body::ConsumerInfo(info) => self.on_consumer_info(*info).map(|_| Reply::Now),
+            Body::ConsumerInfo(info) => self.on_consumer_info(*info, out).map(|_| Reply::Now),
             Body::RemoveInfo(r) => {
                 self.on_remove(r.object_id);
                 Ok(Reply::Now)
@@ -585,7 +637,7 @@ impl Session {
         };
         let conn = self.broker.connect(principal, &self.cfg.vhost)?;
         if let Some(cid) = info.client_id.as_deref() {
-            if !self.client_ids.claim(cid) {
+            if !self.shared.client_ids.claim(cid) {
                 return Err(CommandError::new(
                     "javax.jms.InvalidClientIDException",
                     format!(
@@ -685,7 +737,11 @@ impl Session {
         Ok(Reply::None)
     }
 
-    fn on_consumer_info(&mut self, info: ConsumerInfo) -> Result<(), CommandError> {
+    fn on_consumer_info(
+        &mut self,
+        info: ConsumerInfo,
+        out: &mut BytesMut,
+    ) -> Result<(), CommandError> {
         if self.consumers.contains_key(&info.consumer_id) {
             return Err(CommandError::jms(format!(
                 "consumer {:?} already exists",
@@ -702,6 +758,7 @@ impl Session {
             )
         })?;
         let selector = self.selector(&info)?;
+        let advisories = Watch::of(&dest);
         if info.retroactive {
             tracing::info!(peer = ?self.peer, "retroactive consumer requested; retroactive delivery is not supported and is ignored");
         }
@@ -866,14 +923,33 @@ impl Session {
                 pending: VecDeque::new(),
                 no_local: info.no_local,
                 own_queue,
+                advisories,
                 session: info.consumer_id.session,
             },
         );
+        if !advisories.is_empty() {
+            self.watchers += 1;
+            // The live set goes out before the ConsumerInfo's response, as from ActiveMQ:
+            // a client's connection start() returns knowing every temporary destination.
+            let conn_id = self.conn().id();
+            let live =
+                self.shared
+                    .advisories
+                    .watch(conn_id, &info.consumer_id, advisories, &self.mailbox);
+            for d in live {
+                self.write_advisory(out, &info.consumer_id, &d, true);
+            }
+        }
         Ok(())
     }
 
     fn remove_consumer(&mut self, id: &ConsumerId) {
         if let Some(c) = self.consumers.remove(id) {
+            if !c.advisories.is_empty() {
+                self.watchers -= 1;
+                let conn_id = self.conn().id();
+                self.shared.advisories.unwatch(conn_id, id);
+            }
             for h in &c.handles {
                 self.by_core.remove(&h.id());
             }
@@ -940,7 +1016,7 @@ impl Session {
     }
 
     fn on_destination_info(&mut self, d: DestinationInfo) -> Result<(), CommandError> {
-        let dest = d.destination.ok_or_else(|| {
+        let dest = d.destination.clone().ok_or_else(|| {
             CommandError::new(
                 "javax.jms.InvalidDestinationException",
                 "DestinationInfo without a destination",
@@ -963,6 +1039,7 @@ impl Session {
                 };
                 self.conn().declare_queue(name, options, false)?;
                 self.temp_dests.insert(dest);
+                self.shared.advisories.added(self.conn().id(), d);
             }
             (Destination::TempTopic(_), true) => {
                 if self.temp_dests.len() >= self.cfg.temp_destinations_max {
@@ -972,17 +1049,20 @@ impl Session {
                     ));
                 }
                 self.temp_dests.insert(dest);
+                self.shared.advisories.added(self.conn().id(), d);
             }
             (Destination::TempQueue(name), false) => {
-                self.temp_dests.remove(&dest);
                 let conn = self.conn();
                 match conn.vhost().delete_queue(name, false, false, conn.id()) {
                     Ok(_) | Err(ferromq_core::CoreError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
+                self.temp_dests.remove(&dest);
+                self.shared.advisories.removed(self.conn().id(), &dest);
             }
             (Destination::TempTopic(_), false) => {
                 self.temp_dests.remove(&dest);
+                self.shared.advisories.removed(self.conn().id(), &dest);
             }
             // Creating a queue or topic explicitly: queues are declared, topics need nothing.
             (Destination::Queue(name), true) => {
@@ -1408,6 +1488,23 @@ impl Session {
         self.closed = true;
         self.txns.clear();
         self.by_core.clear();
+        let conn_id = self.conn.as_ref().map(|c| c.id());
+        let advisories = &self.shared.advisories;
+        if let Some(conn_id) = conn_id {
+            for (id, c) in &self.consumers {
+                if !c.advisories.is_empty() {
+                    advisories.unwatch(conn_id, id);
+                }
+            }
+        }
+        self.watchers = 0;
+        // The temporary queues go with the connection (the core deletes its exclusive
+        // queues); watchers hear of every temporary destination it had.
+        if let Some(conn_id) = conn_id {
+            for d in self.temp_dests.drain() {
+                advisories.removed(conn_id, &d);
+            }
+        }
         for (_, c) in self.consumers.drain() {
             drop(c.handles);
             // Messages held for a pull were never sent; they go back unflagged... the core
@@ -1415,7 +1512,7 @@ impl Session {
             drop(c.held);
         }
         if let Some(cid) = self.client_id.take() {
-            self.client_ids.release(&cid);
+            self.shared.client_ids.release(&cid);
         }
         self.conn = None;
     }

@@ -28,7 +28,8 @@
 //!
 //! The flow cases use rumqttc (a third-party client, MQTT 3.1.1), one connection per
 //! producer and consumer; `connect` and `idle` speak the few packets they need directly
-//! over tokio sockets (`raw.rs`), which is far cheaper than a full client per connection.
+//! over tokio sockets (`raw.rs`), which is far cheaper than a full client per connection,
+//! through the connection cases every load generator shares (`ferromq_bench::storm`).
 //! With `--broker-pid` every case also reports the broker's CPU seconds and RSS from
 //! `/proc`, and the CPU the load generator and the rest of the machine used.
 //!
@@ -37,14 +38,14 @@
 //! an error, a dropped idle connection), 2 on a usage or setup error.
 
 mod flow;
-mod idle;
 mod raw;
-mod storm;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use ferromq_bench::cli::{die, Flags};
 use ferromq_bench::procfs::{self, Usage};
+use ferromq_bench::storm::{self, Settings};
 use ferromq_bench::tally::HEADER_BYTES;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,13 +72,8 @@ pub struct Args {
     pub inflight: u16,
     /// Fixed publish rate in msg/s (0: as fast as the backlog allows).
     pub rate: u64,
-    pub parallel: usize,
-    pub connections: usize,
-    pub keep_alive_s: u16,
-    pub hold_s: u64,
-    pub connect_parallel: usize,
-    /// Loopback source addresses to spread client sockets over (0: as many as needed).
-    pub source_addrs: u8,
+    /// The `connect` and `idle` cases' settings.
+    pub storm: Settings,
     pub broker_pid: Option<u32>,
     pub label: String,
 }
@@ -94,12 +90,10 @@ fn args() -> Args {
         backlog: 20_000,
         inflight: 100,
         rate: 0,
-        parallel: 8,
-        connections: 50_000,
-        keep_alive_s: 10,
-        hold_s: 0,
-        connect_parallel: 256,
-        source_addrs: 0,
+        storm: Settings {
+            connections: 50_000,
+            ..Settings::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883))
+        },
         broker_pid: None,
         label: "-".into(),
     };
@@ -118,14 +112,11 @@ fn args() -> Args {
             "--backlog" => a.backlog = f.number(&flag),
             "--inflight" => a.inflight = f.number(&flag),
             "--rate" => a.rate = f.number(&flag),
-            "--parallel" => a.parallel = f.number(&flag),
-            "--connections" => a.connections = f.number(&flag),
-            "--keep-alive" => a.keep_alive_s = f.number(&flag),
-            "--hold" => a.hold_s = f.number(&flag),
-            "--connect-parallel" => a.connect_parallel = f.number(&flag),
-            "--source-addrs" => a.source_addrs = f.number(&flag),
+            // MQTT's name for the heart-beat period.
+            "--keep-alive" => a.storm.heartbeat = Duration::from_secs(f.number(&flag)),
             "--broker-pid" => a.broker_pid = Some(f.number(&flag)),
             "--label" => a.label = f.value(&flag),
+            other if a.storm.flag(other, &mut f) => {}
             other => die(&format!("unknown flag {other}")),
         }
     }
@@ -155,17 +146,19 @@ fn args() -> Args {
     if a.rate > 0 && !matches!(a.case, Case::Flow { producers: 1, .. }) {
         die("--rate needs a flow case with one producer (qos0 qos1 fanout0 fanout1)");
     }
-    if fanout == 0 || fanin == 0 || a.seconds == 0 || a.parallel == 0 || a.inflight == 0 {
-        die("--fanout, --fanin, --seconds, --parallel and --inflight must be at least 1");
+    if fanout == 0 || fanin == 0 || a.seconds == 0 || a.inflight == 0 {
+        die("--fanout, --fanin, --seconds and --inflight must be at least 1");
     }
-    if a.keep_alive_s == 0 || a.connect_parallel == 0 {
-        die("--keep-alive and --connect-parallel must be at least 1");
+    a.storm = Settings {
+        broker: a.broker(),
+        case_name: a.case_name.clone(),
+        label: a.label.clone(),
+        seconds: a.seconds,
+        warmup: a.warmup,
+        broker_pid: a.broker_pid,
+        ..a.storm
     }
-    if a.hold_s == 0 {
-        // Every connection pings at least twice, and the broker's keep-alive timeout
-        // (1.5 periods) passes at least once.
-        a.hold_s = 2 * u64::from(a.keep_alive_s) + 5;
-    }
+    .checked();
     a
 }
 
@@ -196,8 +189,8 @@ async fn main() {
             producers,
             consumers,
         } => flow::run(&a, qos, producers, consumers).await,
-        Case::Connect => storm::run(&a).await,
-        Case::Idle => idle::run(&a).await,
+        Case::Connect => storm::run_connect(raw::Mqtt, a.storm.clone()).await,
+        Case::Idle => storm::run_idle(raw::Mqtt, a.storm.clone()).await,
     };
     if !clean {
         std::process::exit(1);

@@ -1,20 +1,18 @@
 //! The few MQTT 3.1.1 packets the connection cases need, written and read directly on a
-//! tokio socket: a full client per connection would cost more than the broker's side.
+//! tokio socket (a full client per connection would cost more than the broker's side):
+//! CONNECT/CONNACK, PINGREQ/PINGRESP as the heart-beat, DISCONNECT.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use bytes::{Buf, BytesMut};
+use ferromq_bench::storm::{Conn, Protocol};
 
 pub const PINGREQ: [u8; 2] = [0xc0, 0x00];
 pub const PINGRESP: [u8; 2] = [0xd0, 0x00];
 pub const DISCONNECT: [u8; 2] = [0xe0, 0x00];
-
-/// Source ports per loopback address that a run may use: the default ephemeral range
-/// (32768–60999) holds about 28,000, and finding a free one gets slow as it fills.
-pub const PORTS_PER_SOURCE_ADDR: usize = 10_000;
 
 /// CONNECT, MQTT 3.1.1, clean session, no will, no user name.
 pub fn connect_packet(client_id: &str, keep_alive_s: u16) -> Vec<u8> {
@@ -34,43 +32,6 @@ pub fn connect_packet(client_id: &str, keep_alive_s: u16) -> Vec<u8> {
     p.extend_from_slice(&(id.len() as u16).to_be_bytes());
     p.extend_from_slice(id);
     p
-}
-
-/// The `i`-th of `n` loopback source addresses: 127.0.0.1, 127.0.0.2, ... (all of
-/// 127.0.0.0/8 is loopback on Linux).
-pub fn source_addr(i: usize, n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        0,
-        0,
-        1 + (i % usize::from(n.max(1))) as u8,
-    ))
-}
-
-/// Opens a TCP connection from `source` (any port) to `broker`.
-pub async fn dial(source: IpAddr, broker: SocketAddr) -> io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    // Pick the port at connect(), not bind(): bind() must find a port unused towards
-    // every destination and scans a crowded range slowly (seconds per thousand
-    // connections past about 14,000), blocking the runtime's threads meanwhile.
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a c_int option value that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(broker).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
 }
 
 /// Sets TCP_NODELAY on every TCP socket of this process connected to `peer`; returns
@@ -96,41 +57,68 @@ pub fn nodelay_towards(peer: SocketAddr) -> io::Result<usize> {
     Ok(set)
 }
 
-/// Sends CONNECT and reads a successful CONNACK.
-pub async fn handshake(s: &mut TcpStream, client_id: &str, keep_alive_s: u16) -> io::Result<()> {
-    s.write_all(&connect_packet(client_id, keep_alive_s))
-        .await?;
-    let mut connack = [0u8; 4];
-    s.read_exact(&mut connack).await?;
-    if connack[..2] != [0x20, 0x02] || connack[3] != 0 {
-        return Err(io::Error::other(format!("CONNACK {connack:02x?}")));
-    }
-    Ok(())
-}
+/// MQTT 3.1.1 for the connection cases. The heart-beat is the Keep Alive: a PINGREQ per
+/// period, which the broker answers with PINGRESP (it sends nothing on its own, and
+/// closes a connection silent for 1.5 periods).
+pub struct Mqtt;
 
-/// Sends PINGREQ and reads PINGRESP.
-pub async fn ping(s: &mut TcpStream) -> io::Result<()> {
-    s.write_all(&PINGREQ).await?;
-    let mut resp = [0u8; 2];
-    s.read_exact(&mut resp).await?;
-    if resp != PINGRESP {
-        return Err(io::Error::other(format!(
-            "expected PINGRESP, got {resp:02x?}"
-        )));
+impl Protocol for Mqtt {
+    /// CONNECT (clean session, client id `id`, Keep Alive `heartbeat`), CONNACK 0.
+    async fn open(
+        &self,
+        c: &mut Conn,
+        id: &str,
+        heartbeat: Duration,
+    ) -> io::Result<Option<Duration>> {
+        let keep_alive_s = u16::try_from(heartbeat.as_secs()).unwrap_or(u16::MAX);
+        c.write(&connect_packet(id, keep_alive_s)).await?;
+        c.fill(4).await?;
+        let connack = c.buf.split_to(4);
+        if connack[..2] != [0x20, 0x02] || connack[3] != 0 {
+            return Err(io::Error::other(format!("CONNACK {:02x?}", &connack[..])));
+        }
+        Ok(Some(heartbeat))
     }
-    Ok(())
-}
 
-/// Sends DISCONNECT and waits until the broker closes the connection.
-pub async fn disconnect(s: &mut TcpStream) -> io::Result<()> {
-    s.write_all(&DISCONNECT).await?;
-    let mut rest = [0u8; 16];
-    match s.read(&mut rest).await? {
-        0 => Ok(()),
-        n => Err(io::Error::other(format!(
-            "data after DISCONNECT: {:02x?}",
-            &rest[..n]
-        ))),
+    fn beat(&self) -> &'static [u8] {
+        &PINGREQ
+    }
+
+    fn heartbeats(&self, buf: &mut BytesMut) -> io::Result<u64> {
+        let mut n = 0;
+        while buf.len() >= 2 {
+            if buf[..2] != PINGRESP {
+                return Err(io::Error::other(format!(
+                    "expected PINGRESP, got {:02x?}",
+                    &buf[..2]
+                )));
+            }
+            buf.advance(2);
+            n += 1;
+        }
+        if buf.first().is_some_and(|&b| b != PINGRESP[0]) {
+            return Err(io::Error::other(format!(
+                "expected PINGRESP, got {:02x?}",
+                &buf[..]
+            )));
+        }
+        Ok(n)
+    }
+
+    /// DISCONNECT, then the broker closes: MQTT acknowledges nothing, so the check is
+    /// that every PINGREQ got its PINGRESP and that nothing else came.
+    async fn close(&self, c: &mut Conn, unanswered: u64) -> io::Result<()> {
+        c.write(&DISCONNECT).await?;
+        c.until_closed().await?;
+        let answered = self.heartbeats(&mut c.buf)?;
+        if answered != unanswered || !c.buf.is_empty() {
+            return Err(io::Error::other(format!(
+                "{answered} PINGRESPs after DISCONNECT for {unanswered} unanswered PINGREQs, \
+                 and {} bytes more",
+                c.buf.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -151,9 +139,11 @@ mod tests {
     }
 
     #[test]
-    fn source_addresses_cycle_over_loopback() {
-        assert_eq!(source_addr(0, 3).to_string(), "127.0.0.1");
-        assert_eq!(source_addr(4, 3).to_string(), "127.0.0.2");
-        assert_eq!(source_addr(5, 0).to_string(), "127.0.0.1");
+    fn only_pingresps_count_as_heartbeats() {
+        let mut buf = BytesMut::from(&[0xd0, 0x00, 0xd0, 0x00, 0xd0][..]);
+        assert_eq!(Mqtt.heartbeats(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..], &[0xd0]);
+        let mut bad = BytesMut::from(&[0x30, 0x00][..]);
+        assert!(Mqtt.heartbeats(&mut bad).is_err());
     }
 }

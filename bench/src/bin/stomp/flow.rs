@@ -419,9 +419,10 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &str {
 /// Runs the case and prints its line; returns whether it was clean.
 pub async fn run(a: &Args) -> bool {
     let (producers, consumers) = match a.case {
-        Case::Transient | Case::Persistent => (1, 1),
         Case::Fanout => (1, a.fanout),
         Case::Fanin => (a.fanin, 1),
+        Case::Transient | Case::Persistent => (1, 1),
+        Case::Connect | Case::Idle => unreachable!("main.rs runs the connection cases"),
     };
     let unique = format!(
         "bench-stomp-{}-{}-{}",

@@ -9,6 +9,9 @@
 //!     [--seconds 10] [--warmup 2] [--size 256] [--prefetch 500] [--ack-every 100]
 //!     [--ack client|client-individual] [--window 500] [--fanout 10] [--fanin 10]
 //!     [--backlog 20000] [--batch 64] [--rate MSGS_PER_S] [--broker-pid PID] [--label NAME]
+//!     connect:  [--parallel 8] [--heartbeat 10] [--source-addrs 4]
+//!     idle:     [--connections 5000] [--heartbeat 10] [--hold 25]
+//!               [--connect-parallel 256] [--source-addrs 0 (auto)]
 //! ```
 //!
 //! Cases:
@@ -22,6 +25,13 @@
 //! - With `--rate N`, a case with one producer (`transient`, `persistent`, `fanout`)
 //!   sends N msg/s on a fixed schedule and reports end-to-end latency percentiles
 //!   instead of flooding (`flow.rs`).
+//! - `connect`: connection set-up rate; `--parallel` workers each repeat TCP connect,
+//!   CONNECT (heart-beat `--heartbeat` s both ways), CONNECTED, DISCONNECT with a
+//!   receipt, RECEIPT, and the end of the TCP connection.
+//! - `idle`: `--connections` connections opened the same way, held `--hold` seconds
+//!   while sending and checking heart-beats, then disconnected; the broker's RSS per
+//!   connection is (RSS held − RSS before) / connections. These two go through the
+//!   connection cases every load generator shares (`ferromq_bench::storm`, `conns.rs`).
 //!
 //! The client is the few frames it needs (`frame.rs`, `client.rs`) on tokio TCP with
 //! TCP_NODELAY: CONNECT (1.2, `login`, `passcode`, `host`, no heart-beats), SUBSCRIBE with
@@ -43,12 +53,14 @@
 //! missing receipt, an ERROR frame, a dropped connection), 2 on a usage or setup error.
 
 mod client;
+mod conns;
 mod flow;
 mod frame;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ferromq_bench::cli::{die, Flags};
+use ferromq_bench::storm::{self, Settings};
 use ferromq_bench::tally::HEADER_BYTES;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -57,6 +69,8 @@ pub enum Case {
     Persistent,
     Fanout,
     Fanin,
+    Connect,
+    Idle,
 }
 
 impl Case {
@@ -66,6 +80,8 @@ impl Case {
             Case::Persistent => "persistent",
             Case::Fanout => "fanout",
             Case::Fanin => "fanin",
+            Case::Connect => "connect",
+            Case::Idle => "idle",
         }
     }
 }
@@ -92,6 +108,8 @@ pub struct Args {
     pub rate: u64,
     pub broker_pid: Option<u32>,
     pub label: String,
+    /// The `connect` and `idle` cases' settings.
+    pub storm: Settings,
 }
 
 fn args() -> Args {
@@ -116,6 +134,7 @@ fn args() -> Args {
         rate: 0,
         broker_pid: None,
         label: "-".into(),
+        storm: Settings::new(([127, 0, 0, 1], 61613).into()),
     };
     let mut f = Flags::from_env();
     while let Some(flag) = f.next_flag() {
@@ -131,8 +150,10 @@ fn args() -> Args {
                     "persistent" => Case::Persistent,
                     "fanout" => Case::Fanout,
                     "fanin" => Case::Fanin,
+                    "connect" => Case::Connect,
+                    "idle" => Case::Idle,
                     other => die(&format!(
-                        "unknown case {other} (transient persistent fanout fanin)"
+                        "unknown case {other} (transient persistent fanout fanin connect idle)"
                     )),
                 }
             }
@@ -150,6 +171,7 @@ fn args() -> Args {
             "--rate" => a.rate = f.number(&flag),
             "--broker-pid" => a.broker_pid = Some(f.number(&flag)),
             "--label" => a.label = f.value(&flag),
+            other if a.storm.flag(other, &mut f) => {}
             other => die(&format!("unknown flag {other}")),
         }
     }
@@ -158,7 +180,7 @@ fn args() -> Args {
             "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
         ));
     }
-    if a.rate > 0 && a.case == Case::Fanin {
+    if a.rate > 0 && matches!(a.case, Case::Fanin | Case::Connect | Case::Idle) {
         die("--rate needs a case with one producer (transient persistent fanout)");
     }
     if a.ack != "client" && a.ack != "client-individual" {
@@ -170,6 +192,16 @@ fn args() -> Args {
     if a.window == 0 || a.fanout == 0 || a.fanin == 0 || a.seconds == 0 || a.batch == 0 {
         die("--window, --fanout, --fanin, --seconds and --batch must be at least 1");
     }
+    a.storm = Settings {
+        broker: a.broker(),
+        case_name: a.case.name().into(),
+        label: a.label.clone(),
+        seconds: a.seconds,
+        warmup: a.warmup,
+        broker_pid: a.broker_pid,
+        ..a.storm
+    }
+    .checked();
     a
 }
 
@@ -182,7 +214,17 @@ impl Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    if !flow::run(&a).await {
+    let p = || conns::Stomp {
+        login: a.login.clone(),
+        passcode: a.passcode.clone(),
+        host: a.vhost.clone(),
+    };
+    let clean = match a.case {
+        Case::Connect => storm::run_connect(p(), a.storm.clone()).await,
+        Case::Idle => storm::run_idle(p(), a.storm.clone()).await,
+        _ => flow::run(&a).await,
+    };
+    if !clean {
         std::process::exit(1);
     }
 }

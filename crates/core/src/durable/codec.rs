@@ -24,6 +24,47 @@ pub(crate) mod kind {
     pub const SETTLE: u8 = 8;
     /// A durable queue's expiry changed (`x-expires`; see `Queue::set_expires`).
     pub const QUEUE_EXPIRES: u8 = 9;
+    /// A user was created or changed (`Broker::put_user`).
+    pub const USER_PUT: u8 = 10;
+    /// A user was deleted (`Broker::delete_user`).
+    pub const USER_DELETE: u8 = 11;
+}
+
+/// The payload of a `USER_PUT` record.
+pub(crate) fn user_record(u: &crate::auth::UserRecord) -> Bytes {
+    let mut enc = Enc::with_capacity(64 + u.name.len() + u.password_hash.len());
+    enc.str(&u.name).str(&u.password_hash);
+    for list in [&u.vhosts, &u.tags] {
+        enc.u32(list.len() as u32);
+        for item in list {
+            enc.str(item);
+        }
+    }
+    enc.u8(u.loopback_only as u8);
+    enc.finish()
+}
+
+/// Reads a `USER_PUT` payload.
+pub(crate) fn parse_user(d: &mut Dec) -> Result<crate::auth::UserRecord, Malformed> {
+    let name = d.str()?.to_string();
+    let password_hash = d.str()?.to_string();
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        let n = d.u32()?;
+        for _ in 0..n {
+            list.push(d.str()?.to_string());
+        }
+    }
+    let loopback_only = d.bool()?;
+    d.end()?;
+    let [vhosts, tags] = lists;
+    Ok(crate::auth::UserRecord {
+        name,
+        password_hash,
+        vhosts,
+        tags,
+        loopback_only,
+    })
 }
 
 /// Nesting bound for header tables and arrays in a record.

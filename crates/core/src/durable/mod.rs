@@ -25,9 +25,15 @@
 //!   those queues, written before any of them can deliver it;
 //! - each such queue letting go of it (ack, auto-ack delivery, reject, expiry, overflow,
 //!   purge, deletion): a `SETTLE` record per operation, written after the dead-letter copy
-//!   is published (a crash in between duplicates rather than loses it).
+//!   is published (a crash in between duplicates rather than loses it);
+//! - users made at run time (`Broker::put_user`, `delete_user`): a `USER_PUT` record with
+//!   the salted hash, never the password, and a `USER_DELETE` tombstone. Configured users
+//!   come from the configuration at every start and are not journaled.
 //!
-//! Not yet: users are configured, not journaled; bodies are not paged out of memory.
+//! Recovery keeps message bodies in memory up to the paging budget (`memory_max_bytes`)
+//! and lets go of the rest, reading them back from the journal (`Journal::read_back`) as
+//! it puts them into their queues, which page them again beyond their budgets; so a restart
+//! with a large backlog stays near the budget too.
 //!
 //! # Release rules
 //! The store deletes a segment once nothing in it is live. A message record is released

@@ -64,6 +64,8 @@ pub struct Persister {
     queues: HashMap<ObjectKey, Lsn>,
     /// The latest expiry record of each durable queue that has one.
     queue_expires: HashMap<ObjectKey, Lsn>,
+    /// Run-time users (keyed with an empty vhost).
+    users: HashMap<ObjectKey, Lsn>,
     bindings: HashMap<Bytes, BindingBook>,
     messages: HashMap<u64, MessageBook>,
     tombs: Vec<Tomb>,
@@ -118,6 +120,11 @@ impl Persister {
                 .queues
                 .iter()
                 .map(|(k, q)| (k.clone(), q.lsn))
+                .collect(),
+            users: recovered
+                .users
+                .iter()
+                .map(|(name, u)| ((bytestring::ByteString::new(), name.as_str().into()), u.lsn))
                 .collect(),
             queue_expires: recovered
                 .queues
@@ -295,6 +302,15 @@ impl Persister {
                             self.journal.release(old);
                         }
                     }
+                    kind::USER_PUT => {
+                        if let Some(old) = self.users.insert(key, lsn) {
+                            self.journal.release(old);
+                        }
+                    }
+                    kind::USER_DELETE => {
+                        let targets = self.users.remove(&key).into_iter().collect();
+                        self.cancel(lsn, targets);
+                    }
                     kind::QUEUE_EXPIRES => {
                         // Live while its queue is; one for a queue already gone is dead.
                         if !self.queues.contains_key(&key) {
@@ -430,6 +446,7 @@ impl Persister {
         self.exchanges.values_mut().for_each(fwd);
         self.queues.values_mut().for_each(fwd);
         self.queue_expires.values_mut().for_each(fwd);
+        self.users.values_mut().for_each(fwd);
         self.bindings.values_mut().for_each(|b| fwd(&mut b.lsn));
         self.messages.values_mut().for_each(|m| fwd(&mut m.lsn));
         for t in &mut self.tombs {

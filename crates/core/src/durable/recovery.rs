@@ -33,6 +33,9 @@ pub struct RecoveryReport {
     pub bindings: usize,
     /// Messages put back into queues (a message in two queues counts twice).
     pub messages: u64,
+    /// Of those, how many recovery read back from the journal because holding every
+    /// recovered body until the queues took them would have exceeded the memory budget.
+    pub read_back: u64,
     /// Objects whose vhost is no longer configured; kept on disk, not served.
     pub orphaned: usize,
     /// The torn tail the journal cut off, as "file at offset (bytes)".
@@ -69,12 +72,26 @@ pub(crate) struct RBinding {
     pub arguments: FieldTable,
 }
 
+pub(crate) struct RUser {
+    pub lsn: Lsn,
+    pub record: crate::auth::UserRecord,
+}
+
 pub(crate) struct RMessage {
     pub lsn: Lsn,
     /// Queues still holding it.
     pub remaining: u32,
     pub published_ms: u64,
-    pub message: Arc<Message>,
+    pub body: RBody,
+}
+
+/// A recovered message, in memory or still only in its record.
+pub(crate) enum RBody {
+    /// Decoded, with the bytes of its record counted against the budget.
+    Held(Arc<Message>, u64),
+    /// Let go of to stay within the budget: read back from the record at this offset of its
+    /// segment when a queue takes it.
+    OnDisk { offset: u64 },
 }
 
 pub(crate) struct Tomb {
@@ -90,14 +107,29 @@ pub(crate) struct Recovered {
     /// By record payload, which identifies a binding.
     pub bindings: HashMap<Bytes, RBinding>,
     pub messages: HashMap<u64, RMessage>,
+    /// Run-time users by name.
+    pub users: HashMap<String, RUser>,
     pub tombs: Vec<Tomb>,
     /// Records nothing needs any more.
     pub dead: Vec<Lsn>,
     pub pid_max: u64,
     pub records: u64,
+    /// Record bytes of the [`RBody::Held`] messages, and their bound.
+    held_bytes: u64,
+    held_max_bytes: u64,
 }
 
 impl Recovered {
+    /// Nothing yet; messages' bodies are kept in memory up to `held_max_bytes` of records
+    /// (the paging budget: the queues would page the rest anyway), and read back from the
+    /// journal beyond that.
+    pub(crate) fn new(held_max_bytes: u64) -> Self {
+        Recovered {
+            held_max_bytes,
+            ..Recovered::default()
+        }
+    }
+
     /// Folds one record in.
     pub(crate) fn apply(&mut self, r: Record) -> Result<(), Malformed> {
         self.records += 1;
@@ -230,22 +262,47 @@ impl Recovered {
                         remaining += 1;
                     }
                 }
-                let message = Arc::new(d.message()?);
+                let message = d.message()?;
                 d.end()?;
                 self.pid_max = self.pid_max.max(pid);
                 if remaining == 0 {
                     self.dead.push(lsn);
                 } else {
+                    let size = r.payload.len() as u64;
+                    let body = if self.held_bytes + size <= self.held_max_bytes {
+                        self.held_bytes += size;
+                        RBody::Held(Arc::new(message), size)
+                    } else {
+                        RBody::OnDisk { offset: r.offset }
+                    };
                     self.messages.insert(
                         pid,
                         RMessage {
                             lsn,
                             remaining,
                             published_ms,
-                            message,
+                            body,
                         },
                     );
                 }
+            }
+            kind::USER_PUT => {
+                let record = super::codec::parse_user(&mut d)?;
+                let old = self
+                    .users
+                    .insert(record.name.clone(), RUser { lsn, record });
+                self.dead.extend(old.map(|u| u.lsn));
+            }
+            kind::USER_DELETE => {
+                let name = d.str()?;
+                d.end()?;
+                let targets = self
+                    .users
+                    .remove(&*name)
+                    .map(|u| u.lsn)
+                    .into_iter()
+                    .collect();
+                self.tomb(lsn, targets);
             }
             kind::SETTLE => {
                 let key = (d.str()?, d.str()?);
@@ -278,7 +335,13 @@ impl Recovered {
                 m.remaining -= 1;
                 if m.remaining == 0 {
                     self.dead.push(m.lsn);
-                    self.messages.remove(&pid);
+                    if let Some(RMessage {
+                        body: RBody::Held(_, size),
+                        ..
+                    }) = self.messages.remove(&pid)
+                    {
+                        self.held_bytes -= size;
+                    }
                 }
             }
         }
@@ -316,12 +379,15 @@ fn malformed() -> Malformed {
 }
 
 impl Recovered {
-    /// Rebuilds the recovered objects and messages in `vhosts`. Objects of vhosts that are
-    /// not configured stay on disk (and in the persister's books) but are not served.
+    /// Rebuilds the recovered objects and messages in `vhosts`, reading back from `journal`
+    /// the bodies that were let go of. Objects of vhosts that are not configured stay on
+    /// disk (and in the persister's books) but are not served. Fails if a record read back
+    /// is damaged or unreadable.
     pub(crate) fn restore(
         &self,
         vhost: impl Fn(&str) -> Option<crate::vhost::Vhost>,
-    ) -> RecoveryReport {
+        journal: &ferromq_store::Journal,
+    ) -> Result<RecoveryReport, String> {
         let mut report = RecoveryReport {
             records: self.records,
             ..RecoveryReport::default()
@@ -353,10 +419,18 @@ impl Recovered {
             };
             report.queues += 1;
             for pid in q.messages.keys() {
-                if let Some(m) = self.messages.get(pid) {
-                    queue.restore(m.message.clone(), *pid, m.published_ms);
-                    report.messages += 1;
-                }
+                let Some(m) = self.messages.get(pid) else {
+                    continue;
+                };
+                let message = match &m.body {
+                    RBody::Held(message, _) => message.clone(),
+                    RBody::OnDisk { offset } => {
+                        report.read_back += 1;
+                        read_back(journal, m.lsn, *offset)?
+                    }
+                };
+                queue.restore(message, *pid, m.published_ms);
+                report.messages += 1;
             }
         }
         let mut bindings: Vec<_> = self.bindings.values().collect();
@@ -376,6 +450,35 @@ impl Recovered {
                 report.bindings += 1;
             }
         }
-        report
+        Ok(report)
     }
+}
+
+/// The message of the `PUBLISH` record `lsn`, read again from the journal.
+fn read_back(
+    journal: &ferromq_store::Journal,
+    lsn: Lsn,
+    offset: u64,
+) -> Result<Arc<Message>, String> {
+    let record = journal
+        .read_back(lsn, offset)
+        .map_err(|e| format!("record {lsn}: {e}"))?;
+    let mut d = Dec::new(record.payload);
+    let decoded = (|| {
+        if record.kind != kind::PUBLISH {
+            return Err(malformed());
+        }
+        d.u64()?; // pid
+        d.u64()?; // published_ms
+        d.str()?; // vhost
+        for _ in 0..d.u32()? {
+            d.str()?; // a queue
+        }
+        let message = d.message()?;
+        d.end()?;
+        Ok(message)
+    })();
+    decoded
+        .map(Arc::new)
+        .map_err(|e: Malformed| format!("record {lsn} read back: {e}"))
 }

@@ -5,9 +5,13 @@
 //!
 //! ```text
 //! cargo run --release -p ferromq-bench --bin amqp -- --uri amqp://guest:guest@127.0.0.1:5692/%2f
-//!     --case transient|persistent|fanout [--seconds 10] [--warmup 2] [--size 256]
-//!     [--prefetch 500] [--window 500] [--fanout 10] [--ack-every 100] [--pipeline 16]
-//!     [--backlog 20000] [--rate MSGS_PER_S] [--label NAME]
+//!     --case transient|persistent|fanout|connect|idle [--seconds 10] [--warmup 2]
+//!     [--size 256] [--prefetch 500] [--window 500] [--fanout 10] [--ack-every 100]
+//!     [--pipeline 16] [--backlog 20000] [--rate MSGS_PER_S] [--broker-pid PID]
+//!     [--label NAME]
+//!     connect:  [--parallel 8] [--channels 1] [--heartbeat 10] [--source-addrs 4]
+//!     idle:     [--connections 5000] [--heartbeat 10] [--hold 25] [--channels 1]
+//!               [--connect-parallel 256] [--source-addrs 0 (auto)]
 //! ```
 //!
 //! Cases:
@@ -17,6 +21,16 @@
 //! - `fanout`: a fanout exchange with `--fanout` non-durable queues bound to it, one
 //!   consumer each on its own connection; transient messages; the rate is the total of
 //!   deliveries over all queues.
+//! - `connect`: connection set-up rate; `--parallel` workers each repeat TCP connect,
+//!   the handshake up to Connection.OpenOk, `--channels` Channel.Open, Connection.Close
+//!   and CloseOk, and the end of the TCP connection.
+//! - `idle`: `--connections` connections opened the same way, heartbeat `--heartbeat`
+//!   seconds, held `--hold` seconds while sending and checking heartbeats, then closed;
+//!   the broker's RSS per connection is (RSS held − RSS before) / connections.
+//!
+//! The message cases use lapin (a third-party client); `connect` and `idle` write the
+//! handful of frames they need directly (`raw.rs`) through the connection cases every
+//! load generator shares (`ferromq_bench::storm`).
 //!
 //! How it measures: the producer and every consumer have their own connection. Each
 //! consumer has `basic.qos` `--prefetch` and acknowledges with `multiple` every
@@ -46,6 +60,8 @@
 //!
 //! Output: one line of `key=value` pairs per run, for scripts (`bench/amqp.sh`).
 
+mod raw;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +69,7 @@ use std::time::{Duration, Instant};
 use ferromq_bench::cli::{die, Flags};
 use ferromq_bench::latency::{self, now_ns, Pacing, Recorder};
 use ferromq_bench::run::{self, FirstError};
+use ferromq_bench::storm::{self, Settings};
 use ferromq_bench::tally::{self, Received, HEADER_BYTES};
 use lapin::message::DeliveryResult;
 use lapin::options::{
@@ -78,6 +95,8 @@ enum Case {
     Transient,
     Persistent,
     Fanout,
+    Connect,
+    Idle,
 }
 
 impl Case {
@@ -86,6 +105,8 @@ impl Case {
             Case::Transient => "transient",
             Case::Persistent => "persistent",
             Case::Fanout => "fanout",
+            Case::Connect => "connect",
+            Case::Idle => "idle",
         }
     }
 }
@@ -105,6 +126,10 @@ struct Args {
     /// Fixed publish rate in msg/s (0: as fast as the backlog allows).
     rate: u64,
     label: String,
+    /// The `connect` and `idle` cases' settings (the broker's address comes from `uri`).
+    storm: Settings,
+    /// Channels each connection of `connect` and `idle` opens.
+    channels: u16,
 }
 
 fn args() -> Args {
@@ -122,6 +147,8 @@ fn args() -> Args {
         backlog: 20_000,
         rate: 0,
         label: String::new(),
+        storm: Settings::new(([127, 0, 0, 1], 5672).into()),
+        channels: 1,
     };
     let mut f = Flags::from_env();
     while let Some(flag) = f.next_flag() {
@@ -132,6 +159,8 @@ fn args() -> Args {
                     "transient" => Case::Transient,
                     "persistent" => Case::Persistent,
                     "fanout" => Case::Fanout,
+                    "connect" => Case::Connect,
+                    "idle" => Case::Idle,
                     other => die(&format!("unknown case {other}")),
                 }
             }
@@ -146,6 +175,9 @@ fn args() -> Args {
             "--backlog" => a.backlog = f.number(&flag),
             "--rate" => a.rate = f.number(&flag),
             "--label" => a.label = f.value(&flag),
+            "--broker-pid" => a.storm.broker_pid = Some(f.number(&flag)),
+            "--channels" => a.channels = f.number(&flag),
+            other if a.storm.flag(other, &mut f) => {}
             other => die(&format!("unknown flag {other}")),
         }
     }
@@ -154,13 +186,84 @@ fn args() -> Args {
             "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
         ));
     }
+    if a.rate > 0 && matches!(a.case, Case::Connect | Case::Idle) {
+        die("--rate needs a message case (transient persistent fanout)");
+    }
     if a.ack_every == 0 || a.ack_every >= u64::from(a.prefetch) {
         die("--ack-every must be at least 1 and below --prefetch, or consumers stall");
     }
     if a.window == 0 || a.pipeline == 0 || a.fanout == 0 || a.seconds == 0 {
         die("--window, --pipeline, --fanout and --seconds must be at least 1");
     }
+    a.storm = Settings {
+        case_name: a.case.name().into(),
+        label: a.label.clone(),
+        seconds: a.seconds,
+        warmup: a.warmup,
+        ..a.storm
+    }
+    .checked();
     a
+}
+
+/// The parts of an `amqp://user:password@host:port/vhost` URI the raw cases need, with
+/// lapin's defaults (guest, port 5672, vhost `/`); `%xx` escapes are decoded.
+fn raw_target(uri: &str, channels: u16) -> (std::net::SocketAddr, raw::Amqp) {
+    let rest = uri
+        .strip_prefix("amqp://")
+        .unwrap_or_else(|| die(&format!("--uri {uri}: only amqp:// URIs")));
+    let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let hostport = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:5672")
+    };
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&hostport)
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| die(&format!("--uri {uri}: cannot resolve {hostport}")));
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            percent_decode(s)
+        }
+    };
+    let p = raw::Amqp {
+        user: or(user, "guest"),
+        password: or(password, "guest"),
+        vhost: if vhost.is_empty() {
+            "/".into()
+        } else {
+            percent_decode(vhost)
+        },
+        channels,
+    };
+    (addr, p)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What one consumer has received.
@@ -466,6 +569,19 @@ async fn collect_confirms(mut rx: mpsc::UnboundedReceiver<ConfirmSlot>, shared: 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
+    if matches!(a.case, Case::Connect | Case::Idle) {
+        let (addr, p) = raw_target(&a.uri, a.channels);
+        let s = Settings {
+            broker: addr,
+            ..a.storm
+        };
+        let clean = if a.case == Case::Connect {
+            storm::run_connect(p, s).await
+        } else {
+            storm::run_idle(p, s).await
+        };
+        std::process::exit(if clean { 0 } else { 1 });
+    }
     let unique = format!(
         "bench-amqp-{}-{}-{}",
         a.case.name(),

@@ -1,23 +1,25 @@
 //! The `connect` case: connection set-up rate. `--parallel` workers each repeat: TCP
-//! connect, CONNECT (3.1.1, clean session, a fresh client id), CONNACK, DISCONNECT, then
-//! wait until the broker closes the socket, so each cycle is a whole connection's life
-//! on both sides. Waiting for the broker's close also leaves the TIME_WAIT state on the
-//! broker's side, so the client's ephemeral ports do not run out; sockets are spread
-//! over `--source-addrs` loopback addresses all the same.
+//! connect, the protocol's handshake, its close and its acknowledgement, and the end of
+//! the TCP connection, so each cycle is a whole connection's life on both sides. Sockets
+//! are spread over `--source-addrs` loopback addresses (4 by default) so that the
+//! client's ephemeral ports last.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferromq_bench::run::{window, FirstError};
+use crate::net::{dial, source_addr};
+use crate::procfs;
+use crate::run::{window, FirstError};
 
-use crate::raw::{dial, disconnect, handshake, source_addr};
-use crate::{sample, usage_fields, Args};
+use super::{Conn, Protocol, Settings};
 
 /// Longest a single connection cycle may take.
 const CYCLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the window samples the broker's RSS.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+/// Source addresses when `--source-addrs` is 0.
+const SOURCE_ADDRS_DEFAULT: u8 = 4;
 
 #[derive(Default)]
 struct Counts {
@@ -27,16 +29,16 @@ struct Counts {
     stop: AtomicBool,
 }
 
-async fn worker(a: Arc<WorkerArgs>, w: usize, counts: Arc<Counts>) {
-    let source = source_addr(w, a.source_addrs);
+async fn worker<P: Protocol>(p: Arc<P>, s: Arc<Settings>, w: usize, counts: Arc<Counts>) {
+    let source = source_addr(w, s.source_addrs);
     let mut n = 0u64;
     while !counts.stop.load(Ordering::Relaxed) {
         let id = format!("storm-{}-{w}-{n}", std::process::id());
         n += 1;
         let cycle = async {
-            let mut s = dial(source, a.broker).await?;
-            handshake(&mut s, &id, a.keep_alive_s).await?;
-            disconnect(&mut s).await
+            let mut c = Conn::new(dial(source, s.broker).await?);
+            p.open(&mut c, &id, s.heartbeat).await?;
+            p.close(&mut c, 0).await
         };
         match tokio::time::timeout(CYCLE_TIMEOUT, cycle).await {
             Ok(Ok(())) => {
@@ -53,51 +55,42 @@ async fn worker(a: Arc<WorkerArgs>, w: usize, counts: Arc<Counts>) {
     }
 }
 
-struct WorkerArgs {
-    broker: std::net::SocketAddr,
-    keep_alive_s: u16,
-    source_addrs: u8,
-}
-
-/// Runs the `connect` case and prints its line; returns whether it was clean.
-pub async fn run(a: &Args) -> bool {
-    let wa = Arc::new(WorkerArgs {
-        broker: a.broker(),
-        keep_alive_s: a.keep_alive_s,
-        source_addrs: if a.source_addrs == 0 {
-            4
-        } else {
-            a.source_addrs
-        },
-    });
+/// Runs the `connect` case and prints its line; returns whether it was clean (no
+/// failed cycle).
+pub async fn run<P: Protocol>(p: P, s: Settings) -> bool {
+    let mut s = s;
+    if s.source_addrs == 0 {
+        s.source_addrs = SOURCE_ADDRS_DEFAULT;
+    }
+    let s = Arc::new(s);
+    let p = Arc::new(p);
     let counts = Arc::new(Counts::default());
-    let mut usage = a.usage();
-    let workers: Vec<_> = (0..a.parallel)
-        .map(|w| tokio::spawn(worker(wa.clone(), w, counts.clone())))
+    let mut usage = s.usage();
+    let workers: Vec<_> = (0..s.parallel)
+        .map(|w| tokio::spawn(worker(p.clone(), s.clone(), w, counts.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    tokio::time::sleep(Duration::from_secs(s.warmup)).await;
     if let Some(u) = usage.as_mut() {
         let _ = u.mark();
     }
-    let (t0, ok0, failed0) = (
-        Instant::now(),
-        counts.ok.load(Ordering::Relaxed),
-        counts.failed.load(Ordering::Relaxed),
-    );
+    let load = || {
+        (
+            Instant::now(),
+            counts.ok.load(Ordering::Relaxed),
+            counts.failed.load(Ordering::Relaxed),
+        )
+    };
+    let (t0, ok0, failed0) = load();
     let stall_max = window(
-        Duration::from_secs(a.seconds),
+        Duration::from_secs(s.seconds),
         SAMPLE_INTERVAL,
         || counts.ok.load(Ordering::Relaxed),
         || false,
-        || sample(&mut usage),
+        || procfs::sample(&mut usage),
     )
     .await;
-    let (t1, ok1, failed1) = (
-        Instant::now(),
-        counts.ok.load(Ordering::Relaxed),
-        counts.failed.load(Ordering::Relaxed),
-    );
-    let usage_line = usage_fields(usage.as_mut());
+    let (t1, ok1, failed1) = load();
+    let usage_line = procfs::fields(usage.as_mut());
     counts.stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.await;
@@ -107,12 +100,12 @@ pub async fn run(a: &Args) -> bool {
         "label={} case={} connects_per_s={:.0} seconds={:.2} parallel={} \
          source_addrs={} connects_window={} failed_window={} connects={} failed={} \
          stall_max_ms={} {} error={}",
-        a.label,
-        a.case_name,
+        s.label,
+        s.case_name,
         (ok1 - ok0) as f64 / (t1 - t0).as_secs_f64(),
         (t1 - t0).as_secs_f64(),
-        a.parallel,
-        wa.source_addrs,
+        s.parallel,
+        s.source_addrs,
         ok1 - ok0,
         failed1 - failed0,
         counts.ok.load(Ordering::Relaxed),
