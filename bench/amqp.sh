@@ -6,6 +6,7 @@
 #   bench/amqp.sh                        # 3 runs of 10 s per case and broker, medians
 #   RUNS=1 SECONDS_PER_RUN=5 bench/amqp.sh
 #   CASES="persistent" bench/amqp.sh
+#   CASES="lat-transient lat-persistent" bench/amqp.sh   # latency at a fixed RATE only
 #   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/amqp.sh
 #
 # Everything it writes (RabbitMQ's data and logs, ferromq's data, raw results) goes under
@@ -18,7 +19,9 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/amqp}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
-CASES=${CASES:-"transient persistent fanout connect idle"}
+# lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
+CASES=${CASES:-"transient persistent fanout lat-transient lat-persistent connect idle"}
+RATE=${RATE:-10000}
 SIZE=${SIZE:-256}
 PREFETCH=${PREFETCH:-500}
 WINDOW=${WINDOW:-500}
@@ -114,8 +117,8 @@ echo '[].' >"$RDIR/enabled_plugins"
 rabbitmq_start AMQP
 
 # --- ferromq ---------------------------------------------------------------------------
-# Defaults except: its own port and data directory, STOMP off, room for the idle
-# connections.
+# Defaults except: its own port and data directory, the other listeners off, room for
+# the idle connections.
 start_ferromq() {
     say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
     rm -rf "$FDIR/data"
@@ -123,6 +126,14 @@ start_ferromq() {
     FERROMQ_DATA_DIR=$FDIR/data \
         FERROMQ_LISTENERS__AMQP=127.0.0.1:$FERROMQ_PORT \
         FERROMQ_LISTENERS__STOMP="" \
+        FERROMQ_LISTENERS__STOMP_TLS="" \
+        FERROMQ_LISTENERS__AMQP_TLS="" \
+        FERROMQ_LISTENERS__MQTT="" \
+        FERROMQ_LISTENERS__MQTT_TLS="" \
+        FERROMQ_LISTENERS__OPENWIRE="" \
+        FERROMQ_LISTENERS__OPENWIRE_TLS="" \
+        FERROMQ_LISTENERS__WS="" \
+        FERROMQ_LISTENERS__WSS="" \
         FERROMQ_AMQP__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
         FERROMQ_LOG=warn \
         "$FERROMQ" serve >>"$FDIR/ferromq.log" 2>&1 </dev/null &
@@ -149,23 +160,25 @@ restart() { # broker
 # --- Runs ------------------------------------------------------------------------------
 uri() { echo "amqp://guest:guest@127.0.0.1:$1/%2f"; }
 run_one() { # broker port case run
-    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 90))
+    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 90)) mode=(--case "$3")
+    case $3 in lat-*) mode=(--case "${3#lat-}" --rate "$RATE") ;; esac
     # A run that hangs is cut off; the drain alone may take 4 x 5 s.
     [ "$3" = idle ] && limit=$((4 * HEARTBEAT + 300))
     # shellcheck disable=SC2086 # AMQP_ARGS is a list of flags
-    line=$(timeout "$limit" "$LOADGEN" --uri "$(uri "$2")" --case "$3" \
+    line=$(timeout "$limit" "$LOADGEN" --uri "$(uri "$2")" "${mode[@]}" \
         --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
         --window "$WINDOW" --fanout "$FANOUT" --label "$1" --broker-pid "$(broker_pid "$1")" \
         --parallel "$PARALLEL" --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT" \
         --channels "$CHANNELS" $AMQP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$3 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    line=$(rename_case "$3" <<<"$line")
     echo "run=$4 exit=$rc $line" | tee -a "$RESULTS" >&2
 }
 
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heartbeat $HEARTBEAT s, $CHANNELS channel(s) each"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heartbeat $HEARTBEAT s, $CHANNELS channel(s) each"
 } >"$RESULTS"
 say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
 for ((run = 1; run <= RUNS; run++)); do
@@ -185,30 +198,44 @@ done
 # --- Table -----------------------------------------------------------------------------
 notes() { # broker case: everything that is not a clean run
     grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
-        { lost = dup = failed = dropped = 0; err = "none"; ex = 0; run = "?"
+        { lost = dup = cor = failed = dropped = 0; err = "none"; ex = 0; run = "?"
           for (i = 1; i <= NF; i++) { split($i, kv, "=")
             if (kv[1] == "run") run = kv[2]
             if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
+            if (kv[1] == "corrupt") cor = kv[2]
             if (kv[1] == "failed") failed = kv[2]; if (kv[1] == "dropped") dropped = kv[2]
             if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
-          if (lost + dup + failed + dropped > 0 || ex != 0 || err != "none")
-            printf "%s %s run %s: lost=%s duplicates=%s failed=%s dropped=%s exit=%s error=%s; ", b, c, run, lost, dup, failed, dropped, ex, err }'
+          if (lost + dup + cor + failed + dropped > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s failed=%s dropped=%s exit=%s error=%s; ", b, c, run, lost, dup, cor, failed, dropped, ex, err }'
 }
 med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
-FLOW_CASES=$(for c in $CASES; do case $c in connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
+RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {
-    if [ -n "$FLOW_CASES" ]; then
-    echo
-    echo "AMQP 0-9-1, ${SIZE}-byte messages, prefetch $PREFETCH, confirm window $WINDOW, fan-out $FANOUT;"
-    echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all queues)"
-    echo
-    printf '%-11s %14s %14s %10s\n' case RabbitMQ ferromq ratio
-    for c in $FLOW_CASES; do
+    if [ -n "$FLOOD_CASES" ]; then
+        echo
+        echo "AMQP 0-9-1, ${SIZE}-byte messages, prefetch $PREFETCH, confirm window $WINDOW, fan-out $FANOUT;"
+        echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all queues)"
+        echo
+        printf '%-11s %14s %14s %10s\n' case RabbitMQ ferromq ratio
+    fi
+    for c in $FLOOD_CASES; do
         r=$(grep " label=rabbitmq case=$c " "$RESULTS" | field msgs_per_s | median)
         f=$(grep " label=ferromq case=$c " "$RESULTS" | field msgs_per_s | median)
         ratio=$(awk -v f="$f" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", f / r; else print "n/a" }')
         printf '%-11s %14.0f %14.0f %10s\n' "$c" "$r" "$f" "$ratio"
     done
+    if [ -n "$RATE_CASES" ]; then
+        echo
+        echo "Latency at a fixed $RATE msg/s, 1 -> 1, ${SIZE}-byte messages, prefetch $PREFETCH: from the time each"
+        echo "message was due to be published to its delivery, microseconds; median over $RUNS run(s) of $SECONDS_PER_RUN s"
+        echo "of each percentile; lost: sum over runs"
+        echo
+        latency_header
+        for c in $RATE_CASES; do
+            latency_rows "$RESULTS" "$c" "$c" rabbitmq:RabbitMQ ferromq:ferromq
+            echo "  p99 ferromq / RabbitMQ: $(median_ratio "$RESULTS" ferromq rabbitmq lat_p99_us "$c")"
+        done
     fi
     connect_table rabbitmq ferromq
     idle_table rabbitmq ferromq

@@ -2,11 +2,13 @@
 # STOMP side by side: ferromq against RabbitMQ (its STOMP plugin) and ActiveMQ 5.17, the
 # same load generator (bench/src/bin/stomp/) against all three, same machine, one run.
 # Prints a table with the three figures, the ratios ferromq/RabbitMQ and ferromq/ActiveMQ,
-# and each broker's CPU seconds and peak RSS. See bench/README.md.
+# and each broker's CPU seconds and peak RSS; for the latency cases, the percentiles of
+# the end-to-end delay at a fixed rate. See bench/README.md.
 #
 #   bench/stomp.sh                            # 3 runs of 10 s per case and broker, medians
 #   RUNS=1 SECONDS_PER_RUN=5 bench/stomp.sh
 #   CASES="persistent" BROKERS="ferromq rabbitmq" bench/stomp.sh
+#   CASES="lat-transient lat-persistent" bench/stomp.sh   # latency at a fixed RATE only
 #   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/stomp.sh
 #
 # Everything it writes (the brokers' configuration, data and logs, raw results) goes
@@ -25,7 +27,9 @@ WARMUP=${WARMUP:-2}
 # starts the measured runs with its queues, subscriptions and buffers exercised alike.
 WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
 WARMUP_ROUND_SECONDS=${WARMUP_ROUND_SECONDS:-5}
-CASES=${CASES:-"transient persistent fanout fanin connect idle"}
+# lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
+CASES=${CASES:-"transient persistent fanout fanin lat-transient lat-persistent connect idle"}
+RATE=${RATE:-10000}
 BROKERS=${BROKERS:-"rabbitmq activemq ferromq"}
 SIZE=${SIZE:-256}
 PREFETCH=${PREFETCH:-500}
@@ -201,24 +205,26 @@ alive() {
 
 # --- Runs ------------------------------------------------------------------------------
 run_one() { # broker case run seconds file
-    local line rc=0 limit=$(($4 + WARMUP + 180))
+    local line rc=0 limit=$(($4 + WARMUP + 180)) mode=(--case "$2")
+    case $2 in lat-*) mode=(--case "${2#lat-}" --rate "$RATE") ;; esac
     # A run that hangs is cut off; set-up, drain and disconnects may take minutes at worst.
     [ "$2" = idle ] && limit=$((4 * HEARTBEAT + 300))
     # shellcheck disable=SC2086 # STOMP_ARGS is a list of flags
     line=$(timeout "$limit" "$LOADGEN" --port "$(broker_port "$1")" \
-        --broker-pid "$(broker_pid "$1")" --case "$2" --label "$1" \
+        --broker-pid "$(broker_pid "$1")" "${mode[@]}" --label "$1" \
         --seconds "$4" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
         --ack-every "$ACK_EVERY" --window "$WINDOW" --fanout "$FANOUT" --fanin "$FANIN" \
         --parallel "$PARALLEL" --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT" \
         $STOMP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load generator exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    line=$(rename_case "$2" <<<"$line")
     echo "run=$3 exit=$rc $line" | tee -a "$5" >&2
 }
 
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s; extra: ${STOMP_ARGS:-none}"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s; extra: ${STOMP_ARGS:-none}"
 } >"$RESULTS"
 WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
 for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
@@ -264,6 +270,7 @@ describe() {
     case $1 in
     transient) echo "transient, 1 -> 1" ;; persistent) echo "persistent + receipts, 1 -> 1" ;;
     fanout) echo "topic, 1 -> $FANOUT" ;; fanin) echo "queue, $FANIN -> 1" ;;
+    lat-transient) echo "transient, 1 -> 1" ;; lat-persistent) echo "persistent + receipts" ;;
     *) echo "$1" ;;
     esac
 }
@@ -279,27 +286,40 @@ notes() { # broker case: everything that is not a clean run
           if (lost + dup + cor + unr + failed + dropped > 0 || ex != 0 || err != "none")
             printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s unreceipted=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, unr, failed, dropped, ex, err }'
 }
-FLOW_CASES=$(for c in $CASES; do case $c in connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
+RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {
-    if [ -n "$FLOW_CASES" ]; then
-    echo
-    echo "STOMP 1.2, ${SIZE}-byte messages, ack:client every $ACK_EVERY, prefetch $PREFETCH, receipt window $WINDOW;"
-    echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all subscribers)"
-    echo "cpu: broker CPU seconds in the window; us/msg: broker CPU microseconds per delivered message;"
-    echo "rss: broker peak RSS in the run, MiB; each for RabbitMQ, ActiveMQ, ferromq"
-    echo
-    printf '%-30s %10s %10s %10s %9s %9s | %17s | %17s | %14s\n' case RabbitMQ ActiveMQ ferromq "f/R" "f/A" "cpu R A f" "us/msg R A f" "rss R A f"
-    for c in $FLOW_CASES; do
-        r=$(med rabbitmq "$c" msgs_per_s)
-        a=$(med activemq "$c" msgs_per_s)
-        f=$(med ferromq "$c" msgs_per_s)
-        printf '%-30s %10.0f %10.0f %10.0f %9s %9s | %5.2f %5.2f %5.2f | %5.1f %5.1f %5.1f | %4s %4s %4s\n' "$(describe "$c")" \
-            "$r" "$a" "$f" "$(ratio "$f" "$r")" "$(ratio "$f" "$a")" \
-            "$(med rabbitmq "$c" broker_cpu_s)" "$(med activemq "$c" broker_cpu_s)" "$(med ferromq "$c" broker_cpu_s)" \
-            "$(us_per_msg rabbitmq "$c")" "$(us_per_msg activemq "$c")" "$(us_per_msg ferromq "$c")" \
-            "$(mib "$(med rabbitmq "$c" broker_rss_peak_kib)")" "$(mib "$(med activemq "$c" broker_rss_peak_kib)")" \
-            "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")"
-    done
+    if [ -n "$FLOOD_CASES" ]; then
+        echo
+        echo "STOMP 1.2, ${SIZE}-byte messages, ack:client every $ACK_EVERY, prefetch $PREFETCH, receipt window $WINDOW;"
+        echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all subscribers)"
+        echo "cpu: broker CPU seconds in the window; us/msg: broker CPU microseconds per delivered message;"
+        echo "rss: broker peak RSS in the run, MiB; each for RabbitMQ, ActiveMQ, ferromq"
+        echo
+        printf '%-30s %10s %10s %10s %9s %9s | %17s | %17s | %14s\n' case RabbitMQ ActiveMQ ferromq "f/R" "f/A" "cpu R A f" "us/msg R A f" "rss R A f"
+        for c in $FLOOD_CASES; do
+            r=$(med rabbitmq "$c" msgs_per_s)
+            a=$(med activemq "$c" msgs_per_s)
+            f=$(med ferromq "$c" msgs_per_s)
+            printf '%-30s %10.0f %10.0f %10.0f %9s %9s | %5.2f %5.2f %5.2f | %5.1f %5.1f %5.1f | %4s %4s %4s\n' "$(describe "$c")" \
+                "$r" "$a" "$f" "$(ratio "$f" "$r")" "$(ratio "$f" "$a")" \
+                "$(med rabbitmq "$c" broker_cpu_s)" "$(med activemq "$c" broker_cpu_s)" "$(med ferromq "$c" broker_cpu_s)" \
+                "$(us_per_msg rabbitmq "$c")" "$(us_per_msg activemq "$c")" "$(us_per_msg ferromq "$c")" \
+                "$(mib "$(med rabbitmq "$c" broker_rss_peak_kib)")" "$(mib "$(med activemq "$c" broker_rss_peak_kib)")" \
+                "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")"
+        done
+    fi
+    if [ -n "$RATE_CASES" ]; then
+        echo
+        echo "Latency at a fixed $RATE msg/s, 1 -> 1, ${SIZE}-byte messages, ack:client every $ACK_EVERY, prefetch $PREFETCH,"
+        echo "receipt window $WINDOW: from the time each message was due to be sent to its arrival, microseconds;"
+        echo "median over $RUNS run(s) of $SECONDS_PER_RUN s of each percentile; lost: sum over runs"
+        echo
+        latency_header
+        for c in $RATE_CASES; do
+            latency_rows "$RESULTS" "$c" "$(describe "$c")" rabbitmq:RabbitMQ activemq:ActiveMQ ferromq:ferromq
+            echo "  p99 ferromq / RabbitMQ: $(median_ratio "$RESULTS" ferromq rabbitmq lat_p99_us "$c"); ferromq / ActiveMQ: $(median_ratio "$RESULTS" ferromq activemq lat_p99_us "$c")"
+        done
     fi
     # shellcheck disable=SC2086 # BROKERS is a list
     connect_table $BROKERS

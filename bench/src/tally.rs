@@ -1,18 +1,33 @@
-//! Numbered message bodies and what a consumer received of them, for load generators
-//! with several producers: each body starts with its producer's number (u32) and that
-//! producer's sequence number (u64), both little-endian; the rest is a pattern that
-//! depends on the producer, checked byte for byte on arrival.
+//! Numbered message bodies and what a consumer received of them, shared by every load
+//! generator (amqp, mqtt, stomp) so that all number, stamp and check bodies the same way.
+//! Each body starts with a [`Header`]: its producer's number (u32), that producer's
+//! sequence number (u64) and the time the message was due (u64, in
+//! [`crate::latency::now_ns`] nanoseconds; 0 when the run is not paced), all
+//! little-endian; the rest is a pattern that depends on the producer, checked byte for
+//! byte on arrival.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::seq::SeqSet;
 
-/// Producer number and sequence number at the start of every body.
-pub const HEADER_BYTES: usize = 12;
+/// Bytes of the [`Header`] at the start of every body.
+pub const HEADER_BYTES: usize = 20;
 
-/// The body producer `p` sends, with a zero sequence number; `size` is at least
-/// [`HEADER_BYTES`].
+/// What the start of a body says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Header {
+    /// The producer's number, from 0.
+    pub producer: usize,
+    /// The producer's sequence number, from 0.
+    pub seq: u64,
+    /// When the message was due to be sent, in [`crate::latency::now_ns`] nanoseconds;
+    /// 0 when the run is not paced.
+    pub due_ns: u64,
+}
+
+/// The body producer `p` sends, with a zero sequence number and due time; `size` is at
+/// least [`HEADER_BYTES`].
 pub fn pattern(p: usize, size: usize) -> Vec<u8> {
     let mut b: Vec<u8> = (0..size)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(p as u8))
@@ -22,16 +37,22 @@ pub fn pattern(p: usize, size: usize) -> Vec<u8> {
     b
 }
 
-/// Writes sequence number `seq` into a body made by [`pattern`].
-pub fn set_seq(body: &mut [u8], seq: u64) {
-    body[4..HEADER_BYTES].copy_from_slice(&seq.to_le_bytes());
+/// Writes sequence number `seq` and due time `due_ns` into a body made by [`pattern`].
+pub fn stamp(body: &mut [u8], seq: u64, due_ns: u64) {
+    body[4..12].copy_from_slice(&seq.to_le_bytes());
+    body[12..HEADER_BYTES].copy_from_slice(&due_ns.to_le_bytes());
 }
 
-/// The producer and sequence numbers at the start of `body`.
-pub fn parse_header(body: &[u8]) -> Option<(usize, u64)> {
-    let p = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-    let seq = u64::from_le_bytes(body.get(4..HEADER_BYTES)?.try_into().ok()?);
-    Some((p as usize, seq))
+/// The header at the start of `body`, or `None` if `body` is too short for one.
+pub fn parse_header(body: &[u8]) -> Option<Header> {
+    let producer = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
+    let seq = u64::from_le_bytes(body.get(4..12)?.try_into().ok()?);
+    let due_ns = u64::from_le_bytes(body.get(12..HEADER_BYTES)?.try_into().ok()?);
+    Some(Header {
+        producer: producer as usize,
+        seq,
+        due_ns,
+    })
 }
 
 /// What one consumer has received from each producer.
@@ -65,27 +86,30 @@ impl Received {
     }
 
     /// Accounts for one delivered body; `patterns[p]` is what producer `p` sends.
-    pub fn record(&self, body: &[u8], patterns: &[Vec<u8>]) {
+    /// Returns the body's header if this is the first arrival of its number (a fixed-rate
+    /// run times exactly these), `None` for a repeat or a body from no known producer.
+    pub fn record(&self, body: &[u8], patterns: &[Vec<u8>]) -> Option<Header> {
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        let Some((p, seq)) = parse_header(body) else {
+        let Some(h) = parse_header(body) else {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
-        let Some(pattern) = patterns.get(p) else {
+        let Some(pattern) = patterns.get(h.producer) else {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
         if body.len() != pattern.len() || body[HEADER_BYTES..] != pattern[HEADER_BYTES..] {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
         }
-        let fresh = self.seen.lock().expect("no panics while held")[p].insert(seq);
+        let fresh = self.seen.lock().expect("no panics while held")[h.producer].insert(h.seq);
         if !fresh {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
-        if self.high[p].fetch_max(seq + 1, Ordering::Relaxed) > seq + 1 {
+        if self.high[h.producer].fetch_max(h.seq + 1, Ordering::Relaxed) > h.seq + 1 {
             self.out_of_order.fetch_add(1, Ordering::Relaxed);
         }
+        Some(h)
     }
 
     /// Distinct numbers received below `sent[p]` from each producer `p`, summed.
@@ -100,25 +124,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn header_round_trips_and_leaves_the_pattern_alone() {
+        let mut b = pattern(3, 64);
+        let before = b.clone();
+        stamp(&mut b, 0x0102_0304_0506_0708, u64::MAX - 1);
+        assert_eq!(b[4], 0x08, "little-endian");
+        assert_eq!(
+            parse_header(&b),
+            Some(Header {
+                producer: 3,
+                seq: 0x0102_0304_0506_0708,
+                due_ns: u64::MAX - 1,
+            })
+        );
+        assert_eq!(b[HEADER_BYTES..], before[HEADER_BYTES..]);
+        assert_eq!(parse_header(&b[..HEADER_BYTES - 1]), None);
+    }
+
+    #[test]
     fn counts_duplicates_reordering_and_corruption() {
         let patterns = vec![pattern(0, 64), pattern(1, 64)];
         let c = Received::new(2);
         let body = |p: usize, seq: u64| {
             let mut b = patterns[p].clone();
-            set_seq(&mut b, seq);
+            stamp(&mut b, seq, 1_000 + seq);
             b
         };
-        c.record(&body(0, 0), &patterns);
-        c.record(&body(0, 2), &patterns);
-        c.record(&body(0, 1), &patterns); // late
-        c.record(&body(0, 2), &patterns); // again
-        c.record(&body(1, 0), &patterns);
+        let got = |h: Option<Header>| h.map(|h| (h.producer, h.seq, h.due_ns));
+        assert_eq!(got(c.record(&body(0, 0), &patterns)), Some((0, 0, 1_000)));
+        assert_eq!(got(c.record(&body(0, 2), &patterns)), Some((0, 2, 1_002)));
+        assert_eq!(got(c.record(&body(0, 1), &patterns)), Some((0, 1, 1_001))); // late
+        assert_eq!(c.record(&body(0, 2), &patterns), None); // again
+        assert_eq!(got(c.record(&body(1, 0), &patterns)), Some((1, 0, 1_000)));
         let mut bad = body(1, 1);
         bad[40] ^= 1;
-        c.record(&bad, &patterns);
+        // Its pattern is wrong but its header is readable and new: still returned.
+        assert_eq!(got(c.record(&bad, &patterns)), Some((1, 1, 1_001)));
         let mut stray = body(0, 5);
         stray[..4].copy_from_slice(&7u32.to_le_bytes());
-        c.record(&stray, &patterns);
+        assert_eq!(c.record(&stray, &patterns), None);
         assert_eq!(c.delivered.load(Ordering::Relaxed), 7);
         assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
         assert_eq!(c.out_of_order.load(Ordering::Relaxed), 1);

@@ -7,7 +7,8 @@
 //! cargo run --release -p ferromq-bench --bin amqp -- --uri amqp://guest:guest@127.0.0.1:5692/%2f
 //!     --case transient|persistent|fanout|connect|idle [--seconds 10] [--warmup 2]
 //!     [--size 256] [--prefetch 500] [--window 500] [--fanout 10] [--ack-every 100]
-//!     [--pipeline 16] [--backlog 20000] [--broker-pid PID] [--label NAME]
+//!     [--pipeline 16] [--backlog 20000] [--rate MSGS_PER_S] [--broker-pid PID]
+//!     [--label NAME]
 //!     connect:  [--parallel 8] [--channels 1] [--heartbeat 10] [--source-addrs 4]
 //!     idle:     [--connections 5000] [--heartbeat 10] [--hold 25] [--channels 1]
 //!               [--connect-parallel 256] [--source-addrs 0 (auto)]
@@ -36,9 +37,10 @@
 //! `--ack-every` deliveries (the same for every broker). After `--warmup` seconds the
 //! delivered count is sampled, again `--seconds` later; the rate is the difference over
 //! the elapsed time. Then the producer stops, the consumers drain, and every message is
-//! accounted for: each body starts with a 64-bit sequence number, each consumer keeps a
-//! bitmap of the numbers it has seen, so lost and duplicated messages are counted
-//! exactly, not estimated.
+//! accounted for: each body is numbered as `ferromq_bench::tally` numbers them (producer
+//! 0, a 64-bit sequence number, a due time; the rest a pattern checked on arrival), each
+//! consumer keeps a bitmap of the numbers it has seen, so lost, duplicated and corrupt
+//! messages are counted exactly, not estimated.
 //!
 //! The producer keeps at most `--backlog` messages published but not yet delivered to
 //! the slowest consumer (0: no limit), so the queue stays short and the figure is the
@@ -48,18 +50,27 @@
 //! waits until its frames are written; one at a time would measure the client's I/O
 //! loop).
 //!
+//! Fixed rate (`--rate N`): instead of flooding up to the backlog, message `i` is
+//! published at `start + i / N` by a pacing thread ([`ferromq_bench::latency`]), each in
+//! its own task (at most `--pipeline` in flight), and its body's header carries that due
+//! time. Consumers record due time → delivery for every message due
+//! inside the measurement window; the line gets `lat_p50_us`, `lat_p99_us`,
+//! `lat_p999_us`, `lat_max_us`, the pacer's own lateness (`pace_late_*`) and how long
+//! it waited for a free slot or the confirm window (`pace_send_*`).
+//!
 //! Output: one line of `key=value` pairs per run, for scripts (`bench/amqp.sh`).
 
 mod raw;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferromq_bench::cli::{die, Flags};
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder};
 use ferromq_bench::run::{self, FirstError};
-use ferromq_bench::seq::SeqSet;
 use ferromq_bench::storm::{self, Settings};
+use ferromq_bench::tally::{self, Received, HEADER_BYTES};
 use lapin::message::DeliveryResult;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -112,6 +123,8 @@ struct Args {
     ack_every: u64,
     pipeline: usize,
     backlog: u64,
+    /// Fixed publish rate in msg/s (0: as fast as the backlog allows).
+    rate: u64,
     label: String,
     /// The `connect` and `idle` cases' settings (the broker's address comes from `uri`).
     storm: Settings,
@@ -132,6 +145,7 @@ fn args() -> Args {
         ack_every: 100,
         pipeline: 16,
         backlog: 20_000,
+        rate: 0,
         label: String::new(),
         storm: Settings::new(([127, 0, 0, 1], 5672).into()),
         channels: 1,
@@ -159,6 +173,7 @@ fn args() -> Args {
             "--ack-every" => a.ack_every = f.number(&flag),
             "--pipeline" => a.pipeline = f.number(&flag),
             "--backlog" => a.backlog = f.number(&flag),
+            "--rate" => a.rate = f.number(&flag),
             "--label" => a.label = f.value(&flag),
             "--broker-pid" => a.storm.broker_pid = Some(f.number(&flag)),
             "--channels" => a.channels = f.number(&flag),
@@ -166,8 +181,13 @@ fn args() -> Args {
             other => die(&format!("unknown flag {other}")),
         }
     }
-    if a.size < 8 {
-        die("--size must be at least 8 (the body carries a sequence number)");
+    if a.size < HEADER_BYTES {
+        die(&format!(
+            "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
+        ));
+    }
+    if a.rate > 0 && matches!(a.case, Case::Connect | Case::Idle) {
+        die("--rate needs a message case (transient persistent fanout)");
     }
     if a.ack_every == 0 || a.ack_every >= u64::from(a.prefetch) {
         die("--ack-every must be at least 1 and below --prefetch, or consumers stall");
@@ -247,36 +267,35 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// What one consumer has received.
-#[derive(Default)]
 struct ConsumerStats {
-    delivered: AtomicU64,
-    duplicates: AtomicU64,
+    /// Numbers, duplicates and corrupt bodies (the one producer is number 0).
+    received: Received,
     redelivered: AtomicU64,
-    seen: Mutex<SeqSet>,
 }
 
 impl ConsumerStats {
-    fn record(&self, body: &[u8], redelivered: bool) {
-        let seq = body
-            .get(..8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .unwrap_or(u64::MAX);
-        let fresh = self.seen.lock().expect("no panics while held").insert(seq);
-        if !fresh {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
+    fn new() -> Self {
+        Self {
+            received: Received::new(1),
+            redelivered: AtomicU64::new(0),
+        }
+    }
+
+    /// Accounts for `body`, delivered at `at_ns`; its latency goes to `latency`.
+    fn record(
+        &self,
+        body: &[u8],
+        redelivered: bool,
+        at_ns: u64,
+        patterns: &[Vec<u8>],
+        latency: &Recorder,
+    ) {
+        if let Some(h) = self.received.record(body, patterns) {
+            latency.record(h.due_ns, at_ns);
         }
         if redelivered {
             self.redelivered.fetch_add(1, Ordering::Relaxed);
         }
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Distinct sequence numbers below `sent` that were delivered.
-    fn distinct_below(&self, sent: u64) -> u64 {
-        self.seen
-            .lock()
-            .expect("no panics while held")
-            .count_below(sent)
     }
 }
 
@@ -291,6 +310,12 @@ struct Shared {
     nacked: AtomicU64,
     stop: AtomicBool,
     consumers: Vec<Arc<ConsumerStats>>,
+    /// What the one producer's bodies hold (see `ferromq_bench::tally`).
+    patterns: Vec<Vec<u8>>,
+    /// Due time → delivery over every consumer (`--rate` runs only).
+    latency: Recorder,
+    /// The pacer's own lateness and hand-over times (`--rate` runs only).
+    pacing: Pacing,
     /// First error seen by a producer or consumer task.
     error: FirstError,
 }
@@ -299,14 +324,14 @@ impl Shared {
     fn delivered_total(&self) -> u64 {
         self.consumers
             .iter()
-            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .map(|c| c.received.delivered.load(Ordering::Relaxed))
             .sum()
     }
 
     fn delivered_min(&self) -> u64 {
         self.consumers
             .iter()
-            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .map(|c| c.received.delivered.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0)
     }
@@ -385,7 +410,14 @@ async fn start_consumer(
     consumer.set_delegate(move |d: DeliveryResult| {
         match d {
             Ok(Some(d)) => {
-                stats.record(&d.data, d.redelivered);
+                let at_ns = now_ns();
+                stats.record(
+                    &d.data,
+                    d.redelivered,
+                    at_ns,
+                    &shared.patterns,
+                    &shared.latency,
+                );
                 if d.delivery_tag >= acked_upto.load(Ordering::Relaxed) + ack_every {
                     acked_upto.store(d.delivery_tag, Ordering::Relaxed);
                     let _ = ack_tx.send(d.delivery_tag);
@@ -409,7 +441,8 @@ struct Publish {
     exchange: String,
     routing_key: String,
     props: BasicProperties,
-    size: usize,
+    /// The body, numbered and stamped before each publish.
+    body: Vec<u8>,
     backlog: u64,
     /// Free slots of the confirm window and the collector (persistent case only).
     window: Option<(Arc<Semaphore>, mpsc::UnboundedSender<ConfirmSlot>)>,
@@ -421,11 +454,10 @@ async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
         exchange,
         routing_key,
         props,
-        size,
+        mut body,
         backlog,
         window,
     } = p;
-    let mut body = vec![0x5a_u8; size];
     while !shared.stop.load(Ordering::Relaxed) {
         if backlog > 0 && shared.sent.load(Ordering::Relaxed) >= shared.delivered_min() + backlog {
             tokio::time::sleep(BACKLOG_PAUSE).await;
@@ -436,7 +468,7 @@ async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
             None => None,
         };
         let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
-        body[..8].copy_from_slice(&seq.to_le_bytes());
+        tally::stamp(&mut body, seq, 0);
         let confirm = match ch
             .basic_publish(
                 exchange.as_str().into(),
@@ -458,6 +490,59 @@ async fn produce(ch: Channel, shared: Arc<Shared>, p: Publish) {
             let _ = tx.send((confirm, permit));
         }
     }
+}
+
+/// Publishes at `rate` msg/s until the run stops, on a blocking thread (see
+/// [`latency::pace`]). Each message gets its own task, at most `pipeline` at once, so one
+/// slow write to the client does not hold up the schedule; waiting for a free slot (or
+/// for the confirm window) is back-pressure, and shows in the latencies. Returns once
+/// every publish has been written.
+fn produce_paced(rate: u64, pipeline: usize, ch: Channel, shared: Arc<Shared>, p: Arc<Publish>) {
+    let runtime = tokio::runtime::Handle::current();
+    let slots = Arc::new(Semaphore::new(pipeline));
+    latency::pace(
+        rate,
+        &shared.pacing,
+        || !shared.stop.load(Ordering::Relaxed),
+        |tick| {
+            let mut body = p.body.clone();
+            tally::stamp(&mut body, tick.seq, tick.due_ns);
+            let (slot, confirm_slot) = runtime.block_on(async {
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                let confirm_slot = match &p.window {
+                    Some((sem, _)) => {
+                        Some(sem.clone().acquire_owned().await.expect("never closed"))
+                    }
+                    None => None,
+                };
+                (slot, confirm_slot)
+            });
+            let (ch, shared, p) = (ch.clone(), shared.clone(), p.clone());
+            runtime.spawn(async move {
+                let published = ch
+                    .basic_publish(
+                        p.exchange.as_str().into(),
+                        p.routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        p.props.clone(),
+                    )
+                    .await;
+                match published {
+                    Ok(confirm) => {
+                        shared.sent.fetch_add(1, Ordering::Relaxed);
+                        if let (Some((_, tx)), Some(permit)) = (&p.window, confirm_slot) {
+                            let _ = tx.send((confirm, permit));
+                        }
+                    }
+                    Err(e) => shared.fail(format!("basic.publish: {e}")),
+                }
+                drop(slot);
+            });
+        },
+    );
+    let all = u32::try_from(pipeline).expect("--pipeline fits in u32");
+    let _ = runtime.block_on(slots.acquire_many(all));
 }
 
 type ConfirmSlot = (lapin::PublisherConfirm, tokio::sync::OwnedSemaphorePermit);
@@ -566,8 +651,11 @@ async fn main() {
         stop: AtomicBool::new(false),
         consumers: queues
             .iter()
-            .map(|_| Arc::new(ConsumerStats::default()))
+            .map(|_| Arc::new(ConsumerStats::new()))
             .collect(),
+        patterns: vec![tally::pattern(0, a.size)],
+        latency: Recorder::default(),
+        pacing: Pacing::default(),
         error: FirstError::default(),
     });
 
@@ -608,17 +696,31 @@ async fn main() {
         exchange,
         routing_key,
         props,
-        size: a.size,
+        body: shared.patterns[0].clone(),
         backlog: a.backlog,
         window,
     };
-    let producers: Vec<_> = (0..a.pipeline)
-        .map(|_| tokio::spawn(produce(pub_ch.clone(), shared.clone(), publish.clone())))
-        .collect();
-    drop(publish);
+    let mut producers = Vec::new();
+    let mut paced = None;
+    if a.rate > 0 {
+        let (rate, pipeline, ch, shared) = (a.rate, a.pipeline, pub_ch.clone(), shared.clone());
+        let publish = Arc::new(publish);
+        paced = Some(tokio::task::spawn_blocking(move || {
+            produce_paced(rate, pipeline, ch, shared, publish)
+        }));
+    } else {
+        producers = (0..a.pipeline)
+            .map(|_| tokio::spawn(produce(pub_ch.clone(), shared.clone(), publish.clone())))
+            .collect();
+        drop(publish);
+    }
 
     // Warm-up, then the measurement window.
     tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    if a.rate > 0 {
+        shared.latency.open(now_ns());
+        shared.pacing.open(now_ns());
+    }
     let (t0, delivered0, sent0) = (
         Instant::now(),
         shared.delivered_total(),
@@ -632,6 +734,8 @@ async fn main() {
         || {},
     )
     .await;
+    shared.latency.close(now_ns());
+    shared.pacing.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -641,6 +745,9 @@ async fn main() {
 
     // Stop publishing, let confirms and deliveries drain.
     for p in producers {
+        let _ = p.await;
+    }
+    if let Some(p) = paced {
         let _ = p.await;
     }
     if let Some(c) = collector {
@@ -658,7 +765,7 @@ async fn main() {
             shared
                 .consumers
                 .iter()
-                .all(|c| c.delivered.load(Ordering::Relaxed) >= expected_each)
+                .all(|c| c.received.delivered.load(Ordering::Relaxed) >= expected_each)
         },
     )
     .await;
@@ -671,12 +778,17 @@ async fn main() {
     let distinct: u64 = shared
         .consumers
         .iter()
-        .map(|c| c.distinct_below(sent))
+        .map(|c| c.received.distinct_below(&[sent]))
         .sum();
     let duplicates: u64 = shared
         .consumers
         .iter()
-        .map(|c| c.duplicates.load(Ordering::Relaxed))
+        .map(|c| c.received.duplicates.load(Ordering::Relaxed))
+        .sum();
+    let corrupt: u64 = shared
+        .consumers
+        .iter()
+        .map(|c| c.received.corrupt.load(Ordering::Relaxed))
         .sum();
     let redelivered: u64 = shared
         .consumers
@@ -709,7 +821,7 @@ async fn main() {
         "label={} case={} msgs_per_s={:.0} seconds={:.2} queues={} size={} prefetch={} \
          ack_every={} window={} pipeline={} backlog={} published_window={} \
          delivered_window={} window_diff={} published={} delivered={} lost={} \
-         duplicates={} redelivered={} nacked={} stall_max_ms={} error={}",
+         duplicates={} corrupt={} redelivered={} nacked={} stall_max_ms={}{} error={}",
         if a.label.is_empty() { "-" } else { &a.label },
         a.case.name(),
         delivered_window as f64 / elapsed,
@@ -728,12 +840,23 @@ async fn main() {
         delivered_all,
         lost,
         duplicates,
+        corrupt,
         redelivered,
         shared.nacked.load(Ordering::Relaxed),
         stall_max.as_millis(),
+        if a.rate > 0 {
+            format!(
+                " rate={} {} {}",
+                a.rate,
+                shared.latency.summary().fields("lat"),
+                shared.pacing.fields()
+            )
+        } else {
+            String::new()
+        },
         shared.error.field(),
     );
-    if failed_early || error.is_some() || lost > 0 || duplicates > 0 {
+    if failed_early || error.is_some() || lost > 0 || duplicates > 0 || corrupt > 0 {
         std::process::exit(1);
     }
 }

@@ -1,30 +1,44 @@
 //! The message-flow cases: producers publish to one topic, consumers subscribed to it
 //! receive, every message is accounted for.
 //!
-//! Each body starts with the producer's number (u32) and its sequence number (u64), both
+//! Each body starts with the header of `ferromq_bench::tally`: the producer's number
+//! (u32), its sequence number and, with `--rate`, the time it was due (u64 each), all
 //! little-endian; the rest is a pattern that depends on the producer, checked byte for
 //! byte on arrival (`corrupt` counts mismatches). Every consumer keeps, per producer, the
-//! set of numbers it received (`ferromq_bench::tally`), so `lost` (published × consumers
-//! − distinct deliveries) and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
+//! set of numbers it received, so `lost` (published × consumers − distinct deliveries)
+//! and `duplicates` are exact. At QoS 0 a broker may drop messages; the loss
 //! is reported, and only a loss at QoS 1 fails the run.
 //!
 //! Flow control: producer `p` pauses while it is more than `--backlog / producers`
 //! messages ahead of the slowest consumer's highest number received from `p` (highest,
 //! not count, so that a QoS 0 loss does not stall it forever). Queues stay short and the
 //! figure is the broker's steady state, not the rate at which it can buffer.
+//!
+//! Fixed rate (`--rate N`, one producer): instead of flooding, the producer publishes
+//! message `i` at `start + i / N` from a pacing thread ([`ferromq_bench::latency`]) and
+//! stamps it with that due time; the consumer records due time → arrival for every
+//! message due inside the measurement window, and the line gets `lat_p50_us`,
+//! `lat_p99_us`, `lat_p999_us`, `lat_max_us`, plus the pacer's own lateness
+//! (`pace_late_*`) and how long each hand-over to the client took (`pace_send_*`).
+//! There is no backlog limit then: the rate is the limit. The clients' sockets get
+//! TCP_NODELAY ([`raw::nodelay_towards`]): with Nagle's algorithm a QoS 0
+//! producer, which never hears back from the broker, holds each publish until the
+//! broker's delayed ACK, which measured about 1.4 ms at the median even through a relay
+//! that only forwards bytes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder};
 use ferromq_bench::run::{drain, window, FirstError};
-use ferromq_bench::tally::{pattern, set_seq, Received};
+use ferromq_bench::tally::{pattern, stamp, Received};
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, SubscribeReasonCode,
 };
 
-use crate::{sample, usage_fields, Args};
+use crate::{raw, sample, usage_fields, Args};
 
 /// Longest wait for a connection, a subscription, or the last PUBACKs.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +66,10 @@ struct Producer {
 struct Shared {
     producers: Vec<Producer>,
     consumers: Vec<Received>,
+    /// Due time → delivery, over every consumer (fixed-rate runs only).
+    latency: Recorder,
+    /// The paced producer's own lateness and hand-over times.
+    pacing: Pacing,
     stop: AtomicBool,
     error: FirstError,
 }
@@ -106,6 +124,13 @@ async fn connect(a: &Args, id: String, inflight: u16) -> Result<(AsyncClient, Ev
     net.set_connection_timeout(SETUP_TIMEOUT.as_secs());
     ev.set_network_options(net);
     match tokio::time::timeout(SETUP_TIMEOUT, ev.poll()).await {
+        Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) if a.rate > 0 => {
+            match raw::nodelay_towards(a.broker()) {
+                Ok(n) if n > 0 => Ok((client, ev)),
+                Ok(_) => Err(format!("{id}: its socket to {} not found", a.broker())),
+                Err(e) => Err(format!("{id}: TCP_NODELAY: {e}")),
+            }
+        }
         Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) => Ok((client, ev)),
         Ok(Ok(other)) => Err(format!("{id}: expected CONNACK, got {other:?}")),
         Ok(Err(e)) => Err(format!("{id}: connect: {e}")),
@@ -152,7 +177,10 @@ async fn start_consumer(
                     if p.topic != topic {
                         me.corrupt.fetch_add(1, Ordering::Relaxed);
                     }
-                    me.record(&p.payload, &patterns);
+                    let at_ns = now_ns();
+                    if let Some(h) = me.record(&p.payload, &patterns) {
+                        shared.latency.record(h.due_ns, at_ns);
+                    }
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
@@ -166,8 +194,12 @@ async fn start_consumer(
     Ok((client, task))
 }
 
+/// A producer's publishing task.
+type Publishing = tokio::task::JoinHandle<()>;
+
 /// Connects producer `p` and spawns its event loop (which counts PUBACKs and ends once
-/// DISCONNECT is written) and its publishing loop.
+/// DISCONNECT is written) and its publishing loop: flooding up to the backlog, or at
+/// `--rate` from a pacing thread.
 async fn start_producer(
     a: &Args,
     run: &str,
@@ -176,14 +208,7 @@ async fn start_producer(
     p: usize,
     shared: Arc<Shared>,
     body: Vec<u8>,
-) -> Result<
-    (
-        AsyncClient,
-        tokio::task::JoinHandle<()>,
-        tokio::task::JoinHandle<()>,
-    ),
-    String,
-> {
+) -> Result<(AsyncClient, tokio::task::JoinHandle<()>, Publishing), String> {
     let (client, mut ev) = connect(a, format!("{run}-p{p}"), a.inflight).await?;
     let loop_shared = shared.clone();
     let event_loop = tokio::spawn(async move {
@@ -203,10 +228,17 @@ async fn start_producer(
             }
         }
     });
-    let backlog = (a.backlog / shared.producers.len() as u64).max(1);
-    let unlimited = a.backlog == 0;
     let publisher = client.clone();
     let topic = topic.to_string();
+    if a.rate > 0 {
+        let rate = a.rate;
+        let publishing = tokio::task::spawn_blocking(move || {
+            publish_paced(rate, publisher, topic, qos, p, shared, body)
+        });
+        return Ok((client, event_loop, publishing));
+    }
+    let backlog = (a.backlog / shared.producers.len() as u64).max(1);
+    let unlimited = a.backlog == 0;
     let publishing = tokio::spawn(async move {
         let me = &shared.producers[p];
         let mut body = BytesMut::from(&body[..]);
@@ -216,7 +248,7 @@ async fn start_producer(
                 tokio::time::sleep(BACKLOG_PAUSE).await;
                 continue;
             }
-            set_seq(&mut body, seq);
+            stamp(&mut body, seq, 0);
             if let Err(e) = publisher
                 .publish_bytes(topic.as_str(), qos, false, body.clone().freeze())
                 .await
@@ -229,6 +261,37 @@ async fn start_producer(
         }
     });
     Ok((client, event_loop, publishing))
+}
+
+/// Publishes at `rate` msg/s until the run stops (runs on a blocking thread: see
+/// [`latency::pace`]).
+fn publish_paced(
+    rate: u64,
+    publisher: AsyncClient,
+    topic: String,
+    qos: QoS,
+    p: usize,
+    shared: Arc<Shared>,
+    body: Vec<u8>,
+) {
+    let runtime = tokio::runtime::Handle::current();
+    let me = &shared.producers[p];
+    let mut body = BytesMut::from(&body[..]);
+    latency::pace(
+        rate,
+        &shared.pacing,
+        || !shared.stop.load(Ordering::Relaxed),
+        |tick| {
+            stamp(&mut body, tick.seq, tick.due_ns);
+            // Waits only while rumqttc's request channel is full (back-pressure).
+            let publish =
+                publisher.publish_bytes(topic.as_str(), qos, false, body.clone().freeze());
+            match runtime.block_on(publish) {
+                Ok(()) => me.sent.store(tick.seq + 1, Ordering::Relaxed),
+                Err(e) => shared.fail(format!("producer {p}: publish: {e}")),
+            }
+        },
+    );
 }
 
 /// Runs one flow case and prints its line; returns whether it was clean.
@@ -249,6 +312,8 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     let shared = Arc::new(Shared {
         producers: (0..producers).map(|_| Producer::default()).collect(),
         consumers: (0..consumers).map(|_| Received::new(producers)).collect(),
+        latency: Recorder::default(),
+        pacing: Pacing::default(),
         stop: AtomicBool::new(false),
         error: FirstError::default(),
     });
@@ -284,6 +349,8 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     if let Some(u) = usage.as_mut() {
         let _ = u.mark();
     }
+    shared.latency.open(now_ns());
+    shared.pacing.open(now_ns());
     let (t0, delivered0, sent0) = (
         Instant::now(),
         shared.delivered_total(),
@@ -297,6 +364,8 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         || sample(&mut usage),
     )
     .await;
+    shared.latency.close(now_ns());
+    shared.pacing.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -397,7 +466,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         "label={} case={} msgs_per_s={:.0} seconds={:.2} qos={} producers={} consumers={} \
          size={} backlog={} inflight={} published_window={} delivered_window={} \
          window_diff={} published={} delivered={} expected={} lost={} duplicates={} \
-         out_of_order={} corrupt={} unacked={} stall_max_ms={} {} error={}",
+         out_of_order={} corrupt={} unacked={} stall_max_ms={}{} {} error={}",
         a.label,
         a.case_name,
         delivered_window as f64 / elapsed,
@@ -420,6 +489,16 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         corrupt,
         unacked,
         stall_max.as_millis(),
+        if a.rate > 0 {
+            format!(
+                " rate={} {} {}",
+                a.rate,
+                shared.latency.summary().fields("lat"),
+                shared.pacing.fields()
+            )
+        } else {
+            String::new()
+        },
         usage_line,
         shared.error.field(),
     );

@@ -6,7 +6,7 @@
 //! cargo run --release -p ferromq-bench --bin mqtt -- --port 1883 --case CASE
 //!     [--host 127.0.0.1] [--broker-pid PID] [--label NAME]
 //!     flow cases:  [--seconds 10] [--warmup 2] [--size 256] [--fanout 10] [--fanin 10]
-//!                  [--backlog 20000] [--inflight 100]
+//!                  [--backlog 20000] [--inflight 100] [--rate MSGS_PER_S]
 //!     connect:     [--seconds 10] [--warmup 2] [--parallel 8] [--source-addrs 4]
 //!     idle:        [--connections 50000] [--keep-alive 10] [--hold 25]
 //!                  [--connect-parallel 256] [--source-addrs 0 (auto)]
@@ -18,6 +18,8 @@
 //! - `fanout0`, `fanout1`: one producer, `--fanout` consumers of the same topic; the rate
 //!   is the total of deliveries over all consumers.
 //! - `fanin0`, `fanin1`: `--fanin` producers, one consumer.
+//! - With `--rate N`, a flow case with one producer publishes N msg/s on a fixed schedule
+//!   and reports end-to-end latency percentiles instead of flooding (`flow.rs`).
 //! - `connect`: connection set-up rate; `--parallel` workers each repeat TCP connect,
 //!   CONNECT, CONNACK, DISCONNECT, and wait for the broker to close.
 //! - `idle`: `--connections` concurrent idle connections with Keep Alive `--keep-alive`,
@@ -68,6 +70,8 @@ pub struct Args {
     pub size: usize,
     pub backlog: u64,
     pub inflight: u16,
+    /// Fixed publish rate in msg/s (0: as fast as the backlog allows).
+    pub rate: u64,
     /// The `connect` and `idle` cases' settings.
     pub storm: Settings,
     pub broker_pid: Option<u32>,
@@ -85,6 +89,7 @@ fn args() -> Args {
         size: 256,
         backlog: 20_000,
         inflight: 100,
+        rate: 0,
         storm: Settings {
             connections: 50_000,
             ..Settings::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883))
@@ -106,6 +111,7 @@ fn args() -> Args {
             "--fanin" => fanin = f.number(&flag),
             "--backlog" => a.backlog = f.number(&flag),
             "--inflight" => a.inflight = f.number(&flag),
+            "--rate" => a.rate = f.number(&flag),
             // MQTT's name for the heart-beat period.
             "--keep-alive" => a.storm.heartbeat = Duration::from_secs(f.number(&flag)),
             "--broker-pid" => a.broker_pid = Some(f.number(&flag)),
@@ -134,8 +140,11 @@ fn args() -> Args {
     };
     if a.size < HEADER_BYTES {
         die(&format!(
-            "--size must be at least {HEADER_BYTES} (producer id and sequence number)"
+            "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
         ));
+    }
+    if a.rate > 0 && !matches!(a.case, Case::Flow { producers: 1, .. }) {
+        die("--rate needs a flow case with one producer (qos0 qos1 fanout0 fanout1)");
     }
     if fanout == 0 || fanin == 0 || a.seconds == 0 || a.inflight == 0 {
         die("--fanout, --fanin, --seconds and --inflight must be at least 1");

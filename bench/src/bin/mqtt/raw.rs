@@ -3,6 +3,8 @@
 //! CONNECT/CONNACK, PINGREQ/PINGRESP as the heart-beat, DISCONNECT.
 
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -30,6 +32,29 @@ pub fn connect_packet(client_id: &str, keep_alive_s: u16) -> Vec<u8> {
     p.extend_from_slice(&(id.len() as u16).to_be_bytes());
     p.extend_from_slice(id);
     p
+}
+
+/// Sets TCP_NODELAY on every TCP socket of this process connected to `peer`; returns
+/// how many. rumqttc 0.24 has no option for it, and its sockets are not reachable
+/// through its API, so they are found among the process's file descriptors.
+pub fn nodelay_towards(peer: SocketAddr) -> io::Result<usize> {
+    let mut set = 0;
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: `fd` was open when listed. `ManuallyDrop` keeps the borrowed descriptor
+        // from being closed by this wrapper. If another thread closed it since (and the
+        // number was reused), the calls below fail on a non-socket or touch another
+        // socket of ours, which is harmless: they only read the peer address and set an
+        // option.
+        let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        if s.peer_addr().is_ok_and(|p| p == peer) {
+            s.set_nodelay(true)?;
+            set += 1;
+        }
+    }
+    Ok(set)
 }
 
 /// MQTT 3.1.1 for the connection cases. The heart-beat is the Keep Alive: a PINGREQ per

@@ -4,15 +4,26 @@
 //! Flow control: producer `p` pauses while it is more than `--backlog / producers`
 //! messages ahead of the slowest consumer's highest number received from `p`; in the
 //! persistent case it also waits while `--window` SENDs have no RECEIPT yet.
+//!
+//! Fixed rate (`--rate N`, one producer): instead of flooding, the producer sends message
+//! `i` at `start + i / N` from a pacing thread ([`ferromq_bench::latency`]), one SEND per
+//! write, its body stamped with that due time; consumers record due time → arrival for
+//! every message due inside the measurement window, and the line gets `lat_p50_us`,
+//! `lat_p99_us`, `lat_p999_us`, `lat_max_us`, the pacer's own lateness (`pace_late_*`)
+//! and how long each hand-over took (`pace_send_*`: the socket write, and in the
+//! persistent case the wait for a free slot of the receipt window). There is no backlog
+//! limit then: the rate is the limit.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ferromq_bench::latency::{self, now_ns, Pacing, Recorder};
 use ferromq_bench::procfs;
 use ferromq_bench::run::{drain, window, FirstError};
-use ferromq_bench::tally::{pattern, set_seq, Received};
+use ferromq_bench::tally::{pattern, stamp, Received};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -47,6 +58,10 @@ struct Shared {
     consumers: Vec<Received>,
     /// MESSAGE frames flagged `redelivered:true`.
     redelivered: AtomicU64,
+    /// Due time → arrival, over every consumer (fixed-rate runs only).
+    latency: Recorder,
+    /// The paced producer's own lateness and hand-over times.
+    pacing: Pacing,
     stop: AtomicBool,
     error: FirstError,
 }
@@ -79,6 +94,15 @@ impl Shared {
         self.error.set(what);
         self.stop.store(true, Ordering::Relaxed);
     }
+
+    /// Accounts for a MESSAGE body that consumer `c` received, and times it if it is the
+    /// first arrival of its number.
+    fn record(&self, c: usize, body: &[u8], patterns: &[Vec<u8>]) {
+        let at_ns = now_ns();
+        if let Some(h) = self.consumers[c].record(body, patterns) {
+            self.latency.record(h.due_ns, at_ns);
+        }
+    }
 }
 
 /// What consumers do with each MESSAGE: count it, check it, acknowledge now and then.
@@ -92,8 +116,7 @@ struct Acker {
 impl Acker {
     /// Records `f` for consumer `c`; returns ACK frames to write, if it is time.
     fn on_message(&mut self, f: &Frame, c: usize, shared: &Shared, patterns: &[Vec<u8>]) -> bool {
-        let me = &shared.consumers[c];
-        me.record(&f.body, patterns);
+        shared.record(c, &f.body, patterns);
         if f.header("redelivered").as_deref() == Some("true") {
             shared.redelivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -103,7 +126,7 @@ impl Acker {
             match f.header("ack") {
                 Some(id) => frame::encode(&mut self.pending, "ACK", &[("id", &id)], &[]),
                 None => {
-                    me.corrupt.fetch_add(1, Ordering::Relaxed);
+                    shared.consumers[c].corrupt.fetch_add(1, Ordering::Relaxed);
                     shared.fail(format!("consumer {c}: a MESSAGE without an ack header"));
                 }
             }
@@ -170,7 +193,7 @@ async fn start_consumer(
                 client::write(&mut w, &acker.pending).await?;
             }
             client::disconnect(&mut r, &mut w, SETUP_TIMEOUT, |f| {
-                shared.consumers[c].record(&f.body, &patterns)
+                shared.record(c, &f.body, &patterns);
             })
             .await
         }
@@ -190,6 +213,8 @@ struct Send {
     /// Per producer; 0: no limit.
     backlog: u64,
     batch: usize,
+    /// Fixed rate in msg/s (0: flood, up to the backlog).
+    rate: u64,
 }
 
 /// Connects producer `p` and spawns its receiving loop (RECEIPTs, ERRORs; it ends at the
@@ -205,7 +230,15 @@ async fn start_producer(
     let (r, w) = client::connect(login, &name).await?;
     let receiving = tokio::spawn(receipts(r, p, shared.clone()));
     Ok(tokio::spawn(async move {
-        if let Err(e) = send_loop(w, p, &s, body, &shared).await {
+        let sent = if s.rate > 0 {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || send_paced(w, p, &s, body, &shared))
+                .await
+                .unwrap_or_else(|e| Err(format!("pacing thread: {e}")))
+        } else {
+            send_loop(w, p, &s, body, &shared).await
+        };
+        if let Err(e) = sent {
             shared.fail(format!("{name}: {e}"));
         }
         match tokio::time::timeout(SETUP_TIMEOUT, receiving).await {
@@ -270,38 +303,103 @@ async fn send_loop(
         }
         out.clear();
         for _ in 0..room {
-            set_seq(&mut body, seq);
-            if s.persistent {
-                receipt.clear();
-                receipt.push_str(itoa(seq, &mut [0; 20]));
-                frame::encode(
-                    &mut out,
-                    "SEND",
-                    &[
-                        ("destination", &s.destination),
-                        ("persistent", "true"),
-                        ("receipt", &receipt),
-                    ],
-                    &body,
-                );
-            } else {
-                frame::encode(&mut out, "SEND", &[("destination", &s.destination)], &body);
-            }
+            stamp(&mut body, seq, 0);
+            encode_send(&mut out, s, &body, seq, &mut receipt);
             seq += 1;
         }
         client::write(&mut w, &out).await?;
         me.sent.store(seq, Ordering::Relaxed);
     }
-    // Every receipt, then DISCONNECT (whose receipt ends the receiving loop).
+    finish(&mut w, me, s.persistent, seq).await
+}
+
+/// Sends at `s.rate` msg/s until the run stops, one SEND per write, then finishes as
+/// [`send_loop`] does. Blocks: runs on its own thread (see [`latency::pace`]). In the
+/// persistent case a message waits for a free slot of the receipt window before it is
+/// written: that is back-pressure, and shows in the latencies of the messages due
+/// meanwhile.
+fn send_paced(
+    mut w: OwnedWriteHalf,
+    p: usize,
+    s: &Send,
+    mut body: Vec<u8>,
+    shared: &Shared,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Handle::current();
+    let me = &shared.producers[p];
+    let mut out = BytesMut::new();
+    let mut receipt = String::new();
+    let failed = RefCell::new(None);
+    let sent = latency::pace(
+        s.rate,
+        &shared.pacing,
+        || failed.borrow().is_none() && !shared.stop.load(Ordering::Relaxed),
+        |tick| {
+            if s.persistent {
+                runtime.block_on(async {
+                    while tick.seq - me.receipted.load(Ordering::Relaxed) >= s.window
+                        && !shared.stop.load(Ordering::Relaxed)
+                    {
+                        // A short wait, so that `stop` is seen even if receipts stopped.
+                        let _ =
+                            tokio::time::timeout(BACKLOG_PAUSE * 10, me.receipt_arrived.notified())
+                                .await;
+                    }
+                });
+            }
+            stamp(&mut body, tick.seq, tick.due_ns);
+            out.clear();
+            encode_send(&mut out, s, &body, tick.seq, &mut receipt);
+            match runtime.block_on(client::write(&mut w, &out)) {
+                Ok(()) => me.sent.store(tick.seq + 1, Ordering::Relaxed),
+                Err(e) => *failed.borrow_mut() = Some(e),
+            }
+        },
+    );
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    runtime.block_on(finish(&mut w, me, s.persistent, sent))
+}
+
+/// Appends the SEND of `body` (message `seq`) to `out`: persistent with a receipt, or
+/// neither.
+fn encode_send(out: &mut BytesMut, s: &Send, body: &[u8], seq: u64, receipt: &mut String) {
     if s.persistent {
+        receipt.clear();
+        receipt.push_str(itoa(seq, &mut [0; 20]));
+        frame::encode(
+            out,
+            "SEND",
+            &[
+                ("destination", &s.destination),
+                ("persistent", "true"),
+                ("receipt", receipt.as_str()),
+            ],
+            body,
+        );
+    } else {
+        frame::encode(out, "SEND", &[("destination", &s.destination)], body);
+    }
+}
+
+/// A producer's end, after `sent` SENDs: every receipt (persistent case), then
+/// DISCONNECT, whose receipt ends the receiving loop.
+async fn finish(
+    w: &mut OwnedWriteHalf,
+    me: &Producer,
+    persistent: bool,
+    sent: u64,
+) -> Result<(), String> {
+    if persistent {
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        while me.receipted.load(Ordering::Relaxed) < seq && Instant::now() < deadline {
+        while me.receipted.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
             let _ = tokio::time::timeout(SAMPLE_INTERVAL, me.receipt_arrived.notified()).await;
         }
     }
-    out.clear();
+    let mut out = BytesMut::new();
     frame::encode(&mut out, "DISCONNECT", &[("receipt", "bye")], &[]);
-    client::write(&mut w, &out).await
+    client::write(w, &out).await
 }
 
 /// `n` in decimal, without allocating.
@@ -352,6 +450,8 @@ pub async fn run(a: &Args) -> bool {
         producers: (0..producers).map(|_| Producer::default()).collect(),
         consumers: (0..consumers).map(|_| Received::new(producers)).collect(),
         redelivered: AtomicU64::new(0),
+        latency: Recorder::default(),
+        pacing: Pacing::default(),
         stop: AtomicBool::new(false),
         error: FirstError::default(),
     });
@@ -384,6 +484,7 @@ pub async fn run(a: &Args) -> bool {
             (a.backlog / producers as u64).max(1)
         },
         batch: a.batch,
+        rate: a.rate,
     };
     let mut producer_tasks = Vec::new();
     for p in 0..producers {
@@ -398,6 +499,8 @@ pub async fn run(a: &Args) -> bool {
     if let Some(u) = usage.as_mut() {
         let _ = u.mark();
     }
+    shared.latency.open(now_ns());
+    shared.pacing.open(now_ns());
     let (t0, delivered0, sent0) = (
         Instant::now(),
         shared.delivered_total(),
@@ -411,6 +514,8 @@ pub async fn run(a: &Args) -> bool {
         || procfs::sample(&mut usage),
     )
     .await;
+    shared.latency.close(now_ns());
+    shared.pacing.close(now_ns());
     let (t1, delivered1, sent1) = (
         Instant::now(),
         shared.delivered_total(),
@@ -490,7 +595,7 @@ pub async fn run(a: &Args) -> bool {
          ack={} prefetch={} ack_every={} window={} backlog={} batch={} published_window={} \
          delivered_window={} window_diff={} published={} delivered={} expected={} lost={} \
          duplicates={} out_of_order={} corrupt={} redelivered={} unreceipted={} \
-         stall_max_ms={} {} error={}",
+         stall_max_ms={}{} {} error={}",
         a.label,
         a.case.name(),
         delivered_window as f64 / elapsed,
@@ -517,6 +622,16 @@ pub async fn run(a: &Args) -> bool {
         shared.redelivered.load(Ordering::Relaxed),
         unreceipted,
         stall_max.as_millis(),
+        if a.rate > 0 {
+            format!(
+                " rate={} {} {}",
+                a.rate,
+                shared.latency.summary().fields("lat"),
+                shared.pacing.fields()
+            )
+        } else {
+            String::new()
+        },
         usage_line,
         shared.error.field(),
     );

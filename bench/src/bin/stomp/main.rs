@@ -8,7 +8,7 @@
 //!     [--host 127.0.0.1] [--login guest] [--passcode guest] [--vhost /]
 //!     [--seconds 10] [--warmup 2] [--size 256] [--prefetch 500] [--ack-every 100]
 //!     [--ack client|client-individual] [--window 500] [--fanout 10] [--fanin 10]
-//!     [--backlog 20000] [--batch 64] [--broker-pid PID] [--label NAME]
+//!     [--backlog 20000] [--batch 64] [--rate MSGS_PER_S] [--broker-pid PID] [--label NAME]
 //!     connect:  [--parallel 8] [--heartbeat 10] [--source-addrs 4]
 //!     idle:     [--connections 5000] [--heartbeat 10] [--hold 25]
 //!               [--connect-parallel 256] [--source-addrs 0 (auto)]
@@ -22,6 +22,9 @@
 //! - `fanout`: one producer, `--fanout` subscribers of one topic (`/topic/…`); the rate
 //!   is the total of deliveries over all subscribers.
 //! - `fanin`: `--fanin` producers, one consumer, one queue.
+//! - With `--rate N`, a case with one producer (`transient`, `persistent`, `fanout`)
+//!   sends N msg/s on a fixed schedule and reports end-to-end latency percentiles
+//!   instead of flooding (`flow.rs`).
 //! - `connect`: connection set-up rate; `--parallel` workers each repeat TCP connect,
 //!   CONNECT (heart-beat `--heartbeat` s both ways), CONNECTED, DISCONNECT with a
 //!   receipt, RECEIPT, and the end of the TCP connection.
@@ -101,6 +104,8 @@ pub struct Args {
     pub fanin: usize,
     pub backlog: u64,
     pub batch: usize,
+    /// Fixed send rate in msg/s (0: as fast as the backlog allows).
+    pub rate: u64,
     pub broker_pid: Option<u32>,
     pub label: String,
     /// The `connect` and `idle` cases' settings.
@@ -126,6 +131,7 @@ fn args() -> Args {
         fanin: 10,
         backlog: 20_000,
         batch: 64,
+        rate: 0,
         broker_pid: None,
         label: "-".into(),
         storm: Settings::new(([127, 0, 0, 1], 61613).into()),
@@ -162,6 +168,7 @@ fn args() -> Args {
             "--fanin" => a.fanin = f.number(&flag),
             "--backlog" => a.backlog = f.number(&flag),
             "--batch" => a.batch = f.number(&flag),
+            "--rate" => a.rate = f.number(&flag),
             "--broker-pid" => a.broker_pid = Some(f.number(&flag)),
             "--label" => a.label = f.value(&flag),
             other if a.storm.flag(other, &mut f) => {}
@@ -170,8 +177,11 @@ fn args() -> Args {
     }
     if a.size < HEADER_BYTES {
         die(&format!(
-            "--size must be at least {HEADER_BYTES} (producer id and sequence number)"
+            "--size must be at least {HEADER_BYTES} (producer id, sequence number, due time)"
         ));
+    }
+    if a.rate > 0 && matches!(a.case, Case::Fanin | Case::Connect | Case::Idle) {
+        die("--rate needs a case with one producer (transient persistent fanout)");
     }
     if a.ack != "client" && a.ack != "client-individual" {
         die("--ack must be client or client-individual");
