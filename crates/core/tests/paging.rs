@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,27 +12,6 @@ use ferromq_core::{
     AckMode, Broker, BrokerConfig, Connection, DurableConfig, FieldValue, ManualClock, Message,
     QueueOptions,
 };
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir()
-            .join("ferromq-core-tests")
-            .join(format!("{}-{n}-paging-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const BODY: usize = 100;
 /// A queue keeps ten 100-byte bodies in memory.
