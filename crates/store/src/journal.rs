@@ -48,8 +48,8 @@ pub struct Journal {
     pub(crate) compacting: AtomicBool,
     /// Left by a cancelled compaction: resolves once the copies it queued have landed.
     compaction_fence: Mutex<Option<oneshot::Receiver<()>>>,
-    /// The segment [`Journal::read_back`] read last: its first LSN, file and length.
-    read_back: Mutex<Option<(Lsn, std::fs::File, u64)>>,
+    /// The segment [`Journal::read_back`] read last, kept open.
+    read_back: Mutex<crate::segment::SegmentReader>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -131,7 +131,7 @@ impl Journal {
             compaction_live_percent_max: config.compaction_live_percent_max,
             compacting: AtomicBool::new(false),
             compaction_fence: Mutex::new(None),
-            read_back: Mutex::new(None),
+            read_back: Mutex::new(Default::default()),
         };
         Ok((journal, report))
     }
@@ -155,26 +155,15 @@ impl Journal {
     /// since (nothing is deleted before the caller releases it). Checks the record's CRC and
     /// LSN. Blocking; consecutive reads from one segment reuse its open file.
     pub fn read_back(&self, lsn: Lsn, offset: u64) -> Result<Record, StoreError> {
-        let mut cached = self
-            .read_back
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (first_lsn, path) = self
             .shared
             .space()
             .segment_path(lsn)
             .ok_or(StoreError::NotFound { lsn })?;
-        if cached.as_ref().map(|c| c.0) != Some(first_lsn) {
-            let file =
-                std::fs::File::open(&path).map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
-            let len = file
-                .metadata()
-                .map_err(|e| StoreError::io(IoOp::Read, &path, e))?
-                .len();
-            *cached = Some((first_lsn, file, len));
-        }
-        let (_, file, len) = cached.as_ref().expect("opened above");
-        crate::segment::read_at(file, &path, *len, lsn, offset)
+        self.read_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .read(first_lsn, &path, lsn, offset)
     }
 
     /// The journal's directory.

@@ -95,7 +95,7 @@ pub(crate) fn recover(
     let mut space = Space::default();
     let mut report = Recovery::default();
     // The segments kept, and the copies to hand over at their first LSN's place.
-    let mut kept: Vec<PathBuf> = Vec::with_capacity(names.len());
+    let mut kept: Vec<(Lsn, PathBuf)> = Vec::with_capacity(names.len());
     let mut copies: Vec<PendingCopy> = Vec::new();
     let mut next_lsn: Lsn = 1;
     let mut tail = None;
@@ -203,7 +203,7 @@ pub(crate) fn recover(
             seg.seal();
         }
         space.insert(seg);
-        kept.push(path.clone());
+        kept.push((name_lsn, path.clone()));
         report.segments += 1;
     }
     report.next_lsn = next_lsn;
@@ -229,35 +229,19 @@ struct PendingCopy {
 /// order of first LSNs. Copies skipped as duplicates in the first pass are not in `copies`
 /// and are skipped again here with every other copy met in place.
 fn replay(
-    segments: &[PathBuf],
+    segments: &[(Lsn, PathBuf)],
     mut copies: Vec<PendingCopy>,
     on_record: &mut dyn FnMut(Record),
 ) -> Result<(), StoreError> {
     copies.sort_unstable_by_key(|c| c.first);
     let mut copies = copies.into_iter().peekable();
-    // The segment file the last copy was read from.
-    let mut open: Option<(usize, File, u64)> = None;
+    let mut reader = segment::SegmentReader::default();
     let mut read_copy = |c: PendingCopy| -> Result<Record, StoreError> {
-        let path = &segments[c.segment];
-        if open.as_ref().map(|o| o.0) != Some(c.segment) {
-            let file = File::open(path).map_err(|e| StoreError::io(IoOp::Open, path, e))?;
-            let len = file
-                .metadata()
-                .map_err(|e| StoreError::io(IoOp::Read, path, e))?
-                .len();
-            open = Some((c.segment, file, len));
-        }
-        let (_, file, len) = open.as_ref().expect("opened above");
-        segment::read_at(file, path, *len, c.lsn, c.offset)
+        let (first_lsn, path) = &segments[c.segment];
+        reader.read(*first_lsn, path, c.lsn, c.offset)
     };
-    for path in segments {
-        let first_lsn = segment::parse_file_name(
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default(),
-        )
-        .ok_or_else(|| changed(path, 0))?;
-        let mut scanner = match Scanner::open(path, first_lsn)? {
+    for (first_lsn, path) in segments {
+        let mut scanner = match Scanner::open(path, *first_lsn)? {
             Opened::Ok(scanner) => scanner,
             Opened::BadHeader { .. } => return Err(changed(path, 0)),
         };

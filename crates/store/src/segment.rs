@@ -247,9 +247,39 @@ impl Scanner {
     }
 }
 
+/// Reads records at known offsets, keeping the segment file it read last open (callers read
+/// runs of records from one segment).
+#[derive(Debug, Default)]
+pub(crate) struct SegmentReader {
+    /// The open segment's first LSN, file and length.
+    open: Option<(Lsn, File, u64)>,
+}
+
+impl SegmentReader {
+    /// The record `lsn` at `offset` of the segment whose first LSN is `first_lsn`, in `path`.
+    pub(crate) fn read(
+        &mut self,
+        first_lsn: Lsn,
+        path: &Path,
+        lsn: Lsn,
+        offset: u64,
+    ) -> Result<Record, StoreError> {
+        if self.open.as_ref().map(|o| o.0) != Some(first_lsn) {
+            let file = File::open(path).map_err(|e| StoreError::io(IoOp::Open, path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| StoreError::io(IoOp::Read, path, e))?
+                .len();
+            self.open = Some((first_lsn, file, len));
+        }
+        let (_, file, len) = self.open.as_ref().expect("opened above");
+        read_at(file, path, *len, lsn, offset)
+    }
+}
+
 /// Reads the record `lsn` that starts at `offset` of the segment `file` (`file_len` bytes
 /// long), checking its length bound, CRC and LSN as a scan would.
-pub(crate) fn read_at(
+fn read_at(
     file: &File,
     path: &Path,
     file_len: u64,
