@@ -250,18 +250,14 @@ impl Recovered {
                 self.tomb(lsn, targets);
             }
             kind::PUBLISH => {
-                let pid = d.u64()?;
-                let published_ms = d.u64()?;
-                let vhost = d.str()?;
-                let n = d.u32()?;
                 let mut remaining = 0;
-                for _ in 0..n {
-                    let q = d.str()?;
-                    if let Some(q) = self.queues.get_mut(&(vhost.clone(), q)) {
+                let queues = &mut self.queues;
+                let (pid, published_ms) = publish_head(&mut d, |pid, key| {
+                    if let Some(q) = queues.get_mut(&key) {
                         q.messages.insert(pid, ());
                         remaining += 1;
                     }
-                }
+                })?;
                 let message = d.message()?;
                 d.end()?;
                 self.pid_max = self.pid_max.max(pid);
@@ -454,6 +450,21 @@ impl Recovered {
     }
 }
 
+/// Reads a `PUBLISH` record up to its message: returns its persistent id and publish time,
+/// and hands each queue it names to `queue`, as (persistent id, (vhost, queue)).
+fn publish_head(
+    d: &mut Dec,
+    mut queue: impl FnMut(u64, ObjectKey),
+) -> Result<(u64, u64), Malformed> {
+    let pid = d.u64()?;
+    let published_ms = d.u64()?;
+    let vhost = d.str()?;
+    for _ in 0..d.u32()? {
+        queue(pid, (vhost.clone(), d.str()?));
+    }
+    Ok((pid, published_ms))
+}
+
 /// The message of the `PUBLISH` record `lsn`, read again from the journal.
 fn read_back(
     journal: &ferromq_store::Journal,
@@ -468,12 +479,7 @@ fn read_back(
         if record.kind != kind::PUBLISH {
             return Err(malformed());
         }
-        d.u64()?; // pid
-        d.u64()?; // published_ms
-        d.str()?; // vhost
-        for _ in 0..d.u32()? {
-            d.str()?; // a queue
-        }
+        publish_head(&mut d, |_, _| {})?;
         let message = d.message()?;
         d.end()?;
         Ok(message)
