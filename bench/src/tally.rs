@@ -11,6 +11,38 @@ use std::sync::Mutex;
 
 use crate::seq::SeqSet;
 
+/// One producer's counts: messages handed to the broker, and how many of those the broker
+/// confirmed (PUBACK, RECEIPT; stays 0 in runs without confirms).
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Messages handed to the broker (the next sequence number).
+    pub sent: AtomicU64,
+    /// Of those, how many the broker confirmed.
+    pub confirmed: AtomicU64,
+}
+
+impl Sent {
+    /// Sent and not (yet) confirmed.
+    pub fn unconfirmed(&self) -> u64 {
+        self.sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.confirmed.load(Ordering::Relaxed))
+    }
+}
+
+/// Each producer's sent count, in order, and the producers' unconfirmed messages in total.
+pub fn sent_totals<'a>(producers: impl IntoIterator<Item = &'a Sent>) -> (Vec<u64>, u64) {
+    let mut unconfirmed = 0;
+    let sent = producers
+        .into_iter()
+        .map(|p| {
+            unconfirmed += p.unconfirmed();
+            p.sent.load(Ordering::Relaxed)
+        })
+        .collect();
+    (sent, unconfirmed)
+}
+
 /// Bytes of the [`Header`] at the start of every body.
 pub const HEADER_BYTES: usize = 20;
 

@@ -54,13 +54,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(60);
 const REQUEST_CHANNEL_CAP: usize = 256;
 
 /// One producer's counts.
-#[derive(Default)]
-struct Producer {
-    /// Publishes handed to the client.
-    sent: AtomicU64,
-    /// PUBACKs received (QoS 1).
-    acked: AtomicU64,
-}
+/// Publishes handed to the client; `confirmed`: PUBACKs received (QoS 1).
+type Producer = ferromq_bench::tally::Sent;
 
 /// State shared by every task of a run.
 struct Shared {
@@ -216,7 +211,7 @@ async fn start_producer(
             match ev.poll().await {
                 Ok(Event::Incoming(Incoming::PubAck(_))) => {
                     loop_shared.producers[p]
-                        .acked
+                        .confirmed
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
@@ -381,10 +376,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
     }
     if qos_n > 0 {
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        while shared
-            .producers
-            .iter()
-            .any(|p| p.acked.load(Ordering::Relaxed) < p.sent.load(Ordering::Relaxed))
+        while shared.producers.iter().any(|p| p.unconfirmed() > 0)
             && Instant::now() < deadline
             && shared.error.get().is_none()
         {
@@ -399,25 +391,9 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
             shared.fail("a producer did not finish writing within the drain timeout".into());
         }
     }
-    let sent: Vec<u64> = shared
-        .producers
-        .iter()
-        .map(|p| p.sent.load(Ordering::Relaxed))
-        .collect();
+    let (sent, unconfirmed) = ferromq_bench::tally::sent_totals(&shared.producers);
     let published: u64 = sent.iter().sum();
-    let unacked: u64 = if qos_n > 0 {
-        shared
-            .producers
-            .iter()
-            .map(|p| {
-                p.sent
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(p.acked.load(Ordering::Relaxed))
-            })
-            .sum()
-    } else {
-        0
-    };
+    let unacked = if qos_n > 0 { unconfirmed } else { 0 };
 
     // Drain: until every consumer has everything, or nothing arrives for a while.
     let expected = published * consumers as u64;

@@ -44,10 +44,8 @@ const BACKLOG_PAUSE: Duration = Duration::from_millis(1);
 /// One producer's counts.
 #[derive(Default)]
 struct Producer {
-    /// SENDs written to the socket.
-    sent: AtomicU64,
-    /// RECEIPTs for SENDs (persistent case).
-    receipted: AtomicU64,
+    /// SENDs written to the socket; `confirmed`: RECEIPTs for SENDs (persistent case).
+    counts: ferromq_bench::tally::Sent,
     /// Wakes the producer when a receipt frees a slot of its window.
     receipt_arrived: Notify,
 }
@@ -77,7 +75,7 @@ impl Shared {
     fn sent_total(&self) -> u64 {
         self.producers
             .iter()
-            .map(|p| p.sent.load(Ordering::Relaxed))
+            .map(|p| p.counts.sent.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -262,7 +260,7 @@ async fn receipts(mut r: Reader, p: usize, shared: Arc<Shared>) -> Result<(), St
                 if f.header("receipt-id").as_deref() == Some("bye") {
                     return Ok(());
                 }
-                me.receipted.fetch_add(1, Ordering::Relaxed);
+                me.counts.confirmed.fetch_add(1, Ordering::Relaxed);
                 me.receipt_arrived.notify_one();
             }
             "ERROR" => return Err(f.error_text()),
@@ -292,7 +290,7 @@ async fn send_loop(
             }
         }
         if s.persistent {
-            let outstanding = seq - me.receipted.load(Ordering::Relaxed);
+            let outstanding = seq - me.counts.confirmed.load(Ordering::Relaxed);
             room = room.min(s.window.saturating_sub(outstanding));
             if room == 0 {
                 // A short wait, so that `stop` is seen even if receipts stopped coming.
@@ -308,7 +306,7 @@ async fn send_loop(
             seq += 1;
         }
         client::write(&mut w, &out).await?;
-        me.sent.store(seq, Ordering::Relaxed);
+        me.counts.sent.store(seq, Ordering::Relaxed);
     }
     finish(&mut w, me, s.persistent, seq).await
 }
@@ -337,7 +335,7 @@ fn send_paced(
         |tick| {
             if s.persistent {
                 runtime.block_on(async {
-                    while tick.seq - me.receipted.load(Ordering::Relaxed) >= s.window
+                    while tick.seq - me.counts.confirmed.load(Ordering::Relaxed) >= s.window
                         && !shared.stop.load(Ordering::Relaxed)
                     {
                         // A short wait, so that `stop` is seen even if receipts stopped.
@@ -351,7 +349,7 @@ fn send_paced(
             out.clear();
             encode_send(&mut out, s, &body, tick.seq, &mut receipt);
             match runtime.block_on(client::write(&mut w, &out)) {
-                Ok(()) => me.sent.store(tick.seq + 1, Ordering::Relaxed),
+                Ok(()) => me.counts.sent.store(tick.seq + 1, Ordering::Relaxed),
                 Err(e) => *failed.borrow_mut() = Some(e),
             }
         },
@@ -393,7 +391,7 @@ async fn finish(
 ) -> Result<(), String> {
     if persistent {
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        while me.receipted.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        while me.counts.confirmed.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
             let _ = tokio::time::timeout(SAMPLE_INTERVAL, me.receipt_arrived.notified()).await;
         }
     }
@@ -529,25 +527,10 @@ pub async fn run(a: &Args) -> bool {
     for t in producer_tasks {
         let _ = t.await;
     }
-    let sent: Vec<u64> = shared
-        .producers
-        .iter()
-        .map(|p| p.sent.load(Ordering::Relaxed))
-        .collect();
+    let (sent, unconfirmed) =
+        ferromq_bench::tally::sent_totals(shared.producers.iter().map(|p| &p.counts));
     let published: u64 = sent.iter().sum();
-    let unreceipted: u64 = if send.persistent {
-        shared
-            .producers
-            .iter()
-            .map(|p| {
-                p.sent
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(p.receipted.load(Ordering::Relaxed))
-            })
-            .sum()
-    } else {
-        0
-    };
+    let unreceipted = if send.persistent { unconfirmed } else { 0 };
 
     // Drain: until every consumer has everything, or nothing arrives for a while.
     let expected = published * consumers as u64;
