@@ -71,6 +71,8 @@ pub struct Config {
     pub housekeeping_interval_ms: u64,
     /// How long shutdown waits for connections to close before giving up on them.
     pub shutdown_timeout_ms: u64,
+    /// The local admin socket of `ferromq users`.
+    pub admin: AdminSection,
 }
 
 impl Default for Config {
@@ -92,6 +94,30 @@ impl Default for Config {
             users: Vec::new(),
             housekeeping_interval_ms: 1_000,
             shutdown_timeout_ms: 10_000,
+            admin: AdminSection::default(),
+        }
+    }
+}
+
+/// `[admin]`: the Unix socket through which `ferromq users` changes users at run time.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// The socket's path, relative to `data_dir` unless absolute; an empty string turns
+    /// it off.
+    pub socket: String,
+    /// Longest request line accepted.
+    pub request_max_bytes: usize,
+    /// How long one client may take to send its request and read the answer.
+    pub timeout_ms: u64,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            socket: "admin.sock".into(),
+            request_max_bytes: 64 * 1024,
+            timeout_ms: 5_000,
         }
     }
 }
@@ -567,6 +593,22 @@ impl Config {
         config.listeners.mqtt_addr()?;
         config.listeners.openwire_addr()?;
         Ok(config)
+    }
+
+    /// Where the admin socket is, or `None` when it is turned off.
+    pub fn admin_socket(&self) -> Option<PathBuf> {
+        if self.admin.socket.is_empty() || self.admin.socket == "off" {
+            return None;
+        }
+        Some(self.data_dir.join(&self.admin.socket))
+    }
+
+    /// The admin socket's bounds.
+    pub fn admin_limits(&self) -> crate::admin::AdminLimits {
+        crate::admin::AdminLimits {
+            request_max_bytes: self.admin.request_max_bytes.max(256),
+            timeout: std::time::Duration::from_millis(self.admin.timeout_ms.max(1)),
+        }
     }
 
     /// The core's configuration.

@@ -2,14 +2,16 @@
 //!
 //! # Layout
 //! - `config.rs`: defaults, TOML file, `FERROMQ_*` environment overrides.
-//! - `main.rs`: the command line (`serve`, `hash-password`).
+//! - `main.rs`: the command line (`serve`, `hash-password`, `users`).
 //! - this file: [`start`] binds every configured listener and returns a [`Server`] handle,
 //!   which tests use to run a broker in-process on ephemeral ports.
 //! - `transports.rs`: the TLS and WebSocket listeners; `accept.rs` their one accept loop;
 //!   `tls.rs` certificates and handshakes.
+//! - `admin.rs`: the admin socket behind `ferromq users`.
 #![warn(missing_docs)]
 
 mod accept;
+pub mod admin;
 pub mod config;
 pub mod tls;
 mod transports;
@@ -55,6 +57,14 @@ pub enum StartError {
     /// The TLS certificate, key or CA could not be used.
     #[error("TLS: {0}")]
     Tls(tls::TlsError),
+    /// The admin socket could not be created.
+    #[error("cannot create the admin socket {path}: {source}")]
+    Admin {
+        /// The socket.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The journal could not be opened or replayed.
     #[error("cannot restore durable state: {0}")]
     Store(ferromq_core::CoreError),
@@ -182,9 +192,29 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         let broker = Broker::new(config.broker_config(), Arc::new(SystemClock));
         (broker, None, None, None)
     };
+    let admin = match config.admin_socket() {
+        Some(path) => Some((
+            admin::bind(&path).map_err(|source| StartError::Admin {
+                path: path.clone(),
+                source,
+            })?,
+            path,
+        )),
+        None => None,
+    };
     let prepared = transports::prepare(&config).await?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    if let Some((listener, path)) = admin {
+        admin::serve(
+            listener,
+            path,
+            broker.clone(),
+            config.admin_limits(),
+            shutdown.clone(),
+            &tasks,
+        );
+    }
 
     let shared = transports::Shared {
         broker: broker.clone(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferromq::Config;
+use ferromq::{admin, Config};
 
 const ENV_HELP: &str = "\
 CONFIGURATION:
@@ -28,6 +28,7 @@ CONFIGURATION:
     name = \"app\"
     password_hash = \"...\"
     vhosts = [\"/\"]
+  or, while the broker runs, are added with `ferromq users add NAME` (kept across restarts).
 
   See README.md for every key.";
 
@@ -53,27 +54,134 @@ enum Command {
         /// The password.
         password: Option<String>,
     },
+    /// Add, delete or list the users of the running broker (through its admin socket,
+    /// `<data_dir>/admin.sock`). Such users are kept across restarts; users of the
+    /// configuration file cannot be changed this way.
+    Users {
+        /// The broker's TOML configuration file (to find its data directory).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Create a user, or replace one made with this command (reads the password from
+    /// standard input when not given).
+    Add {
+        /// Login name.
+        name: String,
+        /// The password.
+        password: Option<String>,
+        /// A vhost the user may open (repeatable; `*` for all). Default: `/`.
+        #[arg(long = "vhost")]
+        vhosts: Vec<String>,
+        /// A tag such as `administrator` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// The user may connect from a loopback address only.
+        #[arg(long)]
+        loopback_only: bool,
+    },
+    /// Delete a user made with `users add`.
+    Delete {
+        /// Login name.
+        name: String,
+    },
+    /// List every user: name, vhosts, tags, loopback only, and whether it comes from the
+    /// configuration or was added at run time.
+    List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::HashPassword { password } => {
-            let password = match password {
-                Some(p) => p,
-                None => {
-                    let mut line = String::new();
-                    if std::io::stdin().lock().read_line(&mut line).is_err() {
-                        eprintln!("ferromq: cannot read a password from standard input");
-                        return ExitCode::FAILURE;
-                    }
-                    line.trim_end_matches(['\r', '\n']).to_string()
-                }
+        Command::HashPassword { password } => match password_or_stdin(password) {
+            Some(password) => {
+                println!("{}", ferromq_core::hash_password(&password));
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
+        Command::Serve { config } => serve(config),
+        Command::Users { config, action } => users(config, action),
+    }
+}
+
+/// The password given, or the first line of standard input.
+fn password_or_stdin(given: Option<String>) -> Option<String> {
+    if given.is_some() {
+        return given;
+    }
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(n) if n > 0 => Some(line.trim_end_matches(['\r', '\n']).to_string()),
+        _ => {
+            eprintln!("ferromq: cannot read a password from standard input");
+            None
+        }
+    }
+}
+
+fn users(config_path: Option<PathBuf>, action: UsersAction) -> ExitCode {
+    let config = match Config::load(config_path.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferromq: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(socket) = config.admin_socket() else {
+        eprintln!("ferromq: the admin socket is turned off ([admin] socket = \"\")");
+        return ExitCode::FAILURE;
+    };
+    let fields = match action {
+        UsersAction::Add {
+            name,
+            password,
+            vhosts,
+            tags,
+            loopback_only,
+        } => {
+            let Some(password) = password_or_stdin(password) else {
+                return ExitCode::FAILURE;
             };
-            println!("{}", ferromq_core::hash_password(&password));
+            let record = ferromq_core::UserRecord {
+                name,
+                password_hash: ferromq_core::hash_password(&password),
+                vhosts: if vhosts.is_empty() {
+                    vec!["/".into()]
+                } else {
+                    vhosts
+                },
+                tags,
+                loopback_only,
+            };
+            match admin::user_put_fields(&record) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("ferromq: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        UsersAction::Delete { name } => vec!["user-delete".into(), name],
+        UsersAction::List => vec!["user-list".into()],
+    };
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    match admin::request(&socket, &fields) {
+        Ok(rows) => {
+            for r in rows {
+                println!("{r}");
+            }
             ExitCode::SUCCESS
         }
-        Command::Serve { config } => serve(config),
+        Err(e) => {
+            eprintln!("ferromq: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
