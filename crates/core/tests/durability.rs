@@ -565,6 +565,61 @@ async fn a_failed_journal_fails_pending_confirms_and_refuses_persistent_publishe
 }
 
 #[tokio::test]
+async fn a_full_disk_refuses_what_found_no_space_and_the_broker_carries_on() {
+    let dir = TempDir::new("disk-full");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("d");
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let before = n.persistent("", "d", "before").ticket.unwrap();
+    waiter.wait(before).await.expect("synced");
+
+    faults.set_disk_full(true);
+    let refused = n.persistent("", "d", "refused").ticket.unwrap();
+    let e = waiter.wait(refused).await.expect_err("no space for it");
+    assert_eq!(e.reply_code(), 506, "{e}");
+    assert!(e.to_string().contains("disk is full"), "{e}");
+    // A declaration made meanwhile takes effect at once; its record waits for space.
+    n.durable_queue("later");
+    // The refused message stays deliverable in memory, as a transient one would.
+    let mut sub = n.sub("d");
+    let got = sub.drain();
+    assert_eq!(bodies(&got), ["before", "refused"]);
+    // The ack's record finds no space either; the ack holds in memory.
+    ack(&got[0]);
+    let point = n.broker.sync_point().unwrap();
+    waiter
+        .wait(point)
+        .await
+        .expect("a sync point owns no refused op");
+    assert_eq!(n.messages("d"), 0);
+
+    // Space is back: confirmed again, without a restart, in the queue declared meanwhile.
+    faults.set_disk_full(false);
+    let after = n.persistent("", "later", "after").ticket.unwrap();
+    waiter.wait(after).await.expect("confirmed again");
+    assert_eq!(waiter.poll(before), Some(Ok(())));
+    assert!(
+        matches!(waiter.poll(refused), Some(Err(_))),
+        "a refusal stays one"
+    );
+    drop(sub);
+    n.stop().await;
+
+    // "refused" was never stored. "before" comes back, since its ack's record was refused
+    // and its segment is still on disk (at-least-once). The queue declared while the disk
+    // was full is there, with what was confirmed in it.
+    let n = start(&dir.0);
+    let mut sub = n.sub("d");
+    assert_eq!(sub.drain_bodies(), ["before"]);
+    let mut later = n.sub("later");
+    assert_eq!(later.drain_bodies(), ["after"]);
+    drop((sub, later));
+    n.stop().await;
+}
+
+#[tokio::test]
 async fn run_time_users_survive_restarts_and_compaction() {
     use ferromq_core::{hash_password, CoreError, UserRecord};
     let user = |name: &str, password: &str| UserRecord {

@@ -186,7 +186,7 @@ mod tests {
         assert!(c.waiting_for_sync());
         // Synced up to op 11; op 12 failed.
         let synced = |t: SyncTicket| match t {
-            x if x <= SyncTicket::from_seq(11) => Some(true),
+            x if x.seq() <= 11 => Some(true),
             _ => Some(false),
         };
         assert!(c.ready(&synced));

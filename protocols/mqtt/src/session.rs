@@ -430,7 +430,9 @@ impl Session {
 
     /// Queues an acknowledgement behind the journal (or sends it at once).
     fn acknowledge(&mut self, ticket: Option<SyncTicket>, p: Packet, out: &mut BytesMut) {
-        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0));
+        // An acknowledgement without a ticket of its own keeps its place in line, and does
+        // not share the refusal of the one ahead.
+        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0.behind()));
         match ticket {
             Some(t) => {
                 if matches!(p, Packet::PubAck(_)) {
