@@ -174,6 +174,13 @@ impl Journal {
             .read(first_lsn, &path, lsn, offset)
     }
 
+    /// True while the record (or the compaction copy it was moved to) is on disk and not
+    /// released.
+    pub fn is_live(&self, lsn: Lsn) -> bool {
+        let space = self.shared.space();
+        space.is_live(space.forward(lsn))
+    }
+
     /// The journal's directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

@@ -33,8 +33,11 @@
 //!   the nack may cause a duplicate, as with any nack);
 //! - a **settlement** (ack, reject, expiry...) has taken effect in memory: the persister
 //!   releases the publish records it settles as if its record had landed, so their
-//!   segments can still be deleted (which is how acks free space on a full disk). Until a
-//!   segment is deleted, a restart brings those messages back (at-least-once);
+//!   segments can still be deleted (which is how acks free space on a full disk), and
+//!   writes the settle record again, like a declaration (below), while a publish record it
+//!   cancels is on disk. Until one of the two happens, a restart brings those messages
+//!   back (at-least-once). At most half of `limits::DURABLE_REWRITES_MAX` settles wait;
+//!   beyond that a refused settle is not written again (at-least-once too);
 //! - a **declaration, deletion, binding or user change** has taken effect in memory too,
 //!   and later records may depend on it (a message naming a queue must follow the queue's
 //!   declaration on replay). Its ticket reports the refusal, and the persister keeps the
@@ -73,7 +76,9 @@
 //! when its last queue settles it; a declaration when it is deleted; a binding when it is
 //! unbound or an end is deleted. A record that cancels others (a delete, unbind or settle)
 //! stays live while a cancelled record is on disk in another segment
-//! ([`Store::protects`](ferromq_store::Store::protects)); targets always precede their
+//! ([`Store::protects`](ferromq_store::Store::protects)), or is still live anywhere (a
+//! message settled in one of its queues but not yet in all: compaction would copy it out
+//! of the settle record's segment and leave the settle behind); targets always precede their
 //! tombstone, so these dependencies never form a cycle, and a record that pins an old
 //! segment (a long-lived queue declaration) is moved forward by compaction.
 //!
@@ -94,6 +99,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 pub use persister::Persister;
@@ -280,6 +286,10 @@ pub(crate) enum Meta {
     Publish { pid: u64, queues: u32 },
     /// Messages settled in one queue.
     Settle { pids: Vec<u64> },
+    /// A settle whose record the journal refused, to be written again: it has been applied
+    /// already, and cancels the publish records `targets` (still on disk when it was
+    /// refused), which it must outlive once written.
+    Resettle { targets: SmallVec<[u64; 4]> },
 }
 
 /// One record to write.

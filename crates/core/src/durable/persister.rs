@@ -72,6 +72,8 @@ pub struct Persister {
     /// Declarations, deletions, bindings and user changes the journal refused for lack of
     /// space, in submission order, to be written again ahead of everything else.
     rewrites: VecDeque<Op>,
+    /// How many of `rewrites` are settles.
+    resettles: usize,
     failed: bool,
 }
 
@@ -165,6 +167,7 @@ impl Persister {
                 .collect(),
             tombs: std::mem::take(&mut recovered.tombs),
             rewrites: VecDeque::new(),
+            resettles: 0,
             failed: false,
         }
     }
@@ -257,6 +260,7 @@ impl Persister {
     /// each op, and hands the batch to the syncer.
     async fn write_batch(&mut self, batch: Vec<Op>, synced: &mpsc::UnboundedSender<Batch>) {
         let rewrites = std::mem::take(&mut self.rewrites);
+        self.resettles = 0;
         let fence = self.journal.fence();
         let mut tickets: Vec<(Op, bool, Submitted)> =
             Vec::with_capacity(rewrites.len() + batch.len());
@@ -321,15 +325,20 @@ impl Persister {
             // Stays in its queues as a transient message would; nothing to track.
             Meta::Publish { .. } => {}
             Meta::Settle { pids } => {
-                for pid in pids {
-                    if let Some(m) = self.messages.get_mut(&pid) {
-                        m.remaining -= 1;
-                        if m.remaining == 0 {
-                            let lsn = m.lsn;
-                            self.messages.remove(&pid);
-                            self.journal.release(lsn);
-                        }
-                    }
+                let targets = self.settle(&pids);
+                if targets.is_empty() || self.resettles >= crate::limits::DURABLE_REWRITES_MAX / 2 {
+                    return;
+                }
+                self.resettles += 1;
+                self.rewrites.push_back(Op {
+                    meta: Meta::Resettle { targets },
+                    ..op
+                });
+            }
+            Meta::Resettle { ref targets } => {
+                if targets.iter().any(|&t| self.journal.contains(t)) {
+                    self.resettles += 1;
+                    self.rewrites.push_back(op);
                 }
             }
             Meta::Object { .. } | Meta::Binding { .. } => self.rewrites.push_back(op),
@@ -451,19 +460,29 @@ impl Persister {
                 }
             }
             Meta::Settle { pids } => {
-                let mut targets = SmallVec::new();
-                for pid in pids {
-                    if let Some(m) = self.messages.get_mut(&pid) {
-                        targets.push(m.lsn);
-                        m.remaining -= 1;
-                        if m.remaining == 0 {
-                            self.messages.remove(&pid);
-                        }
-                    }
+                let targets = self.settle(&pids);
+                self.entomb(lsn, targets);
+            }
+            Meta::Resettle { targets } => self.entomb(lsn, targets),
+        }
+    }
+
+    /// Settles `pids` in one queue: counts the settlement, releases each publish record its
+    /// last queue settled, and returns the publish records the settle record cancels.
+    fn settle(&mut self, pids: &[u64]) -> SmallVec<[Lsn; 4]> {
+        let mut targets = SmallVec::new();
+        for pid in pids {
+            if let Some(m) = self.messages.get_mut(pid) {
+                targets.push(m.lsn);
+                m.remaining -= 1;
+                if m.remaining == 0 {
+                    let lsn = m.lsn;
+                    self.messages.remove(pid);
+                    self.journal.release(lsn);
                 }
-                self.cancel(lsn, targets);
             }
         }
+        targets
     }
 
     /// `lsn` cancels `targets`: they are released now; it stays until they leave the disk.
@@ -471,7 +490,17 @@ impl Persister {
         for &t in &targets {
             self.journal.release(t);
         }
-        if targets.iter().any(|&t| self.journal.protects(lsn, t)) {
+        self.entomb(lsn, targets);
+    }
+
+    /// `lsn` cancels `targets` (already released where due): it stays until they leave the
+    /// disk.
+    ///
+    /// A target still live (a message that other queues have not settled) keeps the tomb
+    /// even in the tomb's own segment: compaction would copy the target out and leave the
+    /// tomb behind, and the settled queue would get the message back on replay.
+    fn entomb(&mut self, lsn: Lsn, targets: SmallVec<[Lsn; 4]>) {
+        if targets.iter().any(|&t| needed(&self.journal, lsn, t)) {
             self.tombs.push(Tomb { lsn, targets });
         } else {
             self.journal.release(lsn);
@@ -482,7 +511,7 @@ impl Persister {
         let journal = &self.journal;
         self.tombs.retain_mut(|t| {
             let tomb = t.lsn;
-            t.targets.retain(|l| journal.protects(tomb, *l));
+            t.targets.retain(|l| needed(journal, tomb, *l));
             if t.targets.is_empty() {
                 journal.release(t.lsn);
                 false
@@ -511,6 +540,11 @@ impl Persister {
         for t in &mut self.tombs {
             fwd(&mut t.lsn);
             t.targets.iter_mut().for_each(fwd);
+        }
+        for op in &mut self.rewrites {
+            if let Meta::Resettle { targets } = &mut op.meta {
+                targets.iter_mut().for_each(fwd);
+            }
         }
         debug!(records = moved.len(), "journal compaction moved records");
     }
@@ -545,6 +579,11 @@ impl Persister {
             }
         }
     }
+}
+
+/// True while the tomb `tomb` must stay to cancel `target` on replay.
+fn needed(journal: &Journal, tomb: Lsn, target: Lsn) -> bool {
+    journal.is_live(target) || journal.protects(tomb, target)
 }
 
 /// Free bytes available to unprivileged users on the file system holding `dir`.
