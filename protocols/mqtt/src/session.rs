@@ -412,7 +412,9 @@ impl Session {
                         self.pending_qos1 -= 1;
                     }
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "journal failed; MQTT publish not confirmed");
+                        // Per message, and frequent while a disk is full: the journal
+                        // logs the failure itself.
+                        tracing::debug!(error = %e, "journal refused or failed; MQTT publish not confirmed");
                         if !self.v5() {
                             self.close();
                             return Flow::Close;

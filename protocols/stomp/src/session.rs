@@ -168,7 +168,8 @@ impl Session {
     }
 
     /// The journal's synced point moved: sends the RECEIPTs that are now due (or an ERROR
-    /// if the journal failed), and closes after a DISCONNECT that waited for them.
+    /// if the journal failed or refused the message for lack of space), and closes after a
+    /// DISCONNECT that waited for them.
     pub fn on_synced(&mut self, out: &mut BytesMut) -> Flow {
         if self.closed {
             return Flow::Close;
