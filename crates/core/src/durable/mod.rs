@@ -118,7 +118,8 @@ pub struct DurableConfig {
     /// which producers of persistent messages are paused.
     pub backlog_max_bytes: u64,
     /// Persistent publishes are refused while the journal's file system has less free space
-    /// than this; 0 disables the check.
+    /// than this; 0 disables the check. Either way, records that find no space are refused
+    /// one by one (see "A full disk" above).
     pub disk_free_min_bytes: u64,
     /// How often the persister releases settled records, checks free space and compacts.
     pub tick_ms: u64,
