@@ -383,6 +383,10 @@ impl Writer {
         self.buf.clear();
         self.next_lsn = self.appended + 1;
         self.ran_out_of_space(&err);
+        // The cut's fsync covered every record before the batch; published before the
+        // refusals, so that a refused appender already sees them synced.
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.mark_synced();
         let mut deletions = Vec::new();
         {
             let mut space = self.shared.space();
@@ -393,9 +397,6 @@ impl Writer {
         for staged in self.staged.drain(..) {
             let _ = staged.reply.send(Err(err.clone()));
         }
-        // The cut's fsync covered every record before the batch.
-        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.mark_synced();
         for first_lsn in deletions {
             self.delete(first_lsn)?;
         }
