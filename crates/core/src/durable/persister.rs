@@ -10,8 +10,9 @@
 //!   the cancelled record without it and bring it back.
 //!
 //! Ops are taken from the channel in batches; each batch is handed to the journal back to
-//! back (so the writer thread group-commits it), then the LSNs are collected in order and
-//! the bookkeeping updated. A second task waits for each batch to be synced and publishes
+//! back (so the writer thread group-commits it), as one fenced run behind the ops waiting to
+//! be written again, then the LSNs are collected in order and the bookkeeping updated (for
+//! ops the journal refused for lack of space, see "A full disk" in `durable/mod.rs`). A second task waits for each batch to be synced and publishes
 //! the synced sequence number to the [`SyncWaiter`](super::SyncWaiter)s.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
