@@ -478,7 +478,8 @@ pub struct StoreSection {
     /// Bytes of records waiting for the journal beyond which persistent producers pause.
     pub backlog_max_bytes: u64,
     /// Persistent publishes are refused while the journal's file system has less free
-    /// space than this; 0 turns the check off.
+    /// space than this; 0 turns the check off. Either way, a publish whose journal record
+    /// finds no space is refused and the broker carries on.
     pub disk_free_min_bytes: u64,
     /// How often sparse segments are rewritten; 0 never.
     pub compaction_interval_ms: u64,

@@ -6,26 +6,20 @@ mod common;
 
 use std::time::Duration;
 
+use common::amqp::{deliveries, next};
 use common::{broker, Client, WAIT};
 use ferromq::Server;
 use lapin::message::{Delivery, DeliveryResult};
 use lapin::options::*;
 use lapin::protocol::AMQPErrorKind;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 async fn connect(server: &Server) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr().unwrap());
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connects in time")
-    .expect("connects")
+    common::amqp::connect(server.amqp_addr().unwrap()).await
 }
 
 async fn channel(conn: &Connection) -> Channel {
@@ -34,27 +28,6 @@ async fn channel(conn: &Connection) -> Channel {
 
 fn ss(s: &str) -> ShortString {
     s.into()
-}
-
-/// Deliveries of a consumer, as a channel the test can wait on.
-fn deliveries(consumer: &Consumer) -> mpsc::UnboundedReceiver<Delivery> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    consumer.set_delegate(move |d: DeliveryResult| {
-        let tx = tx.clone();
-        async move {
-            if let Ok(Some(d)) = d {
-                let _ = tx.send(d);
-            }
-        }
-    });
-    rx
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<Delivery>) -> Delivery {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("a delivery arrives in time")
-        .expect("consumer open")
 }
 
 async fn declare(ch: &Channel, name: &str, args: FieldTable) {

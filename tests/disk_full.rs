@@ -2,52 +2,28 @@
 //! confirmed until free space reaches the configured floor, then refused with a clear
 //! error while everything else goes on; once consumers free space the broker accepts them
 //! again without a restart, and after a restart exactly the unacknowledged messages are
-//! there, intact.
+//! there, intact. The same with no floor, where the journal's own writes meet ENOSPC.
 //!
 //! Mounting the tmpfs needs root (CI runs as root).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command as Process;
+use std::path::Path;
 use std::time::Duration;
 
+use common::tmpfs::Tmpfs;
 use common::Client;
 use ferromq::Config;
 use ferromq_stomp::codec::Command;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
 
 const QUEUE: &str = "/queue/disk";
 const BODY: usize = 64 * 1024;
-
-/// A tmpfs mounted for the test; unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(size_mib: u32) -> Tmpfs {
-        let dir = std::env::temp_dir().join(format!("ferromq-diskfull-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Process::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size_mib}m"))
-            .arg("tmpfs")
-            .arg(&dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Process::new("umount").arg("-l").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 fn body(seq: u64) -> Vec<u8> {
     let mut b = format!("m{seq}:").into_bytes();
@@ -106,8 +82,8 @@ async fn fill(c: &mut Client, next: &mut u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_persistent_publishes_until_space_is_freed() {
-    let fs = Tmpfs::mount(48);
-    let data = fs.0.join("data");
+    let fs = Tmpfs::mount("diskfull", 48);
+    let data = fs.path().join("data");
     let server = ferromq::start(config(&data)).await.expect("starts");
     let addr = server.stomp_addr().unwrap();
 
@@ -191,5 +167,180 @@ async fn a_full_disk_refuses_persistent_publishes_until_space_is_freed() {
     }
     c.expect_silence(300).await;
     drop(c);
+    server.shutdown().await;
+}
+
+/// Publishes `seq` persistently and waits for its confirm: true if acked, false if nacked.
+async fn confirmed(ch: &Channel, seq: u64) -> bool {
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "disk".into(),
+            BasicPublishOptions::default(),
+            &body(seq),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish sent")
+        .await
+        .expect("confirmed or nacked");
+    assert!(confirm.is_ack() || confirm.is_nack(), "{confirm:?}");
+    confirm.is_ack()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_in_the_journal_nacks_publishes_and_the_broker_carries_on() {
+    let fs = Tmpfs::mount("enospc", 8);
+    let data = fs.path().join("data");
+    let config = || {
+        let mut c = config(&data);
+        c.listeners.amqp = "127.0.0.1:0".into();
+        // No floor: the journal's writes themselves run out of space.
+        c.store.disk_free_min_bytes = 0;
+        c
+    };
+    let server = ferromq::start(config()).await.expect("starts");
+    let addr = server.amqp_addr().unwrap();
+
+    // 1. Publish with confirms until the journal refuses: a nack, the channel stays open,
+    //    and it keeps refusing while the disk is full.
+    let producer = common::amqp::connect(addr).await;
+    let ch = producer.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("disk".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let mut acked_by_broker = Vec::new();
+    let mut next_seq = 0u64;
+    while confirmed(&ch, next_seq).await {
+        acked_by_broker.push(next_seq);
+        next_seq += 1;
+        assert!(next_seq < 10_000, "the disk never filled");
+    }
+    assert!(
+        acked_by_broker.len() >= 50,
+        "about 7 MiB fit, got {}",
+        acked_by_broker.len()
+    );
+    next_seq += 1;
+    for _ in 0..3 {
+        assert!(!confirmed(&ch, next_seq).await, "still full: refused");
+        next_seq += 1;
+    }
+    // A STOMP producer asking for a receipt gets an ERROR saying why.
+    let mut stomp = Client::connect(server.stomp_addr().unwrap()).await;
+    let hs = [
+        ("destination", "/queue/disk"),
+        ("persistent", "true"),
+        ("receipt", "r"),
+    ];
+    stomp.send_frame(Command::Send, &hs, &body(next_seq)).await;
+    next_seq += 1;
+    let f = stomp.frame().await;
+    assert_eq!(f.command, Command::Error);
+    let why = String::from_utf8_lossy(&f.body);
+    assert!(why.contains("disk is full"), "the error says why: {why}");
+
+    // 2. Another connection works meanwhile.
+    let other = common::amqp::connect(addr).await;
+    let och = other.create_channel().await.unwrap();
+    och.queue_declare("t".into(), Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    och.basic_publish(
+        "".into(),
+        "t".into(),
+        BasicPublishOptions::default(),
+        b"still here",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let got = och
+        .basic_get("t".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("a message");
+    assert_eq!(&got.delivery.data[..], b"still here");
+
+    // 3. A consumer takes and acks the first half of what was confirmed (the refused
+    //    messages are in the queue too, behind them, as transient ones would be).
+    let consumer = common::amqp::connect(addr).await;
+    let cch = consumer.create_channel().await.unwrap();
+    let acked = acked_by_broker.len() / 2;
+    for &seq in &acked_by_broker[..acked] {
+        let m = cch
+            .basic_get("disk".into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+            .expect("a message");
+        assert!(
+            m.delivery.data == body(seq),
+            "message {seq} expected, got {:?}",
+            String::from_utf8_lossy(&m.delivery.data[..12])
+        );
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+
+    // 4. Space freed by the acks: publishes are confirmed again on the same channel,
+    //    without a restart. Until the acks have freed it, they may still be refused.
+    let mut resumed = false;
+    for _ in 0..100 {
+        if confirmed(&ch, next_seq).await {
+            acked_by_broker.push(next_seq);
+            next_seq += 1;
+            resumed = true;
+            break;
+        }
+        next_seq += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        resumed,
+        "persistent publishes are confirmed again once space is freed"
+    );
+    for _ in 0..3 {
+        assert!(confirmed(&ch, next_seq).await, "and keep being confirmed");
+        acked_by_broker.push(next_seq);
+        next_seq += 1;
+    }
+    drop((ch, producer, och, other, cch, consumer));
+    server.shutdown().await;
+
+    // 5. After a restart: exactly the confirmed and unacked ones, intact, in order; none
+    //    of the refused ones.
+    let server = ferromq::start(config()).await.expect("restarts");
+    let conn = common::amqp::connect(server.amqp_addr().unwrap()).await;
+    let ch = conn.create_channel().await.unwrap();
+    let mut back = Vec::new();
+    while let Some(m) = ch
+        .basic_get("disk".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        back.push(m.delivery.data);
+    }
+    let expected: Vec<Vec<u8>> = acked_by_broker[acked..].iter().map(|&s| body(s)).collect();
+    assert_eq!(
+        back.len(),
+        expected.len(),
+        "confirmed and unacked come back"
+    );
+    for (i, (got, want)) in back.iter().zip(&expected).enumerate() {
+        assert!(
+            got == want,
+            "message {} differs",
+            acked_by_broker[acked + i]
+        );
+    }
+    drop((ch, conn));
     server.shutdown().await;
 }

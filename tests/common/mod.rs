@@ -2,7 +2,9 @@
 //! minimal STOMP client built on the codec.
 #![allow(dead_code)]
 
+pub mod amqp;
 pub mod net;
+pub mod tmpfs;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -90,6 +90,19 @@ pub const QUEUE_MEMORY_MAX_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
 pub const MEMORY_MAX_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 
 /// Default free-space floor of the journal's file system. Below it persistent publishes
-/// are refused, so the journal never meets ENOSPC halfway through a record; 256 MiB leaves
-/// room for acks and deletions (which free space) and for segments already being written.
+/// are refused before the journal meets ENOSPC (which it survives, refusing the records that
+/// found no space: see `durable/mod.rs`); 256 MiB leaves room for acks and deletions (which
+/// free space) and for segments already being written.
 pub const DISK_FREE_MIN_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+
+/// Ranges of refused op numbers kept for [`SyncWaiter`](crate::SyncWaiter)s (16 bytes
+/// each). A disk that fills and frees over and over makes one range per episode; beyond
+/// this many the oldest merge, which can only turn a late confirm into a refusal.
+pub const REFUSED_RANGES_MAX: usize = 4096;
+
+/// Declarations, deletions, bindings and user changes whose records the journal refused
+/// for lack of space, kept to be written again once there is space. Beyond this the
+/// durable layer gives up as on an I/O error (refusing persistent publishes until a
+/// restart) rather than hold an unbounded list; 10,000 is far more than clients declare
+/// while a disk is full.
+pub const DURABLE_REWRITES_MAX: usize = 10_000;

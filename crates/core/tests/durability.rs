@@ -302,6 +302,48 @@ async fn a_message_in_two_queues_is_settled_per_queue() {
 }
 
 #[tokio::test]
+async fn a_message_settled_in_one_of_two_queues_survives_compaction_for_the_other() {
+    let dir = TempDir::new("fanout-compaction");
+    let n = start(&dir.0);
+    n.durable_queue("a");
+    n.durable_queue("b");
+    n.durable_queue("filler");
+    let id = n.conn.id();
+    let v = n.conn.vhost();
+    for q in ["a", "b"] {
+        v.bind_queue(q, "amq.fanout", "", FieldTable::new(), id)
+            .unwrap();
+    }
+    n.persistent("amq.fanout", "", "m");
+    let mut sa = n.sub("a");
+    ack(&sa.expect());
+    drop(sa);
+    // Settled records fill the first segment past its size, so it is sealed, sparse, and
+    // compacted away: only what is still live may be copied out of it.
+    let filler = "x".repeat(1024);
+    let mut sf = n.sub("filler");
+    for _ in 0..100 {
+        n.persistent("", "filler", &filler);
+        ack_all(&sf.drain());
+    }
+    drop(sf);
+    let first = dir.0.join(format!("{:020}.seg", 1));
+    for _ in 0..500 {
+        if !first.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!first.exists(), "the first segment was compacted");
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("a"), 0);
+    assert_eq!(n.messages("b"), 1, "still unsettled in b");
+    n.stop().await;
+}
+
+#[tokio::test]
 async fn dead_lettered_messages_move_durably() {
     let dir = TempDir::new("dlx");
     let n = start(&dir.0);
@@ -561,6 +603,60 @@ async fn a_failed_journal_fails_pending_confirms_and_refuses_persistent_publishe
     let mut sub = n.sub("d");
     let got = sub.drain_bodies();
     assert_eq!(got.first().map(String::as_str), Some("before"), "{got:?}");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_what_found_no_space_and_the_broker_carries_on() {
+    let dir = TempDir::new("disk-full");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("d");
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let before = n.persistent("", "d", "before").ticket.unwrap();
+    waiter.wait(before).await.expect("synced");
+
+    faults.set_disk_full(true);
+    let refused = n.persistent("", "d", "refused").ticket.unwrap();
+    let e = waiter.wait(refused).await.expect_err("no space for it");
+    assert_eq!(e.reply_code(), 506, "{e}");
+    assert!(e.to_string().contains("disk is full"), "{e}");
+    // A declaration made meanwhile takes effect at once; its record waits for space.
+    n.durable_queue("later");
+    // The refused message stays deliverable in memory, as a transient one would.
+    let mut sub = n.sub("d");
+    let got = sub.drain();
+    assert_eq!(bodies(&got), ["before", "refused"]);
+    // The ack's record finds no space either; the ack holds in memory.
+    ack(&got[0]);
+    let point = n.broker.sync_point().unwrap();
+    waiter
+        .wait(point)
+        .await
+        .expect("a sync point owns no refused op");
+    assert_eq!(n.messages("d"), 0);
+
+    // Space is back: confirmed again, without a restart, in the queue declared meanwhile.
+    faults.set_disk_full(false);
+    let after = n.persistent("", "later", "after").ticket.unwrap();
+    waiter.wait(after).await.expect("confirmed again");
+    assert_eq!(waiter.poll(before), Some(Ok(())));
+    assert!(
+        matches!(waiter.poll(refused), Some(Err(_))),
+        "a refusal stays one"
+    );
+    drop(sub);
+    n.stop().await;
+
+    // "refused" was never stored; the ack of "before" and the queue declared while the
+    // disk was full were written again once there was space, ahead of "after".
+    let n = start(&dir.0);
+    let mut sub = n.sub("d");
+    assert_eq!(sub.drain_bodies(), Vec::<String>::new());
+    let mut later = n.sub("later");
+    assert_eq!(later.drain_bodies(), ["after"]);
+    drop((sub, later));
     n.stop().await;
 }
 

@@ -116,7 +116,7 @@ async fn copy_live(
         let mut outcome = Ok(());
         for (origin, kind, payload) in records {
             let old = origin.origin;
-            match journal.enqueue(kind, payload, Some(origin)).await {
+            match journal.enqueue(kind, payload, Some(origin), None).await {
                 Ok(rx) => pending.push((old, rx)),
                 Err(err) => {
                     outcome = Err(err);

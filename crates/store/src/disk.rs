@@ -12,11 +12,16 @@ use crate::error::{IoOp, StoreError};
 use crate::fault::{FaultInjector, WriteFault};
 use crate::segment;
 
+use crate::error::ENOSPC;
+
 const EIO: i32 = 5;
-const ENOSPC: i32 = 28;
 
 /// Creates a segment file holding only its header, fsyncs it, then fsyncs the directory so
 /// that the new name survives a crash.
+///
+/// If the header cannot be written for lack of space, the new file is removed again (an
+/// unlink needs no space), so that a later attempt can create it and no stray file is left
+/// for recovery; that error is [`StoreError::DiskFull`] and the caller may go on.
 pub(crate) fn create_segment(
     dir: &Path,
     first_lsn: u64,
@@ -35,7 +40,14 @@ pub(crate) fn create_segment(
         .append(true)
         .open(&path)
         .map_err(|e| StoreError::io(IoOp::Create, &path, e))?;
-    write_all(&mut file, &path, &segment::encode_header(first_lsn), faults)?;
+    if let Err(err) = write_all(&mut file, &path, &segment::encode_header(first_lsn), faults) {
+        drop(file);
+        if err.is_fatal() {
+            return Err(err);
+        }
+        fs::remove_file(&path).map_err(|e| StoreError::io(IoOp::Remove, &path, e))?;
+        return Err(err);
+    }
     sync(&file, &path, faults)?;
     sync_dir(dir)?;
     Ok((file, path))
@@ -71,6 +83,29 @@ pub(crate) fn write_all(
     }
     file.write_all(buf)
         .map_err(|e| StoreError::io(IoOp::Write, path, e))
+}
+
+/// Cuts the file back to `len` bytes (dropping a partly written batch; shrinking needs no
+/// space) and fsyncs it, so that the bytes cut off cannot reappear after a crash: they may
+/// hold whole records whose appenders were told they failed.
+pub(crate) fn cut(
+    file: &File,
+    path: &Path,
+    len: u64,
+    faults: &FaultInjector,
+) -> Result<(), StoreError> {
+    file.set_len(len)
+        .map_err(|e| StoreError::io(IoOp::Truncate, path, e))?;
+    if faults.on_fsync() {
+        return Err(StoreError::io(
+            IoOp::Sync,
+            path,
+            io::Error::from_raw_os_error(EIO),
+        ));
+    }
+    // A full fsync, not fdatasync: the new length is the point.
+    file.sync_all()
+        .map_err(|e| StoreError::io(IoOp::Sync, path, e))
 }
 
 /// fsync of a segment's data (and the size change that makes it readable).

@@ -124,7 +124,8 @@ impl fmt::Display for Corruption {
 ///
 /// Fatal errors ([`StoreError::is_fatal`]) leave the journal refusing every further append
 /// with a clone of the same error until it is reopened; the others concern one call only
-/// (or, for [`StoreError::Corrupt`] and [`StoreError::Config`] from `open`, the open).
+/// (or, for [`StoreError::DiskFull`], the records of one write; for [`StoreError::Corrupt`]
+/// and [`StoreError::Config`] from `open`, the open).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file operation failed. Fatal.
@@ -138,8 +139,12 @@ pub enum StoreError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// A write or create failed with ENOSPC. Fatal: reopen once space is freed.
-    #[error("journal disk full: {op} {path}")]
+    /// A write of records or the create of a segment failed for lack of space (ENOSPC, or
+    /// EDQUOT: a quota is full). Not fatal: the journal cut the segment back to its last
+    /// good record, failed exactly the records of that write (and those submitted with a
+    /// [`Fence`](crate::Fence) older than it), and tries later appends again, so they
+    /// succeed once space is freed. Records appended before stay intact.
+    #[error("journal disk full: {op} {path}: no space left for the record")]
     DiskFull {
         /// What was being done.
         op: IoOp,
@@ -193,16 +198,16 @@ pub enum StoreError {
 impl StoreError {
     /// True when the journal accepts no more appends after this error and must be reopened.
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Io { .. } | StoreError::DiskFull { .. } | StoreError::Closed
-        )
+        matches!(self, StoreError::Io { .. } | StoreError::Closed)
     }
 
-    /// Classifies an I/O error: ENOSPC becomes [`StoreError::DiskFull`].
+    /// Classifies an I/O error: lack of space while writing records or creating a segment
+    /// becomes [`StoreError::DiskFull`]. Lack of space reported by anything else (an fsync
+    /// on a thin-provisioned or network file system, say) stays a fatal
+    /// [`StoreError::Io`]: see the journal's fault rules in `writer.rs`.
     pub(crate) fn io(op: IoOp, path: impl Into<PathBuf>, err: io::Error) -> Self {
         let path = path.into();
-        if is_enospc(&err) {
+        if matches!(op, IoOp::Write | IoOp::Create) && is_no_space(&err) {
             StoreError::DiskFull { op, path }
         } else {
             StoreError::Io {
@@ -216,8 +221,12 @@ impl StoreError {
 
 /// ENOSPC is 28 on Linux, the BSDs and macOS. `io::ErrorKind::StorageFull` is newer than the
 /// workspace's minimum Rust version.
-const ENOSPC: i32 = 28;
+pub(crate) const ENOSPC: i32 = 28;
 
-fn is_enospc(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(ENOSPC)
+/// EDQUOT (disk quota exceeded) on Linux: a full quota is a full disk for this user, and
+/// freeing space cures it the same way.
+const EDQUOT: i32 = 122;
+
+fn is_no_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
 }

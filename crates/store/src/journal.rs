@@ -25,6 +25,13 @@ use crate::writer::{Active, AppendRequest, Command, Shared, Writer, WriterConfig
 #[must_use = "a submitted record's LSN is needed to release it"]
 pub struct Submitted(oneshot::Receiver<Result<Lsn, StoreError>>);
 
+/// Taken by [`Journal::fence`] before a run of [`Journal::submit_fenced`] calls: once a
+/// write fails for lack of space ([`StoreError::DiskFull`]), every later record of the run
+/// is refused with the same error without being written. So a run lands on disk as a
+/// prefix: whatever comes after a failed record, and might depend on it, is not there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence(u64);
+
 /// An append-only journal of segment files in one directory.
 ///
 /// Open it with [`Journal::open`], use it through [`Store`], and [`close`](Journal::close) it
@@ -104,6 +111,7 @@ impl Journal {
             progress: watch::Sender::new(Progress::at(next_lsn - 1)),
             epoch: AtomicU64::new(config.epoch),
             fsyncs: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
             faults: config.faults.clone(),
         });
         let (tx, rx) = mpsc::channel();
@@ -166,6 +174,13 @@ impl Journal {
             .read(first_lsn, &path, lsn, offset)
     }
 
+    /// True while the record (or the compaction copy it was moved to) is on disk and not
+    /// released.
+    pub fn is_live(&self, lsn: Lsn) -> bool {
+        let space = self.shared.space();
+        space.is_live(space.forward(lsn))
+    }
+
     /// The journal's directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
@@ -177,6 +192,7 @@ impl Journal {
         kind: u8,
         payload: Bytes,
         origin: Option<crate::record::Copied>,
+        fence: Option<Fence>,
     ) -> Result<oneshot::Receiver<Result<Lsn, StoreError>>, StoreError> {
         if let Some(err) = self.refusal() {
             return Err(err);
@@ -197,6 +213,7 @@ impl Journal {
             origin,
             reply,
             permit,
+            fence: fence.map(|f| f.0),
         };
         self.tx
             .send(Command::Append(request))
@@ -217,13 +234,39 @@ impl Journal {
     /// single task can submit a run of records back to back and collect their LSNs later,
     /// keeping group commit busy instead of waiting for each write.
     pub async fn submit(&self, kind: u8, payload: Bytes) -> Result<Submitted, StoreError> {
+        self.submit_inner(kind, payload, None).await
+    }
+
+    /// The current [`Fence`], to pass to the [`Journal::submit_fenced`] calls of one run.
+    pub fn fence(&self) -> Fence {
+        Fence(self.shared.failed_batches.load(Ordering::Relaxed))
+    }
+
+    /// [`Journal::submit`], except that the record is refused with
+    /// [`StoreError::DiskFull`], unwritten, if any write failed for lack of space after
+    /// `fence` was taken and before the writer reached this record.
+    pub async fn submit_fenced(
+        &self,
+        kind: u8,
+        payload: Bytes,
+        fence: Fence,
+    ) -> Result<Submitted, StoreError> {
+        self.submit_inner(kind, payload, Some(fence)).await
+    }
+
+    async fn submit_inner(
+        &self,
+        kind: u8,
+        payload: Bytes,
+        fence: Option<Fence>,
+    ) -> Result<Submitted, StoreError> {
         if payload.len() > self.record_payload_max_bytes as usize {
             return Err(StoreError::RecordTooLarge {
                 len: payload.len(),
                 max: self.record_payload_max_bytes,
             });
         }
-        Ok(Submitted(self.enqueue(kind, payload, None).await?))
+        Ok(Submitted(self.enqueue(kind, payload, None, fence).await?))
     }
 
     /// The LSN of a submitted record, once it is [`Watermark::Appended`].
@@ -268,7 +311,7 @@ impl Store for Journal {
                 max: self.record_payload_max_bytes,
             });
         }
-        let rx = self.enqueue(kind, payload, None).await?;
+        let rx = self.enqueue(kind, payload, None, None).await?;
         self.appended(rx).await
     }
 

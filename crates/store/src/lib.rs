@@ -5,8 +5,9 @@
 //! epoch. Appends from many tasks are group-committed by one writer thread; callers wait for
 //! the durability level their policy asks for ([`Watermark`]). The caller releases records
 //! it no longer needs; emptied segments are deleted and sparse ones compacted. On open,
-//! recovery hands every record on disk to the caller in order. See `README.md` for the file
-//! format and the rules.
+//! recovery hands every record on disk to the caller in order. A full disk fails only the
+//! records that found no space ([`StoreError::DiskFull`]) and the journal carries on; other
+//! I/O errors are fatal until reopened. See `README.md` for the file format and the rules.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ferromq_store::StoreError> {
@@ -55,7 +56,7 @@ mod writer;
 pub use config::JournalConfig;
 pub use error::{Corruption, IoOp, StoreError};
 pub use fault::FaultInjector;
-pub use journal::{Journal, Submitted};
+pub use journal::{Fence, Journal, Submitted};
 pub use memory::MemStore;
 pub use record::{Lsn, Record};
 pub use recovery::{Recovery, Truncation};

@@ -16,8 +16,9 @@ use crate::store::{Moved, Store, StoreStats};
 use crate::watermark::{self, Progress, Watermark, Watermarks};
 
 /// A [`Store`] in memory. Every append is synced at once (one "fsync" each) unless a
-/// [`FaultInjector`] says otherwise; faults behave as in the file journal (a failed write or
-/// fsync is fatal until a new store is made). Unlike the journal it forgets a record the
+/// [`FaultInjector`] says otherwise; faults behave as in the file journal (a full disk fails
+/// that append only, and takes no LSN; a failed write or fsync is fatal until a new store is
+/// made). Unlike the journal it forgets a record the
 /// moment it is released, so [`Store::contains`] turns false at once, and it never moves
 /// records. [`MemStore::records`] is what a reopen would hand over.
 #[derive(Debug)]
@@ -83,7 +84,11 @@ impl MemStore {
                 return Err(self.fail(IoOp::Write, io::Error::from_raw_os_error(5)))
             }
             Some(WriteFault::DiskFull) => {
-                return Err(self.fail(IoOp::Write, io::Error::from_raw_os_error(28)))
+                return Err(StoreError::io(
+                    IoOp::Write,
+                    PathBuf::from("<memory>"),
+                    io::Error::from_raw_os_error(crate::error::ENOSPC),
+                ))
             }
         }
         let lsn = {

@@ -260,6 +260,21 @@ impl Space {
         Some(seg.first_lsn)
     }
 
+    /// Undoes [`Space::hold_origin`] and the orphan entry in `copy_segment` for a copy that
+    /// was not written after all. Returns the original's segment, marked, if that made it
+    /// deletable.
+    pub(crate) fn release_hold(&mut self, origin_segment: Lsn, copy_segment: Lsn) -> Option<Lsn> {
+        if let Some(seg) = self.segments.get_mut(&copy_segment) {
+            if let Some(pos) = seg.orphan_origins.iter().position(|&o| o == origin_segment) {
+                seg.orphan_origins.swap_remove(pos);
+            }
+        }
+        let compacting = self.compacting;
+        let origin = self.segments.get_mut(&origin_segment)?;
+        origin.held -= 1;
+        Self::mark_if_deletable(origin, compacting)
+    }
+
     pub(crate) fn segment_mut(&mut self, first_lsn: Lsn) -> Option<&mut Segment> {
         self.segments.get_mut(&first_lsn)
     }
@@ -455,6 +470,17 @@ mod tests {
             vec![1],
             "its removal frees the original's segment"
         );
+    }
+
+    #[test]
+    fn a_copy_that_was_not_written_lets_go_of_its_original() {
+        let mut space = space_with(&[(1, 2), (3, 0)], 3);
+        let origin_seg = space.hold_origin(1).unwrap();
+        space.segment_mut(3).unwrap().add_orphan(origin_seg);
+        space.release(1);
+        assert_eq!(space.release(2), (true, None), "held by the staged copy");
+        assert_eq!(space.release_hold(origin_seg, 3), Some(1), "now deletable");
+        assert!(space.segment_mut(3).unwrap().orphan_origins.is_empty());
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub struct StoreStats {
 /// An append-only journal of opaque records.
 ///
 /// # Contract
-/// - LSNs are assigned in append order, from 1, without gaps while the store is open.
+/// - LSNs are assigned in append order, from 1, without gaps while the store is open. A
+///   record refused for lack of space ([`StoreError::DiskFull`]) takes no LSN; the store
+///   carries on and later appends are tried again.
 /// - `append` resolves once the record is [`Watermark::Appended`]; wait for a higher level
 ///   with [`Store::wait_for`]. A producer is confirmed at the level its policy asks for.
 /// - After a fatal error ([`StoreError::is_fatal`]) every append and every wait for a level

@@ -5,8 +5,26 @@
 //! first unsynced write or `sync_batch_max_bytes` are unsynced (group commit). It is a
 //! dedicated std thread so blocking file I/O never runs on a tokio worker.
 //!
-//! On the first I/O error it publishes the error in [`Progress::failure`], fails every
-//! staged append, and exits; dropping the channel fails whatever was still queued.
+//! # Faults
+//! - **No space** (ENOSPC or EDQUOT) while writing a batch, a partial write included: the
+//!   segment is cut back to the end of its last good record and fsynced (`disk::cut`), the
+//!   records of that batch fail with [`StoreError::DiskFull`] and give their LSNs back (the
+//!   next records take them, so the LSNs on disk stay consecutive), and the writer goes on.
+//!   Records written before the batch stay; the fsync of the cut makes them synced. The
+//!   same for a segment that cannot be created: the record that needed it fails, the active
+//!   segment stays active (already fsynced whole), and the next record tries again. Either
+//!   way `failed_batches` is counted, which fails the records submitted with an older
+//!   [`Fence`](crate::Fence) without writing them. Nothing is retried by the writer: the
+//!   appender decides.
+//! - **Any other I/O error** on write (EIO and the like), and **any failed fsync**, is fatal:
+//!   the writer publishes the error in [`Progress::failure`], fails every staged append, and
+//!   exits; dropping the channel fails whatever was still queued. After a failed fsync the
+//!   kernel may have dropped the dirty pages and cleared the error (PostgreSQL's
+//!   "fsyncgate"), so a later fsync could report success for data that is gone: only a
+//!   reopen, whose recovery trusts nothing but what it reads back, is safe. An EIO from a
+//!   write means the device, not the space, failed: freeing space cures nothing, and what
+//!   reached the disk is unknown; recovery finds out. A failed cut (truncate or its fsync)
+//!   is fatal for the same reasons.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -17,10 +35,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
-use tracing::error;
+use tracing::{error, info, warn};
 
 use crate::disk;
-use crate::error::StoreError;
+use crate::error::{IoOp, StoreError};
 use crate::fault::FaultInjector;
 use crate::record::{self, Lsn};
 use crate::space::{Segment, Space};
@@ -35,6 +53,9 @@ pub(crate) struct Shared {
     pub progress: watch::Sender<Progress>,
     pub epoch: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// Batches and segment creates that failed for lack of space, since open; the
+    /// generation a [`Fence`](crate::Fence) remembers.
+    pub failed_batches: AtomicU64,
     pub faults: FaultInjector,
 }
 
@@ -64,6 +85,8 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Result<Lsn, StoreError>>,
     /// Queue space held until the record is staged.
     pub permit: OwnedSemaphorePermit,
+    /// Refuse the record unwritten if `failed_batches` has passed this.
+    pub fence: Option<u64>,
 }
 
 /// The segment being appended to.
@@ -86,6 +109,10 @@ pub(crate) struct WriterConfig {
 /// # Invariants
 /// - `buf` holds the encoded records of `staged`, in LSN order, from `appended + 1`;
 ///   `next_lsn == appended + staged.len() + 1` between commands.
+/// - `active.len` is the file's length up to its last good record: bytes beyond it exist
+///   only during a write, and a failed write's are cut before the next command.
+/// - Space counts exactly the records in `active.len`; a staged compaction copy holds its
+///   original's segment (given back if the copy is not written).
 /// - `synced <= appended`; `unsynced_since` is `Some` iff `synced < appended`.
 /// - `after_sync` is true iff nothing has been staged since the last fsync (or open, or
 ///   rotation): the next record gets the `AFTER_SYNC` flag.
@@ -102,6 +129,8 @@ pub(crate) struct Writer {
     unsynced_since: Option<Instant>,
     unsynced_bytes: u64,
     after_sync: bool,
+    /// The last write or create failed for lack of space (for logging the change only).
+    out_of_space: bool,
 }
 
 struct Staged {
@@ -109,6 +138,8 @@ struct Staged {
     size: u32,
     /// False for compaction copies: born dead until adopted.
     live: bool,
+    /// For compaction copies: the segment of the original, held by the copy.
+    origin_segment: Option<Lsn>,
     reply: oneshot::Sender<Result<Lsn, StoreError>>,
 }
 
@@ -133,6 +164,7 @@ impl Writer {
             unsynced_since: None,
             unsynced_bytes: 0,
             after_sync: true,
+            out_of_space: false,
         }
     }
 
@@ -231,7 +263,14 @@ impl Writer {
             origin,
             reply,
             permit,
+            fence,
         } = req;
+        if fence.is_some_and(|f| f < self.shared.failed_batches.load(Ordering::Relaxed)) {
+            // An earlier record of the caller's run failed: so does this one, unwritten, so
+            // that the run lands as a prefix.
+            let _ = reply.send(Err(self.no_space(IoOp::Write)));
+            return Ok(());
+        }
         let size = record::encoded_len(
             payload.len(),
             origin.is_some(),
@@ -242,19 +281,27 @@ impl Writer {
         if has_records && pending + size > self.config.segment_size_max_bytes {
             if let Err(err) = self.rotate() {
                 let _ = reply.send(Err(err.clone()));
-                return Err(err);
+                if err.is_fatal() {
+                    return Err(err);
+                }
+                // No segment for lack of space: the active one stays; the next record that
+                // needs a new one tries again.
+                self.ran_out_of_space(&err);
+                return Ok(());
             }
         }
+        let mut origin_segment = None;
         if let Some(origin) = origin {
             let mut space = self.shared.space();
-            let Some(origin_segment) = space.hold_origin(origin.origin) else {
+            let Some(held) = space.hold_origin(origin.origin) else {
                 // The original left the disk (a cancelled compaction's copy that was still
                 // queued). Writing the copy would resurrect it; drop it unanswered.
                 return Ok(());
             };
             if let Some(active) = space.segment_mut(self.active.first_lsn) {
-                active.add_orphan(origin_segment);
+                active.add_orphan(held);
             }
+            origin_segment = Some(held);
         }
         let lsn = self.next_lsn;
         record::encode(
@@ -274,23 +321,34 @@ impl Writer {
             lsn,
             size: size as u32,
             live: origin.is_none(),
+            origin_segment,
             reply,
         });
         drop(permit);
         Ok(())
     }
 
-    /// Writes the staged records, advances `appended` and answers their appenders.
+    /// Writes the staged records, advances `appended` and answers their appenders; or, if
+    /// there is no space for them, refuses them (see [`Writer::refuse_staged`]).
     fn flush(&mut self) -> Result<(), StoreError> {
         if self.staged.is_empty() {
             return Ok(());
         }
-        disk::write_all(
+        if let Err(err) = disk::write_all(
             &mut self.active.file,
             &self.active.path,
             &self.buf,
             &self.shared.faults,
-        )?;
+        ) {
+            if err.is_fatal() {
+                return Err(err);
+            }
+            return self.refuse_staged(err);
+        }
+        if self.out_of_space {
+            self.out_of_space = false;
+            info!(dir = %self.shared.dir.display(), "journal writes succeed again");
+        }
         self.shared.space().push_active(
             self.active.first_lsn,
             self.staged.iter().map(|s| (s.size, s.live)),
@@ -311,14 +369,61 @@ impl Writer {
         Ok(())
     }
 
-    /// Flushes, then fsyncs if anything is unsynced, and advances `synced`.
-    fn sync(&mut self) -> Result<(), StoreError> {
-        self.flush()?;
-        if self.unsynced_since.is_none() {
-            return Ok(());
-        }
-        disk::sync(&self.active.file, &self.active.path, &self.shared.faults)?;
+    /// The staged batch could not be written for lack of space (`err`): cuts the segment back
+    /// to `active.len` and fsyncs it, fails every staged record with `err`, gives their LSNs
+    /// back and lets go of what their compaction copies held. Records written before stay
+    /// and are now synced. Fails (fatally) only if the cut does.
+    fn refuse_staged(&mut self, err: StoreError) -> Result<(), StoreError> {
+        disk::cut(
+            &self.active.file,
+            &self.active.path,
+            self.active.len,
+            &self.shared.faults,
+        )?;
+        self.buf.clear();
+        self.next_lsn = self.appended + 1;
+        self.ran_out_of_space(&err);
+        // The cut's fsync covered every record before the batch; published before the
+        // refusals, so that a refused appender already sees them synced.
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.mark_synced();
+        let mut deletions = Vec::new();
+        {
+            let mut space = self.shared.space();
+            for origin in self.staged.iter().filter_map(|s| s.origin_segment) {
+                deletions.extend(space.release_hold(origin, self.active.first_lsn));
+            }
+        }
+        for staged in self.staged.drain(..) {
+            let _ = staged.reply.send(Err(err.clone()));
+        }
+        for first_lsn in deletions {
+            self.delete(first_lsn)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a write or create that failed for lack of space, which fences off the records
+    /// submitted before it, and logs the change from writing to refusing.
+    fn ran_out_of_space(&mut self, err: &StoreError) {
+        self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+        if !self.out_of_space {
+            self.out_of_space = true;
+            warn!(dir = %self.shared.dir.display(), %err,
+                "journal out of space: records are refused until space is freed");
+        }
+    }
+
+    /// The error for a record refused for lack of space without being written.
+    fn no_space(&self, op: IoOp) -> StoreError {
+        StoreError::DiskFull {
+            op,
+            path: self.active.path.clone(),
+        }
+    }
+
+    /// Everything appended is fsynced: advances `synced`.
+    fn mark_synced(&mut self) {
         self.synced = self.appended;
         self.unsynced_since = None;
         self.unsynced_bytes = 0;
@@ -327,6 +432,17 @@ impl Writer {
         self.shared
             .progress
             .send_modify(|p| p.marks.synced = synced);
+    }
+
+    /// Flushes, then fsyncs if anything is unsynced, and advances `synced`.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        if self.unsynced_since.is_none() {
+            return Ok(());
+        }
+        disk::sync(&self.active.file, &self.active.path, &self.shared.faults)?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.mark_synced();
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use common::*;
-use ferromq_store::{Journal, JournalConfig, Lsn, Store, StoreError};
+use ferromq_store::{FaultInjector, Journal, JournalConfig, Lsn, Store, StoreError};
 
 const PAYLOAD: usize = 200;
 
@@ -396,6 +396,61 @@ async fn recovery_hands_records_over_in_the_order_they_were_first_written() {
     // Read back from where they lie now, copies included.
     for r in &recovered {
         assert_eq!(&journal.read_back(r.lsn, r.offset).unwrap(), r);
+    }
+    journal.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_compaction_that_finds_no_space_gives_up_cleanly_and_the_next_one_works() {
+    let dir = TempDir::new("compact-enospc");
+    let faults = FaultInjector::new();
+    let mut cfg = config(dir.path());
+    cfg.faults = faults.clone();
+    let journal = filled(&cfg, 100).await;
+    let kept: Vec<Lsn> = (1..=100).filter(|lsn| lsn % 5 == 0).collect();
+    for lsn in (1..=100).filter(|lsn| lsn % 5 != 0) {
+        assert!(journal.release(lsn));
+    }
+    let before = journal.stats();
+    let active_first: Lsn = segment_files(dir.path())
+        .last()
+        .and_then(|p| p.file_stem()?.to_str()?.parse().ok())
+        .unwrap();
+
+    faults.set_disk_full(true);
+    let err = journal.compact().await.unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    assert!(!err.is_fatal());
+    let after = journal.stats();
+    assert_eq!(
+        (after.records, after.live_records, after.segments),
+        (before.records, before.live_records, before.segments),
+        "no copy was written and nothing was deleted"
+    );
+
+    // The copies that were refused hold nothing: the same segments compact now.
+    faults.set_disk_full(false);
+    let moved = journal.compact().await.unwrap();
+    let mapping: HashMap<Lsn, Lsn> = moved.iter().map(|m| (m.old, m.new)).collect();
+    for lsn in kept.iter().filter(|&&lsn| lsn < active_first) {
+        assert!(
+            mapping.contains_key(lsn),
+            "record {lsn} of a sparse segment moved"
+        );
+    }
+    journal.close().await.unwrap();
+    assert!(journal.stats().segments < before.segments);
+
+    let (journal, recovered, recovery) = open(cfg);
+    assert!(recovery.truncated.is_none());
+    for &lsn in &kept {
+        let now = mapping.get(&lsn).copied().unwrap_or(lsn);
+        let copies: Vec<Lsn> = recovered
+            .iter()
+            .filter(|r| r.payload == payload(lsn, PAYLOAD))
+            .map(|r| r.lsn)
+            .collect();
+        assert_eq!(copies, [now], "record {lsn} recovered once, at {now}");
     }
     journal.close().await.unwrap();
 }

@@ -235,7 +235,7 @@ impl Channel {
                     t.commits.clear();
                     return Err(AmqpError::new(
                         code::INTERNAL_ERROR,
-                        "the journal failed: the committed messages may not be stored",
+                        "the journal failed or its disk is full: the committed messages may not be stored",
                     )
                     .at(90, 20));
                 }
@@ -483,7 +483,13 @@ impl Channel {
                 for (_, u) in &settled {
                     self.settled_one(u.consumer, ctx);
                 }
-                let journaled = outcomes.iter().flatten().any(|o| o.ticket.is_some());
+                // The transaction's own publishes: commit-ok is refused if one was.
+                let owned = outcomes
+                    .iter()
+                    .flatten()
+                    .filter_map(|o| o.ticket)
+                    .reduce(adapter::SyncTicket::max);
+                let journaled = owned.is_some();
                 outcomes?;
                 // Like a publisher confirm, commit-ok means stored: it waits for the
                 // journal to sync the transaction's persistent messages and acks.
@@ -492,7 +498,7 @@ impl Channel {
                 };
                 match ctx.link.sync_point() {
                     Some(at) if journaled || !settled.is_empty() || !t.commits.is_empty() => {
-                        t.commits.push_back(at);
+                        t.commits.push_back(owned.map_or(at, |o| o.max(at)));
                         self.flush_commits(ctx.out, ctx.scratch, ctx.link)
                     }
                     _ => {

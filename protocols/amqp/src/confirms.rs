@@ -5,7 +5,7 @@
 //! sent strictly in sequence order from the head of `pending`, runs of one outcome
 //! coalesced into a single `multiple` frame. A publish is resolved when `Vhost::publish`
 //! returns; a persistent one that was journaled also carries its journal ticket and is
-//! confirmed only once the ticket is synced (nacked if the journal failed).
+//! confirmed only once the ticket is synced (nacked if the journal failed, or refused the record for lack of space).
 //!
 //! # Invariants
 //! - `pending` is ordered by sequence number, without gaps, starting at `first`.
@@ -186,7 +186,7 @@ mod tests {
         assert!(c.waiting_for_sync());
         // Synced up to op 11; op 12 failed.
         let synced = |t: SyncTicket| match t {
-            x if x <= SyncTicket::from_seq(11) => Some(true),
+            x if x.seq() <= 11 => Some(true),
             _ => Some(false),
         };
         assert!(c.ready(&synced));

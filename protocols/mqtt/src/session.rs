@@ -412,7 +412,9 @@ impl Session {
                         self.pending_qos1 -= 1;
                     }
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "journal failed; MQTT publish not confirmed");
+                        // Per message, and frequent while a disk is full: the journal
+                        // logs the failure itself.
+                        tracing::debug!(error = %e, "journal refused or failed; MQTT publish not confirmed");
                         if !self.v5() {
                             self.close();
                             return Flow::Close;
@@ -430,7 +432,9 @@ impl Session {
 
     /// Queues an acknowledgement behind the journal (or sends it at once).
     fn acknowledge(&mut self, ticket: Option<SyncTicket>, p: Packet, out: &mut BytesMut) {
-        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0));
+        // An acknowledgement without a ticket of its own keeps its place in line, and does
+        // not share the refusal of the one ahead.
+        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0.behind()));
         match ticket {
             Some(t) => {
                 if matches!(p, Packet::PubAck(_)) {

@@ -476,7 +476,7 @@ impl Session {
                         _ if !self.pending_responses.is_empty() => {
                             // Keep responses in order behind the ones waiting.
                             let t = self.pending_responses.back().expect("not empty").0;
-                            self.pending_responses.push_back((t, corr));
+                            self.pending_responses.push_back((t.behind(), corr));
                         }
                         _ => self.write(out, &response(corr)),
                     }
@@ -1127,7 +1127,7 @@ impl Session {
                     }
                 }
                 // A commit is answered once what it published is synced.
-                let ticket = outcomes.iter().filter_map(|o| o.ticket).max();
+                let ticket = outcomes.iter().filter_map(|o| o.ticket).reduce(SyncTicket::max);
                 Ok(Reply::After(ticket.or_else(|| self.broker.sync_point())))
             }
             4 => {

@@ -168,7 +168,8 @@ impl Session {
     }
 
     /// The journal's synced point moved: sends the RECEIPTs that are now due (or an ERROR
-    /// if the journal failed), and closes after a DISCONNECT that waited for them.
+    /// if the journal failed or refused the message for lack of space), and closes after a
+    /// DISCONNECT that waited for them.
     pub fn on_synced(&mut self, out: &mut BytesMut) -> Flow {
         if self.closed {
             return Flow::Close;
@@ -332,7 +333,7 @@ impl Session {
                         let wait = self
                             .frame_ticket
                             .take()
-                            .or(self.pending_receipts.back().map(|p| p.0));
+                            .or(self.pending_receipts.back().map(|p| p.0.behind()));
                         match wait {
                             Some(t) if self.sync.is_some() => {
                                 self.pending_receipts.push_back((t, r));
@@ -857,7 +858,10 @@ impl Session {
             .ok_or_else(|| StompError::missing_header("COMMIT", "transaction"))?;
         let mut txn = self.txns.remove(t).ok_or_else(|| unknown_txn(t))?;
         let outcomes = txn.core.commit(self.conn().vhost())?;
-        self.frame_ticket = outcomes.iter().filter_map(|o| o.ticket).max();
+        self.frame_ticket = outcomes
+            .iter()
+            .filter_map(|o| o.ticket)
+            .reduce(SyncTicket::max);
         Ok(())
     }
 

@@ -11,7 +11,43 @@
 //! Every op has a sequence number. A producer that needs its publish confirmed at the
 //! `synced` watermark gets a [`SyncTicket`] and waits on a [`SyncWaiter`]; sequence numbers
 //! are taken from an atomic counter, so they may reach the channel slightly out of order,
-//! and the persister reports the highest number below which *every* op is synced.
+//! and the persister reports the highest number below which *every* op is settled: synced,
+//! or refused (below).
+//!
+//! # A full disk
+//! The configured free-space floor (`disk_free_min_bytes`) refuses persistent publishes
+//! before the journal runs out of space. If it runs out anyway (the floor is 0, or something
+//! else ate the space between two checks), the journal refuses the records that found no
+//! space ([`StoreError::DiskFull`]) and carries on. The persister hands each batch of ops to
+//! the journal as one fenced run ([`Journal::submit_fenced`](ferromq_store::Journal)), so
+//! the records of a batch land as a prefix: from the first refused op on, every op of the
+//! batch is refused, even if space came back meanwhile. Then, per op:
+//! - a **publish** is refused to its producer: its ticket resolves with
+//!   [`CoreError::ResourceLimit`] (AMQP basic.nack, a STOMP ERROR instead of the RECEIPT,
+//!   an MQTT 5 error reason code or an MQTT 3 disconnect, an OpenWire exception), as the
+//!   floor does. The message was already in its queues (ops are submitted before their
+//!   effect is visible, and a consumer may hold it already); it stays there, deliverable,
+//!   **as a transient message would**: the persister never tracks it, its settlement
+//!   releases nothing, and a restart does not bring it back. That keeps "nothing confirmed
+//!   is lost" (it was not confirmed) and at-least-once (a producer that republishes after
+//!   the nack may cause a duplicate, as with any nack);
+//! - a **settlement** (ack, reject, expiry...) has taken effect in memory: the persister
+//!   releases the publish records it settles as if its record had landed, so their
+//!   segments can still be deleted (which is how acks free space on a full disk), and
+//!   writes the settle record again, like a declaration (below), while a publish record it
+//!   cancels is on disk. Until one of the two happens, a restart brings those messages
+//!   back (at-least-once). At most half of `limits::DURABLE_REWRITES_MAX` settles wait;
+//!   beyond that a refused settle is not written again (at-least-once too);
+//! - a **declaration, deletion, binding or user change** has taken effect in memory too,
+//!   and later records may depend on it (a message naming a queue must follow the queue's
+//!   declaration on replay). Its ticket reports the refusal, and the persister keeps the
+//!   op and writes it again at the head of every later batch, in order, until it lands;
+//!   nothing after it lands before it does, so replay never meets a record before one it
+//!   depends on. At most `limits::DURABLE_REWRITES_MAX` wait; beyond that the journal is
+//!   treated as failed (below).
+//!
+//! Any other journal error is fatal for the durable layer: persistent publishes are
+//! refused until a restart, and every ticket not yet synced fails.
 //!
 //! Memory is bounded by flow control: the bytes of ops submitted but not yet taken by the
 //! journal are counted, and [`Durable::has_capacity`]/[`Durable::capacity`] let a protocol
@@ -40,7 +76,9 @@
 //! when its last queue settles it; a declaration when it is deleted; a binding when it is
 //! unbound or an end is deleted. A record that cancels others (a delete, unbind or settle)
 //! stays live while a cancelled record is on disk in another segment
-//! ([`Store::protects`](ferromq_store::Store::protects)); targets always precede their
+//! ([`Store::protects`](ferromq_store::Store::protects)), or is still live anywhere (a
+//! message settled in one of its queues but not yet in all: compaction would copy it out
+//! of the settle record's segment and leave the settle behind); targets always precede their
 //! tombstone, so these dependencies never form a cycle, and a record that pins an old
 //! segment (a long-lived queue declaration) is moved forward by compaction.
 //!
@@ -48,17 +86,20 @@
 //! - `codec.rs`: record kinds and payload encoding.
 //! - `persister.rs`: the task that owns the journal, the LSN of every live record, and the
 //!   rules for releasing them.
+//! - `refused.rs`: the bounded set of ops the journal refused for lack of space.
 //! - `recovery.rs`: rebuilding vhosts from the records on disk at start.
 
 pub(crate) mod codec;
 mod persister;
 mod recovery;
+mod refused;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 pub use persister::Persister;
@@ -77,7 +118,8 @@ pub struct DurableConfig {
     /// which producers of persistent messages are paused.
     pub backlog_max_bytes: u64,
     /// Persistent publishes are refused while the journal's file system has less free space
-    /// than this; 0 disables the check.
+    /// than this; 0 disables the check. Either way, records that find no space are refused
+    /// one by one (see "A full disk" above).
     pub disk_free_min_bytes: u64,
     /// How often the persister releases settled records, checks free space and compacts.
     pub tick_ms: u64,
@@ -105,30 +147,77 @@ impl DurableConfig {
     }
 }
 
-/// Identifies a submitted op; it is durable once a [`SyncWaiter`] says so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SyncTicket(pub(crate) u64);
+/// Identifies submitted ops; they are durable once a [`SyncWaiter`] says so.
+///
+/// A ticket waits until every op up to `seq` is settled, and fails if one of the ops it
+/// *owns*, `first..=seq`, was refused. A publish's ticket owns its op; [`SyncTicket::max`]
+/// of two owns both (and the ops between, which at worst turns a confirm into a refusal);
+/// [`Broker::sync_point`](crate::Broker::sync_point) and [`SyncTicket::behind`] own none.
+/// Deliberately not ordered: combine tickets with [`SyncTicket::max`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyncTicket {
+    first: u64,
+    seq: u64,
+}
 
 impl SyncTicket {
     /// The ticket of op number `seq`; for tests of protocol state machines.
     pub fn from_seq(seq: u64) -> SyncTicket {
-        SyncTicket(seq)
+        SyncTicket { first: seq, seq }
     }
 
-    /// The later of two tickets (waiting for it covers both).
+    /// A ticket that waits for everything up to op `seq` and owns none of it.
+    pub(crate) fn waiting_for(seq: u64) -> SyncTicket {
+        SyncTicket {
+            first: seq + 1,
+            seq,
+        }
+    }
+
+    /// A ticket for both: waits for the later, owns what either owns.
     pub fn max(self, other: SyncTicket) -> SyncTicket {
-        std::cmp::max(self, other)
+        SyncTicket {
+            first: self.first.min(other.first),
+            seq: self.seq.max(other.seq),
+        }
+    }
+
+    /// A ticket that resolves when this one does but owns none of its ops: for a reply that
+    /// only keeps its place in line behind another.
+    pub fn behind(self) -> SyncTicket {
+        SyncTicket::waiting_for(self.seq)
+    }
+
+    /// The op sequence number waited for.
+    pub fn seq(self) -> u64 {
+        self.seq
     }
 }
 
 /// What the persister publishes to waiters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct SyncState {
-    /// Every op with a sequence number up to this one is synced.
+    /// Every op with a sequence number up to this one is settled: synced or refused.
     pub synced: u64,
+    /// Ops whose records the journal refused for lack of space.
+    pub refused: refused::Refused,
     /// The journal failed: ops above `synced` never will be.
     pub failed: Option<Arc<str>>,
 }
+
+impl Default for SyncState {
+    fn default() -> Self {
+        SyncState {
+            synced: 0,
+            refused: refused::Refused::new(crate::limits::REFUSED_RANGES_MAX),
+            failed: None,
+        }
+    }
+}
+
+/// What a refused op's ticket reports.
+const REFUSED: &str =
+    "the journal's disk is full: the message was not stored; persistent messages are refused until space is freed";
 
 /// Waits for [`SyncTicket`]s. One per connection; cheap to clone.
 #[derive(Clone, Debug)]
@@ -139,7 +228,10 @@ impl SyncWaiter {
     /// it is pending.
     pub fn poll(&self, t: SyncTicket) -> Option<Result<(), CoreError>> {
         let s = self.0.borrow();
-        if s.synced >= t.0 {
+        if s.synced >= t.seq {
+            if s.refused.any_in(t.first, t.seq) {
+                return Some(Err(CoreError::ResourceLimit(REFUSED.into())));
+            }
             return Some(Ok(()));
         }
         s.failed
@@ -151,7 +243,7 @@ impl SyncWaiter {
     pub async fn wait(&mut self, t: SyncTicket) -> Result<(), CoreError> {
         let closed = self
             .0
-            .wait_for(|s| s.synced >= t.0 || s.failed.is_some())
+            .wait_for(|s| s.synced >= t.seq || s.failed.is_some())
             .await
             .is_err();
         match self.poll(t) {
@@ -195,6 +287,10 @@ pub(crate) enum Meta {
     Publish { pid: u64, queues: u32 },
     /// Messages settled in one queue.
     Settle { pids: Vec<u64> },
+    /// A settle whose record the journal refused, to be written again: it has been applied
+    /// already, and cancels the publish records `targets` (still on disk when it was
+    /// refused), which it must outlive once written.
+    Resettle { targets: SmallVec<[u64; 4]> },
 }
 
 /// One record to write.
@@ -293,12 +389,12 @@ impl Durable {
         // A closed channel means the broker is shutting down: the op is lost like any
         // other unconfirmed one, and its ticket never resolves as synced.
         let _ = self.tx.send(Command::Op(op));
-        SyncTicket(seq)
+        SyncTicket::from_seq(seq)
     }
 
-    /// The ticket of the latest op submitted.
+    /// A ticket waiting for the latest op submitted, owning none.
     pub(crate) fn sync_point(&self) -> SyncTicket {
-        SyncTicket(self.next_seq.load(Ordering::Relaxed) - 1)
+        SyncTicket::waiting_for(self.next_seq.load(Ordering::Relaxed) - 1)
     }
 
     /// A fresh persistent-message id.

@@ -10,11 +10,12 @@
 //!   the cancelled record without it and bring it back.
 //!
 //! Ops are taken from the channel in batches; each batch is handed to the journal back to
-//! back (so the writer thread group-commits it), then the LSNs are collected in order and
-//! the bookkeeping updated. A second task waits for each batch to be synced and publishes
+//! back (so the writer thread group-commits it), as one fenced run behind the ops waiting to
+//! be written again, then the LSNs are collected in order and the bookkeeping updated (for
+//! ops the journal refused for lack of space, see "A full disk" in `durable/mod.rs`). A second task waits for each batch to be synced and publishes
 //! the synced sequence number to the [`SyncWaiter`](super::SyncWaiter)s.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,11 @@ pub struct Persister {
     bindings: HashMap<Bytes, BindingBook>,
     messages: HashMap<u64, MessageBook>,
     tombs: Vec<Tomb>,
+    /// Declarations, deletions, bindings and user changes the journal refused for lack of
+    /// space, in submission order, to be written again ahead of everything else.
+    rewrites: VecDeque<Op>,
+    /// How many of `rewrites` are settles.
+    resettles: usize,
     failed: bool,
 }
 
@@ -161,6 +167,8 @@ impl Persister {
                 })
                 .collect(),
             tombs: std::mem::take(&mut recovered.tombs),
+            rewrites: VecDeque::new(),
+            resettles: 0,
             failed: false,
         }
     }
@@ -205,6 +213,10 @@ impl Persister {
                     ticks += 1;
                     self.release_tombs();
                     self.check_disk();
+                    if !self.rewrites.is_empty() && !self.failed {
+                        // Refused declarations are tried again even when nothing else comes.
+                        self.write_batch(Vec::new(), &batch_tx).await;
+                    }
                     if compaction.is_none()
                         && self.compaction_every_ticks > 0
                         && ticks.is_multiple_of(self.compaction_every_ticks)
@@ -227,6 +239,11 @@ impl Persister {
         if let Some(task) = compaction.take() {
             task.abort();
         }
+        if !self.rewrites.is_empty() && !self.failed {
+            // A last try for refused declarations; if it fails too they are lost with the
+            // process, as the declarations of a crashed broker would be.
+            self.write_batch(Vec::new(), &batch_tx).await;
+        }
         // Ops sent before the close request were taken above; late ones are dropped.
         drop(batch_tx);
         let _ = syncer.await;
@@ -239,45 +256,97 @@ impl Persister {
         }
     }
 
+    /// Writes the ops waiting to be written again, then `batch`, as one fenced run (so the
+    /// records land as a prefix: see the module docs of `durable`), applies the outcome of
+    /// each op, and hands the batch to the syncer.
     async fn write_batch(&mut self, batch: Vec<Op>, synced: &mpsc::UnboundedSender<Batch>) {
-        let mut tickets: Vec<(Op, Submitted)> = Vec::with_capacity(batch.len());
-        let mut seqs = Vec::with_capacity(batch.len());
-        for op in batch {
+        let rewrites = std::mem::take(&mut self.rewrites);
+        self.resettles = 0;
+        let fence = self.journal.fence();
+        let mut tickets: Vec<(Op, bool, Submitted)> =
+            Vec::with_capacity(rewrites.len() + batch.len());
+        let mut done = Batch {
+            seqs: Vec::with_capacity(batch.len()),
+            lsn: 0,
+            refused: Vec::new(),
+        };
+        let ops = rewrites
+            .into_iter()
+            .map(|op| (op, true))
+            .chain(batch.into_iter().map(|op| (op, false)));
+        for (op, rewrite) in ops {
             let len = op.payload.len() as u64;
             if !self.failed {
-                match self.journal.submit(op.kind, op.payload.clone()).await {
-                    Ok(t) => {
-                        seqs.push(op.seq);
-                        tickets.push((op, t));
-                    }
+                let payload = op.payload.clone();
+                match self.journal.submit_fenced(op.kind, payload, fence).await {
+                    Ok(t) => tickets.push((op, rewrite, t)),
                     Err(e) => self.fail(&e),
                 }
             }
-            self.durable.taken(len);
-            self.written_since_check += len;
+            if !rewrite {
+                self.durable.taken(len);
+                self.written_since_check += len;
+            }
         }
         if self.written_since_check >= self.recheck_after_bytes {
             self.check_disk();
         }
-        let mut last = 0;
-        for (op, ticket) in tickets {
+        for (op, rewrite, ticket) in tickets {
             match self.journal.submitted(ticket).await {
                 Ok(lsn) => {
-                    last = lsn;
+                    done.lsn = lsn;
+                    if !rewrite {
+                        done.seqs.push(op.seq);
+                    }
                     self.apply(op, lsn);
                 }
+                Err(e) if !e.is_fatal() => self.refused(op, rewrite, &mut done.refused),
                 Err(e) => {
                     self.fail(&e);
                     return;
                 }
             }
         }
-        if last > 0 {
-            let _ = synced.send(Batch { seqs, lsn: last });
+        if self.rewrites.len() > crate::limits::DURABLE_REWRITES_MAX {
+            self.rewrites.clear();
+            self.fail(&"journal out of space with more refused declarations waiting to be written again than limits::DURABLE_REWRITES_MAX");
+        }
+        if done.lsn > 0 || !done.refused.is_empty() {
+            let _ = synced.send(done);
         }
     }
 
-    fn fail(&mut self, e: &StoreError) {
+    /// The journal refused `op`'s record for lack of space (see the module docs of
+    /// `durable` for why each kind is handled so).
+    fn refused(&mut self, op: Op, rewrite: bool, refused: &mut Vec<u64>) {
+        if !rewrite {
+            refused.push(op.seq);
+        }
+        match op.meta {
+            // Stays in its queues as a transient message would; nothing to track.
+            Meta::Publish { .. } => {}
+            Meta::Settle { pids } => {
+                let targets = self.settle(&pids);
+                if targets.is_empty() || self.resettles >= crate::limits::DURABLE_REWRITES_MAX / 2 {
+                    return;
+                }
+                self.resettles += 1;
+                self.rewrites.push_back(Op {
+                    meta: Meta::Resettle { targets },
+                    ..op
+                });
+            }
+            Meta::Resettle { ref targets } => {
+                if targets.iter().any(|&t| self.journal.contains(t)) {
+                    self.resettles += 1;
+                    self.rewrites.push_back(op);
+                }
+            }
+            Meta::Object { .. } | Meta::Binding { .. } => self.rewrites.push_back(op),
+        }
+    }
+
+    fn fail(&mut self, e: &dyn std::fmt::Display) {
         if !self.failed {
             error!(dir = %self.dir.display(), %e, "journal failed; persistent publishes are refused");
             self.failed = true;
@@ -392,19 +461,29 @@ impl Persister {
                 }
             }
             Meta::Settle { pids } => {
-                let mut targets = SmallVec::new();
-                for pid in pids {
-                    if let Some(m) = self.messages.get_mut(&pid) {
-                        targets.push(m.lsn);
-                        m.remaining -= 1;
-                        if m.remaining == 0 {
-                            self.messages.remove(&pid);
-                        }
-                    }
+                let targets = self.settle(&pids);
+                self.entomb(lsn, targets);
+            }
+            Meta::Resettle { targets } => self.entomb(lsn, targets),
+        }
+    }
+
+    /// Settles `pids` in one queue: counts the settlement, releases each publish record its
+    /// last queue settled, and returns the publish records the settle record cancels.
+    fn settle(&mut self, pids: &[u64]) -> SmallVec<[Lsn; 4]> {
+        let mut targets = SmallVec::new();
+        for pid in pids {
+            if let Some(m) = self.messages.get_mut(pid) {
+                targets.push(m.lsn);
+                m.remaining -= 1;
+                if m.remaining == 0 {
+                    let lsn = m.lsn;
+                    self.messages.remove(pid);
+                    self.journal.release(lsn);
                 }
-                self.cancel(lsn, targets);
             }
         }
+        targets
     }
 
     /// `lsn` cancels `targets`: they are released now; it stays until they leave the disk.
@@ -412,7 +491,17 @@ impl Persister {
         for &t in &targets {
             self.journal.release(t);
         }
-        if targets.iter().any(|&t| self.journal.protects(lsn, t)) {
+        self.entomb(lsn, targets);
+    }
+
+    /// `lsn` cancels `targets` (already released where due): it stays until they leave the
+    /// disk.
+    ///
+    /// A target still live (a message that other queues have not settled) keeps the tomb
+    /// even in the tomb's own segment: compaction would copy the target out and leave the
+    /// tomb behind, and the settled queue would get the message back on replay.
+    fn entomb(&mut self, lsn: Lsn, targets: SmallVec<[Lsn; 4]>) {
+        if targets.iter().any(|&t| needed(&self.journal, lsn, t)) {
             self.tombs.push(Tomb { lsn, targets });
         } else {
             self.journal.release(lsn);
@@ -423,7 +512,7 @@ impl Persister {
         let journal = &self.journal;
         self.tombs.retain_mut(|t| {
             let tomb = t.lsn;
-            t.targets.retain(|l| journal.protects(tomb, *l));
+            t.targets.retain(|l| needed(journal, tomb, *l));
             if t.targets.is_empty() {
                 journal.release(t.lsn);
                 false
@@ -452,6 +541,11 @@ impl Persister {
         for t in &mut self.tombs {
             fwd(&mut t.lsn);
             t.targets.iter_mut().for_each(fwd);
+        }
+        for op in &mut self.rewrites {
+            if let Meta::Resettle { targets } = &mut op.meta {
+                targets.iter_mut().for_each(fwd);
+            }
         }
         debug!(records = moved.len(), "journal compaction moved records");
     }
@@ -488,6 +582,11 @@ impl Persister {
     }
 }
 
+/// True while the tomb `tomb` must stay to cancel `target` on replay.
+fn needed(journal: &Journal, tomb: Lsn, target: Lsn) -> bool {
+    journal.is_live(target) || journal.protects(tomb, target)
+}
+
 /// Free bytes available to unprivileged users on the file system holding `dir`.
 fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -505,13 +604,19 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
+/// What became of a batch of ops.
 struct Batch {
+    /// Ops whose records were written,
     seqs: Vec<u64>,
+    /// the last of them at this LSN (0: none).
     lsn: Lsn,
+    /// Ops whose records the journal refused for lack of space.
+    refused: Vec<u64>,
 }
 
 /// Waits for each batch to be synced and advances the synced sequence number past every op
-/// below which all are synced.
+/// below which all are settled (synced or refused). The refusals are published with the
+/// advance that covers them, so a waiter never sees its op settled before it can tell how.
 async fn syncer(
     journal: Arc<Journal>,
     mut rx: mpsc::UnboundedReceiver<Batch>,
@@ -520,12 +625,14 @@ async fn syncer(
     let mut mark = tx.borrow().synced;
     let mut ahead = BTreeSet::new();
     while let Some(batch) = rx.recv().await {
-        if let Err(e) = journal.wait_synced(batch.lsn).await {
-            let text: Arc<str> = e.to_string().into();
-            tx.send_modify(|s| s.failed = Some(text));
-            return;
+        if batch.lsn > 0 {
+            if let Err(e) = journal.wait_synced(batch.lsn).await {
+                let text: Arc<str> = e.to_string().into();
+                tx.send_modify(|s| s.failed = Some(text));
+                return;
+            }
         }
-        for s in batch.seqs {
+        for &s in batch.seqs.iter().chain(&batch.refused) {
             if s == mark + 1 {
                 mark = s;
                 while ahead.remove(&(mark + 1)) {
@@ -535,6 +642,11 @@ async fn syncer(
                 ahead.insert(s);
             }
         }
-        tx.send_modify(|s| s.synced = mark);
+        tx.send_modify(|s| {
+            for &seq in &batch.refused {
+                s.refused.insert(seq);
+            }
+            s.synced = mark;
+        });
     }
 }

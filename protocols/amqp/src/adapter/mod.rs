@@ -179,7 +179,7 @@ impl Link {
     }
 
     /// Whether a journaled publish is synced: `Some(true)` synced, `Some(false)` never will
-    /// be (the journal failed), `None` not yet.
+    /// be (the journal failed, or refused the record for lack of space), `None` not yet.
     pub(crate) fn synced(&self, t: SyncTicket) -> Option<bool> {
         self.sync.as_ref()?.poll(t).map(|r| r.is_ok())
     }
