@@ -14,7 +14,7 @@ use crate::segment;
 
 use crate::error::ENOSPC;
 
-const EIO: i32 = 5;
+pub(crate) const EIO: i32 = 5;
 
 /// Creates a segment file holding only its header, fsyncs it, then fsyncs the directory so
 /// that the new name survives a crash.

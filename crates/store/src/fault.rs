@@ -2,7 +2,8 @@
 //!
 //! The file journal consults it before every write, fsync and segment create (see
 //! `disk.rs`); [`MemStore`](crate::MemStore) consults it on append. It lives in the public API,
-//! not behind `cfg(test)`, so that the core's and the server's fault tests can use it too.
+//! not behind `cfg(test)`, so that the core's and the server's fault tests can use it too;
+//! files written outside the store (the core's spill files) consult [`FaultInjector::write_fault`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -59,6 +60,19 @@ impl FaultInjector {
         self.set_disk_full(false);
     }
 
+    /// For a write of `len` bytes to a file outside the store: `None` to write normally, or
+    /// how many leading bytes to write before failing with the given error (EIO after
+    /// nothing, or ENOSPC after half of the buffer while the disk is set full).
+    pub fn write_fault(&self, len: usize) -> Option<(usize, std::io::Error)> {
+        self.on_write().map(|fault| match fault {
+            WriteFault::Eio => (0, std::io::Error::from_raw_os_error(crate::disk::EIO)),
+            WriteFault::DiskFull => (
+                len / 2,
+                std::io::Error::from_raw_os_error(crate::error::ENOSPC),
+            ),
+        })
+    }
+
     pub(crate) fn on_fsync(&self) -> bool {
         take_one(&self.inner.fsync_failures)
     }
@@ -83,4 +97,23 @@ fn take_one(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_fault_tears_writes_while_full_and_counts_down_eio() {
+        let f = FaultInjector::new();
+        assert!(f.write_fault(10).is_none());
+        f.set_disk_full(true);
+        let (landed, e) = f.write_fault(10).expect("a fault");
+        assert_eq!((landed, e.raw_os_error()), (5, Some(crate::error::ENOSPC)));
+        f.set_disk_full(false);
+        f.fail_writes(1);
+        let (landed, e) = f.write_fault(10).expect("a fault");
+        assert_eq!((landed, e.raw_os_error()), (0, Some(crate::disk::EIO)));
+        assert!(f.write_fault(10).is_none(), "one failure, as asked");
+    }
 }
