@@ -67,6 +67,11 @@ pub struct PagingStats {
     pub resident_bytes: u64,
     /// Messages written to spill files since start.
     pub paged_out: u64,
+    /// Bytes of paged messages held in memory rather than in spill files (write buffers,
+    /// and what a full disk refused).
+    pub unwritten_bytes: u64,
+    /// True while spill writes fail (see `paging.rs`, "A write that fails").
+    pub writes_failing: bool,
 }
 
 /// The default vhost.
@@ -193,6 +198,8 @@ impl Broker {
         self.0.durable.as_ref().map(|d| PagingStats {
             resident_bytes: d.pager().resident(),
             paged_out: d.pager().paged_out(),
+            unwritten_bytes: d.pager().unwritten(),
+            writes_failing: d.pager().is_failing(),
         })
     }
 

@@ -89,6 +89,12 @@ pub const QUEUE_MEMORY_MAX_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
 /// a fraction of what a broker host has, like RabbitMQ's memory watermark.
 pub const MEMORY_MAX_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 
+/// Default bytes of paged messages all queues together may hold in memory, beyond
+/// [`MEMORY_MAX_BYTES_DEFAULT`], while spill files cannot be written (a full disk). Past it,
+/// messages that would be paged are refused. 64 MiB rides out a short episode of a full
+/// disk without refusing anyone, and is small beside the budget it adds to.
+pub const PAGING_UNWRITTEN_MAX_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
 /// Default free-space floor of the journal's file system. Below it persistent publishes
 /// are refused before the journal meets ENOSPC (which it survives, refusing the records that
 /// found no space: see `durable/mod.rs`); 256 MiB leaves room for acks and deletions (which

@@ -450,12 +450,19 @@ impl Queue {
                     .args
                     .max_length_bytes
                     .is_some_and(|max| st.ready_bytes + size > max);
+            let level = self.level_of(&msg);
             if full && self.args.overflow != Overflow::DropHead {
                 if pid != 0 {
                     fx.settled.push(pid);
                 }
                 if self.args.overflow == Overflow::RejectPublishDlx {
                     fx.dead.push((msg, DeathReason::MaxLen));
+                }
+                Enqueued::Rejected
+            } else if self.paging_refuses(&st, level, size) {
+                // Memory holds all it may of what the disk refused (see `paging.rs`).
+                if pid != 0 {
+                    fx.settled.push(pid);
                 }
                 Enqueued::Rejected
             } else {
@@ -465,7 +472,6 @@ impl Queue {
                 };
                 let seq = st.next_seq;
                 st.next_seq += 1;
-                let level = self.level_of(&msg);
                 let entry = Entry {
                     seq,
                     msg,
@@ -975,6 +981,14 @@ impl Queue {
             if st.deleted {
                 return false;
             }
+            if self.pager.as_ref().is_some_and(|p| p.is_failing()) {
+                // Paged entries the disk refused wait in memory: try writing them again.
+                for lane in st.ready.iter_mut() {
+                    if let Some(spill) = lane.spill.as_mut() {
+                        spill.retry_write();
+                    }
+                }
+            }
             for level in 0..st.ready.len() {
                 while st.ready[level].front().is_some_and(|e| is_expired(e, now)) {
                     let e = self.pop(&mut st, level);
@@ -1113,28 +1127,39 @@ impl Queue {
         }
     }
 
+    /// Whether a new entry of `size` bytes for `level` goes to the lane's spill.
+    fn would_page(pager: &Pager, st: &State, level: usize, size: u64) -> bool {
+        let lane = &st.ready[level];
+        // The head stays in memory, so a lane's first entry is never paged.
+        lane.is_paging() || (!lane.is_empty() && pager.should_page(st.resident, size))
+    }
+
+    /// Whether a new entry of `size` bytes for `level` must be refused: it would be paged,
+    /// and spill writes are failing with memory full of what they could not write.
+    fn paging_refuses(&self, st: &State, level: usize, size: u64) -> bool {
+        self.pager
+            .as_ref()
+            .is_some_and(|p| p.refuses(size) && Self::would_page(p, st, level, size))
+    }
+
+    /// Whether a message published now would be refused for want of paging (checked
+    /// before a publish is journaled, so that the producer gets a clear error).
+    pub(crate) fn refuses_paging(&self, msg: &Message) -> bool {
+        let st = self.state.lock();
+        !st.deleted && self.paging_refuses(&st, self.level_of(msg), msg.size_bytes())
+    }
+
     /// Appends a new entry to its lane: in memory, or paged when the lane already pages or
     /// memory is over budget.
     fn push_ready(&self, st: &mut State, level: usize, e: Entry) {
         if let Some(pager) = &self.pager {
             let size = e.msg.size_bytes();
-            let lane = &st.ready[level];
-            // The head stays in memory, so a lane's first entry is never paged.
-            let page =
-                lane.is_paging() || (!lane.is_empty() && pager.should_page(st.resident, size));
-            if page {
-                match self.page_out(st, level, &e) {
-                    Ok(()) => {
-                        st.ready_len += 1;
-                        st.ready_bytes += size;
-                        return;
-                    }
-                    Err(err) => tracing::error!(
-                        queue = %self.name,
-                        error = %err,
-                        "cannot page a message out; keeping it in memory"
-                    ),
-                }
+            // A spill that cannot take the entry is empty (it failed to create its first
+            // file; the pager logs it), so keeping it in memory keeps the lane's order.
+            if Self::would_page(pager, st, level, size) && self.page_out(st, level, &e).is_ok() {
+                st.ready_len += 1;
+                st.ready_bytes += size;
+                return;
             }
         }
         self.remember(st, &e);

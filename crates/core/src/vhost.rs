@@ -629,6 +629,16 @@ impl Vhost {
             )));
         }
         let queues = self.0.route(&e, &msg);
+        if let Some(d) = &self.0.durable {
+            if d.pager().is_failing() && queues.iter().any(|q| q.refuses_paging(&msg)) {
+                return Err(CoreError::ResourceLimit(
+                    "spill files cannot be written (is the disk full?) and memory holds all it \
+                     may of what they could not take: messages for queues over their memory \
+                     budget are refused until space is freed"
+                        .into(),
+                ));
+            }
+        }
         if msg.properties.persistent {
             if let Some(d) = &self.0.durable {
                 if queues.iter().any(|q| q.is_journaled()) {
