@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use ferromq_core::{
-    AckMode, Broker, BrokerConfig, Connection, DurableConfig, FieldValue, ManualClock, Message,
-    QueueOptions,
+    AckMode, Broker, BrokerConfig, Connection, CoreError, DurableConfig, FieldValue, ManualClock,
+    Message, QueueOptions,
 };
 
 const BODY: usize = 100;
@@ -366,5 +366,185 @@ async fn recovery_reads_bodies_beyond_the_budget_back_from_the_journal_in_order(
         }
         assert!(q.get(AckMode::Auto, 0).is_none());
     }
+    n.stop().await;
+}
+
+/// Sends `count` messages from `*next` on to `q`, every third one persistent.
+fn send_many(n: &Node, next: &mut usize, count: usize) {
+    for _ in 0..count {
+        n.send("q", *next, next.is_multiple_of(3));
+        *next += 1;
+    }
+}
+
+/// Takes deliveries from `sub` until `upto` have come, checking each is the next one, whole.
+fn take_in_order(sub: &mut Sub, next: &mut usize, upto: usize) {
+    while *next < upto {
+        let got = sub.drain();
+        assert!(!got.is_empty(), "deliveries keep coming at {next}");
+        for d in &got {
+            assert_eq!(d.message.body, body_of(*next), "message {next}");
+            assert_eq!(d.message.properties.persistent, next.is_multiple_of(3));
+            *next += 1;
+        }
+        ack_all(&got);
+    }
+}
+
+#[tokio::test]
+async fn spill_writes_torn_by_a_full_disk_lose_nothing_and_paging_resumes_once_it_frees() {
+    let dir = TempDir::new("torn");
+    let faults = ferromq_store::FaultInjector::new();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let mut c = config(&dir.0, 1 << 30);
+    c.paging.faults = faults.clone();
+    let n = node(
+        Broker::open(BrokerConfig::default(), clock.clone(), c).expect("open broker"),
+        clock,
+    );
+    n.conn
+        .declare_queue("q", QueueOptions::default(), false)
+        .unwrap();
+    let mut sent = 0;
+    send_many(&n, &mut sent, 1000);
+    assert!(!n.broker.paging_stats().unwrap().writes_failing);
+
+    // Every spill write now lands half its bytes, then fails with ENOSPC.
+    faults.set_disk_full(true);
+    send_many(&n, &mut sent, 2000);
+    let stats = n.broker.paging_stats().unwrap();
+    assert!(stats.writes_failing, "the failed writes were seen");
+    assert!(
+        stats.unwritten_bytes > 128 * 1024,
+        "refused records wait in memory"
+    );
+    assert!(
+        n.resident() <= QUEUE_BUDGET,
+        "ready bodies stay within budget"
+    );
+    assert_eq!(n.stats("q").messages, 3000);
+
+    // A consumer takes some while the disk is still full: from the files, then from what
+    // the disk refused.
+    let mut sub = Sub::new(
+        &n.conn,
+        "q",
+        ConsumerOpts {
+            prefetch: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut next = 0;
+    take_in_order(&mut sub, &mut next, 1200);
+    // Deliveries it has not looked at go back to their place.
+    drop(sub);
+
+    // Space comes back: housekeeping writes what waited, and paging carries on.
+    faults.set_disk_full(false);
+    n.broker.housekeeping();
+    let stats = n.broker.paging_stats().unwrap();
+    assert!(!stats.writes_failing, "a successful write ends the episode");
+    assert!(
+        stats.unwritten_bytes < 64 * 1024,
+        "{}",
+        stats.unwritten_bytes
+    );
+    send_many(&n, &mut sent, 1000);
+
+    let mut sub = Sub::new(
+        &n.conn,
+        "q",
+        ConsumerOpts {
+            prefetch: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    take_in_order(&mut sub, &mut next, sent);
+    assert!(sub.drain().is_empty(), "each message once");
+    assert_eq!(n.stats("q").messages, 0);
+    assert_eq!(n.broker.paging_stats().unwrap().unwritten_bytes, 0);
+    assert_eq!(spill_files(&dir.0), 0);
+    drop(sub);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn while_spill_writes_fail_memory_is_bounded_and_publishes_that_need_paging_are_refused() {
+    let dir = TempDir::new("bounded");
+    let faults = ferromq_store::FaultInjector::new();
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let global = 2 * QUEUE_BUDGET;
+    let unwritten_max = 100 * 1024;
+    let mut c = config(&dir.0, global);
+    c.paging.faults = faults.clone();
+    c.paging.unwritten_max_bytes = unwritten_max;
+    let n = node(
+        Broker::open(BrokerConfig::default(), clock.clone(), c).expect("open broker"),
+        clock,
+    );
+    for q in ["q", "other"] {
+        let durable = QueueOptions {
+            durable: true,
+            ..Default::default()
+        };
+        n.conn.declare_queue(q, durable, false).unwrap();
+    }
+    faults.fail_writes(u32::MAX);
+    let mut sent = 0;
+    let why = loop {
+        let mut m = Message::new("", "q", body_of(sent));
+        m.properties.persistent = sent.is_multiple_of(3);
+        match n.conn.vhost().publish(Arc::new(m)) {
+            Ok(o) => assert_eq!(o.accepted, 1),
+            Err(e) => break e,
+        }
+        sent += 1;
+        assert!(sent < 100_000, "publishes were never refused");
+    };
+    assert!(matches!(why, CoreError::ResourceLimit(_)), "{why:?}");
+    assert!(
+        why.to_string().contains("disk"),
+        "the error says why: {why}"
+    );
+    let stats = n.broker.paging_stats().unwrap();
+    assert!(stats.writes_failing);
+    assert!(
+        stats.resident_bytes + stats.unwritten_bytes <= global + unwritten_max,
+        "memory stays bounded: {stats:?}"
+    );
+    // A persistent publish is refused the same way, before it is journaled.
+    let mut m = Message::new("", "q", body_of(sent));
+    m.properties.persistent = true;
+    assert!(n.conn.vhost().publish(Arc::new(m)).is_err());
+    // A queue that needs no paging still takes messages.
+    let mut m = Message::new("", "other", Bytes::from_static(b"small"));
+    m.properties.persistent = true;
+    assert_eq!(n.conn.vhost().publish(Arc::new(m)).unwrap().accepted, 1);
+
+    // Space comes back: the next housekeeping writes what waited and publishes go on.
+    faults.clear();
+    n.broker.housekeeping();
+    assert!(!n.broker.paging_stats().unwrap().writes_failing);
+    send_many(&n, &mut sent, 500);
+
+    let mut sub = Sub::new(
+        &n.conn,
+        "q",
+        ConsumerOpts {
+            prefetch: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut next = 0;
+    take_in_order(&mut sub, &mut next, sent);
+    assert!(
+        sub.drain().is_empty(),
+        "each message once, none of the refused"
+    );
+    assert_eq!(n.stats("q").messages, 0);
+    drop(sub);
     n.stop().await;
 }
