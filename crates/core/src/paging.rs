@@ -521,6 +521,7 @@ impl Spill {
             .unwritten
             .fetch_sub(self.pending.len() as u64, Ordering::Relaxed);
         self.pending = BytesMut::new();
+        self.write_at_len = WRITE_BUFFER_BYTES;
         while !self.files.is_empty() {
             self.drop_front_file();
         }
@@ -735,7 +736,7 @@ mod tests {
         let dir = tempdir();
         let faults = FaultInjector::new();
         faults.fail_writes(u32::MAX);
-        let p = pager_with(&dir, 16 * 1024, faults);
+        let p = pager_with(&dir, 16 * 1024, faults.clone());
         let mut s = Spill::new(p.clone());
         for i in 0..200 {
             push_numbered(&mut s, i);
@@ -752,6 +753,14 @@ mod tests {
         }
         assert_eq!(out, 200);
         assert_eq!(p.unwritten(), 0);
+        // Emptied, the spill writes at its first full buffer again, not after the backlog
+        // it had.
+        faults.clear();
+        for i in 0..100 {
+            push_numbered(&mut s, i);
+        }
+        assert!(!p.is_failing());
+        assert!(p.unwritten() < WRITE_BUFFER_BYTES as u64);
         drop(s);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
