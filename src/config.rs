@@ -488,6 +488,10 @@ pub struct StoreSection {
     pub queue_memory_max_bytes: u64,
     /// Body bytes of ready messages all queues together keep in memory before paging.
     pub memory_max_bytes: u64,
+    /// Bytes of paged messages all queues together may hold in memory, beyond
+    /// `memory_max_bytes`, while spill files cannot be written (a full disk); past it,
+    /// publishes that would be paged are refused until a spill write succeeds.
+    pub paging_unwritten_max_bytes: u64,
 }
 
 impl Default for StoreSection {
@@ -504,6 +508,7 @@ impl Default for StoreSection {
             compaction_interval_ms: d.compaction_interval_ms,
             queue_memory_max_bytes: d.paging.queue_memory_max_bytes,
             memory_max_bytes: d.paging.memory_max_bytes,
+            paging_unwritten_max_bytes: d.paging.unwritten_max_bytes,
         }
     }
 }
@@ -516,6 +521,7 @@ impl StoreSection {
         d.paging.dir = paging_dir;
         d.paging.queue_memory_max_bytes = self.queue_memory_max_bytes;
         d.paging.memory_max_bytes = self.memory_max_bytes;
+        d.paging.unwritten_max_bytes = self.paging_unwritten_max_bytes;
         d.journal.segment_size_max_bytes = self.segment_size_max_bytes;
         d.journal.sync_delay_max_us = self.fsync_delay_max_us;
         d.journal.sync_batch_max_bytes = self.fsync_batch_max_bytes;
