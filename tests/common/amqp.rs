@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use lapin::message::{Delivery, DeliveryResult};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::{Connection, ConnectionProperties, Consumer};
 use tokio::sync::mpsc;
 
@@ -20,14 +21,16 @@ pub async fn connect(addr: SocketAddr) -> Connection {
     .expect("connects")
 }
 
-/// Deliveries of a consumer, as a channel the test can wait on.
+/// Deliveries of a consumer, in the order the broker sent them, as a channel the test can
+/// wait on. One task reads the consumer's stream: a delegate would run one future per
+/// delivery, and those can reach the channel out of order.
 pub fn deliveries(consumer: &Consumer) -> mpsc::UnboundedReceiver<Delivery> {
     let (tx, rx) = mpsc::unbounded_channel();
-    consumer.set_delegate(move |d: DeliveryResult| {
-        let tx = tx.clone();
-        async move {
-            if let Ok(Some(d)) = d {
-                let _ = tx.send(d);
+    let mut stream = consumer.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = stream.next().await {
+            if tx.send(d).is_err() {
+                break;
             }
         }
     });
