@@ -2,7 +2,10 @@
 //! confirmed until free space reaches the configured floor, then refused with a clear
 //! error while everything else goes on; once consumers free space the broker accepts them
 //! again without a restart, and after a restart exactly the unacknowledged messages are
-//! there, intact. The same with no floor, where the journal's own writes meet ENOSPC.
+//! there, intact. The same with no floor, where the journal's own writes meet ENOSPC. And
+//! transient messages paged beyond the memory budget fill the disk with spill files: what
+//! the disk refuses waits in memory up to a bound, then publishes that need paging are
+//! refused with a clear error, and every accepted message comes back once space is freed.
 //!
 //! Mounting the tmpfs needs root (CI runs as root).
 
@@ -342,5 +345,108 @@ async fn enospc_in_the_journal_nacks_publishes_and_the_broker_carries_on() {
         );
     }
     drop((ch, conn));
+    server.shutdown().await;
+}
+
+/// Sends transient messages with receipts to `dest` from `next` on until one is refused;
+/// returns the refusal's message header and body.
+async fn fill_transient(c: &mut Client, dest: &str, next: &mut u64) -> String {
+    loop {
+        let receipt = next.to_string();
+        let hs = [("destination", dest), ("receipt", receipt.as_str())];
+        c.send_frame(Command::Send, &hs, &body(*next)).await;
+        let f = c.frame().await;
+        match f.command {
+            Command::Receipt => *next += 1,
+            Command::Error => {
+                return format!(
+                    "{}: {}",
+                    f.headers.get("message").unwrap_or(""),
+                    String::from_utf8_lossy(&f.body)
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(*next < 10_000, "publishes were never refused");
+    }
+}
+
+/// Subscribes to `dest` and takes messages `from..to` in order, acking each; then
+/// unsubscribes and checks that nothing else came before the receipt for that.
+async fn take_all(c: &mut Client, dest: &str, from: u64, to: u64) {
+    c.subscribe("s", dest, "client-individual").await;
+    for seq in from..to {
+        let m = c.message().await;
+        assert!(
+            m.body[..] == body(seq)[..],
+            "message {seq} expected, got {:?}",
+            String::from_utf8_lossy(&m.body[..12])
+        );
+        let id = m.headers.get("ack").expect("ack header").to_string();
+        c.send_frame(Command::Ack, &[("id", &id)], b"").await;
+    }
+    c.send_frame(
+        Command::Unsubscribe,
+        &[("id", "s"), ("receipt", "done")],
+        b"",
+    )
+    .await;
+    let f = c.frame().await;
+    assert_eq!(f.command, Command::Receipt, "each message once: {f:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_files_that_fill_the_disk_lose_nothing_and_paging_resumes_once_space_is_freed() {
+    const PAGED: &str = "/queue/paged";
+    let fs = Tmpfs::mount("spillfull", 12);
+    let data = fs.path().join("data");
+    let mut c = config(&data);
+    c.store.disk_free_min_bytes = 0;
+    c.store.queue_memory_max_bytes = 1 << 20;
+    c.store.memory_max_bytes = 1 << 20;
+    c.store.paging_unwritten_max_bytes = 4 << 20;
+    let server = ferromq::start(c).await.expect("starts");
+    let addr = server.stomp_addr().unwrap();
+
+    // 1. Transient messages beyond the 1 MiB budget page to the 12 MiB disk until it is
+    //    full; 4 MiB more wait in memory; then publishes to the queue are refused.
+    let mut producer = Client::connect(addr).await;
+    let mut next = 0u64;
+    let why = fill_transient(&mut producer, PAGED, &mut next).await;
+    assert!(why.contains("disk"), "the error says why: {why}");
+    let filled = next;
+    assert!(
+        filled >= 150,
+        "1 MiB in memory, most of 12 MiB on disk and 4 MiB waiting in memory, got {filled}"
+    );
+    assert!(
+        filled <= 17 * 16,
+        "memory beyond the disk is bounded, got {filled} messages of 64 KiB"
+    );
+
+    // 2. A queue that needs no paging still takes messages.
+    let mut other = Client::connect(addr).await;
+    other.subscribe("t", "/queue/other", "auto").await;
+    other.send("/queue/other", b"still here", &[]).await;
+    assert_eq!(&other.message().await.body[..], b"still here");
+
+    // 3. Every accepted message comes back once, whole and in order, from memory, the
+    //    spill file and what the disk refused; reading them frees the disk.
+    let mut consumer = Client::connect(addr).await;
+    take_all(&mut consumer, PAGED, 0, filled).await;
+
+    // 4. The broker carries on: the queue pages again (the disk fills again with the same
+    //    amount) and hands everything back.
+    let mut producer = Client::connect(addr).await;
+    let from = next;
+    let why = fill_transient(&mut producer, PAGED, &mut next).await;
+    assert!(why.contains("disk"), "the error says why: {why}");
+    assert!(
+        next - from + 2 >= filled,
+        "as much fits as the first time: {} then {filled}",
+        next - from
+    );
+    take_all(&mut consumer, PAGED, from, next).await;
+    drop((producer, other, consumer));
     server.shutdown().await;
 }
