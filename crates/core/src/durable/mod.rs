@@ -13,6 +13,22 @@
 //! are taken from an atomic counter, so they may reach the channel slightly out of order,
 //! and the persister reports the highest number below which *every* op is synced.
 //!
+//! # Confirming a consumed publish early
+//! A publish ticket also resolves, before its record is synced, once every durable queue
+//! it went to has had it acknowledged by a consumer (or delivered to an auto-ack one): the
+//! broker's responsibility for it is over, as with RabbitMQ's confirms. The records are
+//! still written and synced as usual, and the settle records follow the publish record in
+//! the journal, so a restart that finds the settles finds the publish settled; one that
+//! finds neither loses a message that was consumed. Any other way out of a queue
+//! (expiry, dead-lettering, overflow, purge, deletion, [`Queue::discard`]) rules the early
+//! confirm out for that message: it then waits for the sync. A requeue settles nothing.
+//! The persister decides this when it takes the ops from its channel, before the journal
+//! has written them, so an ack does not wait behind an fsync in progress. Only a ticket
+//! of one publish can resolve this way; [`SyncTicket::max`] and
+//! [`Broker::sync_point`](crate::Broker::sync_point) tickets wait for the watermark.
+//!
+//! [`Queue::discard`]: crate::Queue::discard
+//!
 //! Memory is bounded by flow control: the bytes of ops submitted but not yet taken by the
 //! journal are counted, and [`Durable::has_capacity`]/[`Durable::capacity`] let a protocol
 //! stop reading from a producer's socket while that backlog is over its bound (the journal
@@ -54,6 +70,7 @@ pub(crate) mod codec;
 mod persister;
 mod recovery;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -105,29 +122,74 @@ impl DurableConfig {
     }
 }
 
-/// Identifies a submitted op; it is durable once a [`SyncWaiter`] says so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SyncTicket(pub(crate) u64);
+/// Identifies a submitted op; a [`SyncWaiter`] says when it may be confirmed.
+///
+/// Not ordered on purpose: a publish ticket can resolve before a lower-numbered one (see
+/// the module docs), so "the later ticket covers both" only holds for the watermark; use
+/// [`SyncTicket::max`] to combine tickets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyncTicket {
+    seq: u64,
+    /// The ticket of one publish: it also resolves once that message is consumed.
+    publish: bool,
+}
 
 impl SyncTicket {
-    /// The ticket of op number `seq`; for tests of protocol state machines.
+    /// A ticket that resolves once every op up to number `seq` is synced; for tests of
+    /// protocol state machines.
     pub fn from_seq(seq: u64) -> SyncTicket {
-        SyncTicket(seq)
+        SyncTicket {
+            seq,
+            publish: false,
+        }
     }
 
-    /// The later of two tickets (waiting for it covers both).
+    pub(crate) fn publish(seq: u64) -> SyncTicket {
+        SyncTicket { seq, publish: true }
+    }
+
+    /// This ticket, resolved only by the watermark: once every op up to it is synced.
+    pub fn watermark(self) -> SyncTicket {
+        SyncTicket::from_seq(self.seq)
+    }
+
+    /// A ticket covering both: it resolves once every op up to the later one is synced.
     pub fn max(self, other: SyncTicket) -> SyncTicket {
-        std::cmp::max(self, other)
+        if self == other {
+            return self;
+        }
+        SyncTicket::from_seq(self.seq.max(other.seq))
     }
 }
 
 /// What the persister publishes to waiters.
+///
+/// # Invariants
+/// - `consumed` holds only numbers above `synced`, each that of a publish op.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SyncState {
     /// Every op with a sequence number up to this one is synced.
     pub synced: u64,
+    /// Publish ops above `synced` whose message every durable queue has had consumed:
+    /// their tickets resolve without waiting for the sync. At most one per publish not yet
+    /// synced, which the journal's batch and queue bounds limit.
+    pub consumed: BTreeSet<u64>,
     /// The journal failed: ops above `synced` never will be.
     pub failed: Option<Arc<str>>,
+}
+
+impl SyncState {
+    fn resolves(&self, t: SyncTicket) -> bool {
+        self.synced >= t.seq || (t.publish && self.consumed.contains(&t.seq))
+    }
+
+    /// Moves the synced point to `mark`, forgetting the early confirms it now covers.
+    pub(crate) fn advance(&mut self, mark: u64) {
+        self.synced = mark;
+        while self.consumed.first().is_some_and(|&s| s <= mark) {
+            self.consumed.pop_first();
+        }
+    }
 }
 
 /// Waits for [`SyncTicket`]s. One per connection; cheap to clone.
@@ -139,7 +201,7 @@ impl SyncWaiter {
     /// it is pending.
     pub fn poll(&self, t: SyncTicket) -> Option<Result<(), CoreError>> {
         let s = self.0.borrow();
-        if s.synced >= t.0 {
+        if s.resolves(t) {
             return Some(Ok(()));
         }
         s.failed
@@ -151,7 +213,7 @@ impl SyncWaiter {
     pub async fn wait(&mut self, t: SyncTicket) -> Result<(), CoreError> {
         let closed = self
             .0
-            .wait_for(|s| s.synced >= t.0 || s.failed.is_some())
+            .wait_for(|s| s.resolves(t) || s.failed.is_some())
             .await
             .is_err();
         match self.poll(t) {
@@ -193,8 +255,9 @@ pub(crate) enum Meta {
     },
     /// A message bound for `queues` durable queues.
     Publish { pid: u64, queues: u32 },
-    /// Messages settled in one queue.
-    Settle { pids: Vec<u64> },
+    /// Messages settled in one queue: the first `consumed` of `pids` were acknowledged by
+    /// a consumer (or delivered to an auto-ack one), the rest left the queue otherwise.
+    Settle { pids: Vec<u64>, consumed: usize },
 }
 
 /// One record to write.
@@ -284,6 +347,10 @@ impl Durable {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.backlog_bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let ticket = match meta {
+            Meta::Publish { .. } => SyncTicket::publish(seq),
+            _ => SyncTicket::from_seq(seq),
+        };
         let op = Op {
             seq,
             kind,
@@ -293,12 +360,12 @@ impl Durable {
         // A closed channel means the broker is shutting down: the op is lost like any
         // other unconfirmed one, and its ticket never resolves as synced.
         let _ = self.tx.send(Command::Op(op));
-        SyncTicket(seq)
+        ticket
     }
 
-    /// The ticket of the latest op submitted.
+    /// A ticket covering every op submitted so far.
     pub(crate) fn sync_point(&self) -> SyncTicket {
-        SyncTicket(self.next_seq.load(Ordering::Relaxed) - 1)
+        SyncTicket::from_seq(self.next_seq.load(Ordering::Relaxed) - 1)
     }
 
     /// A fresh persistent-message id.

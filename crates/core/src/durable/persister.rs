@@ -10,11 +10,16 @@
 //!   the cancelled record without it and bring it back.
 //!
 //! Ops are taken from the channel in batches; each batch is handed to the journal back to
-//! back (so the writer thread group-commits it), then the LSNs are collected in order and
-//! the bookkeeping updated. A second task waits for each batch to be synced and publishes
-//! the synced sequence number to the [`SyncWaiter`](super::SyncWaiter)s.
+//! back (so the writer thread group-commits it), and the next batch is taken while the
+//! journal writes it: the LSNs of each batch are collected in order once its last record is
+//! appended, and the bookkeeping updated. A second task waits for each batch to be synced
+//! and publishes the synced sequence number to the [`SyncWaiter`](super::SyncWaiter)s.
+//!
+//! Early confirms (see the parent module) are decided as ops are taken from the channel,
+//! before the journal has them: an ack that arrives while the journal fsyncs its publish
+//! confirms that publish without waiting for the fsync, or for the ack's own record.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +37,13 @@ use ferromq_store::{Journal, Lsn, Moved, Store, StoreError, Submitted};
 /// Ops taken from the channel per batch: bounds the LSN tickets held at once.
 const BATCH_OPS_MAX: usize = 4096;
 
+/// Ops handed to the journal whose LSNs are not collected yet (while the writer fsyncs,
+/// intake goes on, so that acks arriving meanwhile confirm their publishes early). The
+/// journal's append queue bounds their bytes, and with its default size also their count
+/// (8 MiB at 128 bytes of overhead per record); this bounds the count whatever the journal
+/// is configured with.
+const INFLIGHT_OPS_MAX: usize = 64 * 1024;
+
 struct BindingBook {
     lsn: Lsn,
     vhost: bytestring::ByteString,
@@ -43,6 +55,19 @@ struct BindingBook {
 struct MessageBook {
     lsn: Lsn,
     remaining: u32,
+}
+
+/// A publish not known to be synced, while every queue that settled it so far had it
+/// consumed: it is confirmed early once `remaining` reaches 0.
+struct Unsynced {
+    seq: u64,
+    remaining: u32,
+}
+
+/// A batch handed to the journal, waiting for its LSNs.
+struct InFlight {
+    ops: Vec<(Op, Submitted)>,
+    seqs: Vec<u64>,
 }
 
 /// The persister task; run it with [`Persister::run`] on the runtime that serves clients.
@@ -70,6 +95,14 @@ pub struct Persister {
     messages: HashMap<u64, MessageBook>,
     tombs: Vec<Tomb>,
     failed: bool,
+    /// Candidates for an early confirm by pid, and (sequence number, pid) in the order
+    /// taken, to forget them once synced. Both hold at most the publishes taken and not
+    /// yet synced: bounded by `INFLIGHT_OPS_MAX` plus what the journal writer
+    /// holds unsynced (its append queue and `sync_batch_max_bytes`).
+    unsynced: HashMap<u64, Unsynced>,
+    unsynced_order: VecDeque<(u64, u64)>,
+    /// Publishes found consumed in the batch being taken.
+    consumed: Vec<u64>,
 }
 
 impl std::fmt::Debug for Persister {
@@ -162,6 +195,9 @@ impl Persister {
                 .collect(),
             tombs: std::mem::take(&mut recovered.tombs),
             failed: false,
+            unsynced: HashMap::new(),
+            unsynced_order: VecDeque::new(),
+            consumed: Vec::new(),
         }
     }
 
@@ -179,9 +215,25 @@ impl Persister {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         let mut compaction: Option<tokio::task::JoinHandle<Result<Vec<Moved>, StoreError>>> = None;
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut inflight_ops = 0;
+        // A finished compaction's moves, applied once no batch is in flight (the moved
+        // records' old LSNs must all be in the books first); intake pauses meanwhile.
+        let mut moves: Option<Vec<Moved>> = None;
         let close_reply = loop {
+            if inflight.is_empty() {
+                if let Some(moved) = moves.take() {
+                    self.apply_moves(&moved);
+                }
+            }
             tokio::select! {
-                cmd = self.rx.recv() => {
+                biased;
+                lsn = last_lsn(&self.journal, &mut inflight), if !inflight.is_empty() => {
+                    let batch = inflight.pop_front().expect("guarded");
+                    inflight_ops -= batch.ops.len();
+                    self.complete(batch, lsn, &batch_tx).await;
+                }
+                cmd = self.rx.recv(), if inflight_ops < INFLIGHT_OPS_MAX && moves.is_none() => {
                     let Some(cmd) = cmd else { break None };
                     let mut batch = Vec::new();
                     let mut close = None;
@@ -196,7 +248,10 @@ impl Persister {
                             Err(_) => break,
                         }
                     }
-                    self.write_batch(batch, &batch_tx).await;
+                    if let Some(b) = self.intake(batch).await {
+                        inflight_ops += b.ops.len();
+                        inflight.push_back(b);
+                    }
                     if let Some(reply) = close {
                         break Some(reply);
                     }
@@ -206,6 +261,7 @@ impl Persister {
                     self.release_tombs();
                     self.check_disk();
                     if compaction.is_none()
+                        && moves.is_none()
                         && self.compaction_every_ticks > 0
                         && ticks.is_multiple_of(self.compaction_every_ticks)
                         && !self.failed
@@ -217,7 +273,8 @@ impl Persister {
                 done = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
                     compaction = None;
                     match done {
-                        Ok(Ok(moved)) => self.apply_moves(&moved),
+                        Ok(Ok(moved)) if !moved.is_empty() => moves = Some(moved),
+                        Ok(Ok(_)) => {}
                         Ok(Err(e)) => warn!(dir = %self.dir.display(), %e, "journal compaction failed"),
                         Err(e) => warn!(%e, "journal compaction task ended abnormally"),
                     }
@@ -226,6 +283,17 @@ impl Persister {
         };
         if let Some(task) = compaction.take() {
             task.abort();
+        }
+        while let Some(mut batch) = inflight.pop_front() {
+            let (_, last) = batch
+                .ops
+                .last_mut()
+                .expect("batches in flight are not empty");
+            let lsn = self.journal.submitted_ref(last).await;
+            self.complete(batch, lsn, &batch_tx).await;
+        }
+        if let Some(moved) = moves.take() {
+            self.apply_moves(&moved);
         }
         // Ops sent before the close request were taken above; late ones are dropped.
         drop(batch_tx);
@@ -239,8 +307,11 @@ impl Persister {
         }
     }
 
-    async fn write_batch(&mut self, batch: Vec<Op>, synced: &mpsc::UnboundedSender<Batch>) {
-        let mut tickets: Vec<(Op, Submitted)> = Vec::with_capacity(batch.len());
+    /// Hands a batch to the journal (after deciding its early confirms); `None` if no
+    /// record of it was accepted.
+    async fn intake(&mut self, batch: Vec<Op>) -> Option<InFlight> {
+        self.find_consumed(&batch);
+        let mut ops: Vec<(Op, Submitted)> = Vec::with_capacity(batch.len());
         let mut seqs = Vec::with_capacity(batch.len());
         for op in batch {
             let len = op.payload.len() as u64;
@@ -248,7 +319,7 @@ impl Persister {
                 match self.journal.submit(op.kind, op.payload.clone()).await {
                     Ok(t) => {
                         seqs.push(op.seq);
-                        tickets.push((op, t));
+                        ops.push((op, t));
                     }
                     Err(e) => self.fail(&e),
                 }
@@ -259,21 +330,93 @@ impl Persister {
         if self.written_since_check >= self.recheck_after_bytes {
             self.check_disk();
         }
-        let mut last = 0;
-        for (op, ticket) in tickets {
-            match self.journal.submitted(ticket).await {
-                Ok(lsn) => {
-                    last = lsn;
-                    self.apply(op, lsn);
+        (!ops.is_empty()).then_some(InFlight { ops, seqs })
+    }
+
+    /// Tracks the publishes of `batch` and the settles that consume them; publishes whose
+    /// every durable copy is now consumed are confirmed at once.
+    fn find_consumed(&mut self, batch: &[Op]) {
+        for op in batch {
+            match &op.meta {
+                Meta::Publish { pid, queues } if *queues > 0 => {
+                    self.unsynced.insert(
+                        *pid,
+                        Unsynced {
+                            seq: op.seq,
+                            remaining: *queues,
+                        },
+                    );
+                    self.unsynced_order.push_back((op.seq, *pid));
                 }
+                Meta::Settle { pids, consumed } => {
+                    for (i, pid) in pids.iter().enumerate() {
+                        let std::collections::hash_map::Entry::Occupied(mut u) =
+                            self.unsynced.entry(*pid)
+                        else {
+                            continue;
+                        };
+                        if i >= *consumed {
+                            // Left a queue without a consumer: wait for the sync.
+                            u.remove();
+                            continue;
+                        }
+                        u.get_mut().remaining -= 1;
+                        if u.get().remaining == 0 {
+                            self.consumed.push(u.remove().seq);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let synced = self.synced_tx.borrow().synced;
+        while let Some(&(seq, pid)) = self.unsynced_order.front() {
+            if seq > synced {
+                break;
+            }
+            self.unsynced_order.pop_front();
+            if self.unsynced.get(&pid).is_some_and(|u| u.seq == seq) {
+                self.unsynced.remove(&pid);
+            }
+        }
+        if !self.consumed.is_empty() {
+            let consumed = &mut self.consumed;
+            self.synced_tx.send_modify(|s| {
+                for seq in consumed.drain(..) {
+                    if seq > s.synced {
+                        s.consumed.insert(seq);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Collects the LSNs of a batch whose last record is appended (`last`), updates the
+    /// books and hands the batch to the syncer.
+    async fn complete(
+        &mut self,
+        batch: InFlight,
+        last: Result<Lsn, StoreError>,
+        synced: &mpsc::UnboundedSender<Batch>,
+    ) {
+        let InFlight { mut ops, seqs } = batch;
+        let (last_op, _) = ops.pop().expect("batches in flight are not empty");
+        // The writer answers in order: every earlier ticket of the batch is answered too.
+        for (op, ticket) in ops {
+            match self.journal.submitted(ticket).await {
+                Ok(lsn) => self.apply(op, lsn),
                 Err(e) => {
                     self.fail(&e);
                     return;
                 }
             }
         }
-        if last > 0 {
-            let _ = synced.send(Batch { seqs, lsn: last });
+        match last {
+            Ok(lsn) => {
+                self.apply(last_op, lsn);
+                let _ = synced.send(Batch { seqs, lsn });
+            }
+            Err(e) => self.fail(&e),
         }
     }
 
@@ -391,7 +534,7 @@ impl Persister {
                     );
                 }
             }
-            Meta::Settle { pids } => {
+            Meta::Settle { pids, .. } => {
                 let mut targets = SmallVec::new();
                 for pid in pids {
                     if let Some(m) = self.messages.get_mut(&pid) {
@@ -535,6 +678,17 @@ async fn syncer(
                 ahead.insert(s);
             }
         }
-        tx.send_modify(|s| s.synced = mark);
+        tx.send_modify(|s| s.advance(mark));
     }
+}
+
+/// The LSN of the last record of the oldest batch in flight, once appended. Cancel-safe:
+/// the ticket is awaited by reference and is spent only when this returns.
+async fn last_lsn(journal: &Journal, inflight: &mut VecDeque<InFlight>) -> Result<Lsn, StoreError> {
+    let batch = inflight.front_mut().expect("guarded by the caller");
+    let (_, last) = batch
+        .ops
+        .last_mut()
+        .expect("batches in flight are not empty");
+    journal.submitted_ref(last).await
 }
