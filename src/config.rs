@@ -461,6 +461,10 @@ pub struct StoreSection {
     pub queue_memory_max_bytes: u64,
     /// Body bytes of ready messages all queues together keep in memory before paging.
     pub memory_max_bytes: u64,
+    /// Faults to inject into the journal's file operations: inert unless a test arms it;
+    /// not read from files or the environment.
+    #[serde(skip)]
+    pub faults: ferromq_core::FaultInjector,
 }
 
 impl Default for StoreSection {
@@ -477,6 +481,7 @@ impl Default for StoreSection {
             compaction_interval_ms: d.compaction_interval_ms,
             queue_memory_max_bytes: d.paging.queue_memory_max_bytes,
             memory_max_bytes: d.paging.memory_max_bytes,
+            faults: d.journal.faults,
         }
     }
 }
@@ -496,6 +501,7 @@ impl StoreSection {
         d.backlog_max_bytes = self.backlog_max_bytes;
         d.disk_free_min_bytes = self.disk_free_min_bytes;
         d.compaction_interval_ms = self.compaction_interval_ms;
+        d.journal.faults = self.faults.clone();
         d
     }
 }
