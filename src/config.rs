@@ -492,6 +492,10 @@ pub struct StoreSection {
     /// `memory_max_bytes`, while spill files cannot be written (a full disk); past it,
     /// publishes that would be paged are refused until a spill write succeeds.
     pub paging_unwritten_max_bytes: u64,
+    /// Faults to inject into the journal's file operations: inert unless a test arms it;
+    /// not read from files or the environment.
+    #[serde(skip)]
+    pub faults: ferromq_core::FaultInjector,
 }
 
 impl Default for StoreSection {
@@ -509,6 +513,7 @@ impl Default for StoreSection {
             queue_memory_max_bytes: d.paging.queue_memory_max_bytes,
             memory_max_bytes: d.paging.memory_max_bytes,
             paging_unwritten_max_bytes: d.paging.unwritten_max_bytes,
+            faults: d.journal.faults,
         }
     }
 }
@@ -529,6 +534,7 @@ impl StoreSection {
         d.backlog_max_bytes = self.backlog_max_bytes;
         d.disk_free_min_bytes = self.disk_free_min_bytes;
         d.compaction_interval_ms = self.compaction_interval_ms;
+        d.journal.faults = self.faults.clone();
         d
     }
 }

@@ -50,7 +50,7 @@ pub use consumer::{
 pub use durable::{DurableConfig, Persister, RecoveryReport, SyncTicket, SyncWaiter};
 pub use error::{AuthError, CoreError};
 pub use exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions};
-pub use ferromq_store::StoreStats;
+pub use ferromq_store::{FaultInjector, StoreStats};
 pub use limits::CoreLimits;
 pub use message::{Death, DeathReason, FieldTable, FieldValue, Message, Properties};
 pub use paging::PagingConfig;

@@ -188,13 +188,23 @@ pub(crate) struct Effects {
     /// Journaled messages that left the queue; one settle record after dead-lettering
     /// (so a crash in between duplicates a dead message rather than losing it).
     settled: SmallVec<[u64; 8]>,
+    /// Journaled messages that a consumer acknowledged (or took without acks): in the same
+    /// record, but they may confirm their publish early (see `durable`).
+    consumed: SmallVec<[u64; 8]>,
 }
 
 impl Effects {
-    /// `e` leaves the queue for good.
+    /// `e` leaves the queue for good, but not to a consumer.
     fn settle(&mut self, e: &Entry) {
         if e.pid != 0 {
             self.settled.push(e.pid);
+        }
+    }
+
+    /// `e` leaves the queue for good: a consumer has it.
+    fn consume(&mut self, e: &Entry) {
+        if e.pid != 0 {
+            self.consumed.push(e.pid);
         }
     }
 
@@ -643,11 +653,19 @@ impl Queue {
         self.finish(fx);
     }
 
-    /// Acknowledges delivered messages by tag. Unknown tags are an error (after the known
-    /// ones are settled), as RabbitMQ treats them; once the queue is deleted, every tag is
-    /// accepted (its deliveries are gone).
+    /// Acknowledges delivered messages by tag: a consumer has them. Unknown tags are an
+    /// error (after the known ones are settled), as RabbitMQ treats them; once the queue is
+    /// deleted, every tag is accepted (its deliveries are gone).
     pub fn ack(&self, tags: &[u64]) -> Result<(), CoreError> {
         self.settle_tags(tags, Settle::Ack)
+    }
+
+    /// Settles deliveries that the broker itself took and now lets go of, not a
+    /// consumer's acknowledgement: state a protocol keeps in a queue, or a poison message
+    /// it has moved elsewhere. Like [`Queue::ack`], except that a persistent message
+    /// settled this way is confirmed to its producer only once its record is synced.
+    pub fn discard(&self, tags: &[u64]) -> Result<(), CoreError> {
+        self.settle_tags(tags, Settle::Discard)
     }
 
     /// Negatively acknowledges: requeue, or dead-letter as `rejected`.
@@ -779,7 +797,7 @@ impl Queue {
                     };
                     st.unacked.insert(tag, unacked);
                 } else {
-                    fx.settle(&e);
+                    fx.consume(&e);
                 }
             }
             Err(_) => {
@@ -915,7 +933,7 @@ impl Queue {
                         },
                     );
                 } else {
-                    fx.settle(&e);
+                    fx.consume(&e);
                 }
                 got = Some((delivery, st.ready_len));
                 break;
@@ -966,7 +984,7 @@ impl Queue {
             }
             n
         };
-        self.submit_settled(&fx.settled);
+        self.submit_settled(&fx.consumed, &fx.settled);
         kick_all(kicks);
         n
     }
@@ -1003,7 +1021,12 @@ impl Queue {
     }
 
     fn finish(&self, fx: Effects) {
-        if fx.dead.is_empty() && fx.kicks.is_empty() && !fx.delete_self && fx.settled.is_empty() {
+        if fx.dead.is_empty()
+            && fx.kicks.is_empty()
+            && !fx.delete_self
+            && fx.settled.is_empty()
+            && fx.consumed.is_empty()
+        {
             return;
         }
         let vhost = self.vhost.upgrade();
@@ -1012,7 +1035,7 @@ impl Queue {
                 v.dead_letter(self, fx.dead);
             }
         }
-        self.submit_settled(&fx.settled);
+        self.submit_settled(&fx.consumed, &fx.settled);
         let me = self.me.as_ptr();
         kick_all(fx.kicks.into_iter().filter(|w| w.as_ptr() != me).collect());
         if fx.delete_self {
@@ -1024,22 +1047,26 @@ impl Queue {
 }
 
 impl Queue {
-    /// Journals that this queue let go of `pids`, as one record.
-    fn submit_settled(&self, pids: &[u64]) {
-        let (Some(j), false) = (&self.journal, pids.is_empty()) else {
+    /// Journals that this queue let go of `consumed` (to consumers) and `settled`
+    /// (otherwise), as one record.
+    fn submit_settled(&self, consumed: &[u64], settled: &[u64]) {
+        let n = consumed.len() + settled.len();
+        let (Some(j), false) = (&self.journal, n == 0) else {
             return;
         };
-        let mut enc =
-            codec::Enc::with_capacity(16 + j.vhost.len() + self.name.len() + 8 * pids.len());
-        enc.str(&j.vhost).str(&self.name).u32(pids.len() as u32);
-        for &pid in pids {
+        let mut enc = codec::Enc::with_capacity(16 + j.vhost.len() + self.name.len() + 8 * n);
+        enc.str(&j.vhost).str(&self.name).u32(n as u32);
+        let mut pids = Vec::with_capacity(n);
+        for &pid in consumed.iter().chain(settled) {
             enc.u64(pid);
+            pids.push(pid);
         }
         j.durable.submit(
             codec::kind::SETTLE,
             enc.finish(),
             Meta::Settle {
-                pids: pids.to_vec(),
+                pids,
+                consumed: consumed.len(),
             },
         );
     }
@@ -1085,7 +1112,8 @@ impl Queue {
                 };
                 fx.kicks.extend(u.gate.release(1));
                 match outcome {
-                    Settle::Ack => fx.settle(&u.entry),
+                    Settle::Ack => fx.consume(&u.entry),
+                    Settle::Discard => fx.settle(&u.entry),
                     Settle::Requeue => self.requeue(&mut st, u.entry, &mut fx),
                     Settle::Reject => fx.die(u.entry, DeathReason::Rejected),
                 }
@@ -1290,6 +1318,7 @@ fn decode_entry(record: bytes::Bytes) -> Result<Entry, codec::Malformed> {
 #[derive(Clone, Copy)]
 enum Settle {
     Ack,
+    Discard,
     Requeue,
     Reject,
 }

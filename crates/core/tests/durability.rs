@@ -142,6 +142,159 @@ async fn tickets_resolve_once_synced() {
     n.stop().await;
 }
 
+/// How long a test waits for a ticket that must resolve; only a broken broker takes
+/// this long, and the test then fails instead of hanging.
+const RESOLVES_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for `t`, failing the test if it does not resolve.
+async fn resolved(waiter: &mut ferromq_core::SyncWaiter, t: ferromq_core::SyncTicket, what: &str) {
+    tokio::time::timeout(RESOLVES_WITHIN, waiter.wait(t))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the ticket did not resolve"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+impl Node {
+    /// Publishes to queue `s`, consumes and acks it, and waits for its ticket: every op
+    /// submitted before has then been seen by the persister, so a ticket of theirs that
+    /// still does not resolve (with fsyncs held) will not resolve early at all.
+    async fn sentinel(&self, waiter: &mut ferromq_core::SyncWaiter) {
+        if self.conn.vhost().queue("s").is_none() {
+            self.durable_queue("s");
+        }
+        let t = self.persistent("", "s", "sentinel").ticket.unwrap();
+        let mut sub = self.sub("s");
+        ack(&sub.expect());
+        drop(sub);
+        resolved(waiter, t, "the sentinel, consumed").await;
+    }
+}
+
+#[tokio::test]
+async fn a_consumed_publish_is_confirmed_before_its_record_is_synced() {
+    let dir = TempDir::new("early");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("d");
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    resolved(
+        &mut waiter,
+        n.broker.sync_point().unwrap(),
+        "the declaration",
+    )
+    .await;
+    faults.hold_fsyncs(true);
+    let t = n.persistent("", "d", "m").ticket.unwrap();
+    let mut sub = n.sub("d");
+    ack(&sub.expect());
+    resolved(&mut waiter, t, "consumed while its fsync is held").await;
+    // A point ticket covers the unsynced records too: it still waits.
+    n.sentinel(&mut waiter).await;
+    assert_eq!(waiter.poll(t.watermark()), None, "not synced yet");
+    faults.hold_fsyncs(false);
+    drop(sub);
+    n.stop().await;
+
+    // The ack record was synced with the publish: the message does not come back.
+    let n = start(&dir.0);
+    assert_eq!(n.messages("d"), 0);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn an_early_confirm_needs_every_durable_copy_consumed() {
+    let dir = TempDir::new("early-fanout");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("a");
+    n.durable_queue("b");
+    n.transient_queue("t");
+    let id = n.conn.id();
+    let v = n.conn.vhost();
+    for q in ["a", "b", "t"] {
+        v.bind_queue(q, "amq.fanout", "", FieldTable::new(), id)
+            .unwrap();
+    }
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    resolved(
+        &mut waiter,
+        n.broker.sync_point().unwrap(),
+        "the declarations",
+    )
+    .await;
+    faults.hold_fsyncs(true);
+    let t = n.persistent("amq.fanout", "", "m").ticket.unwrap();
+    let mut sa = n.sub("a");
+    ack(&sa.expect());
+    n.sentinel(&mut waiter).await;
+    assert_eq!(waiter.poll(t), None, "b has not had it consumed");
+    let mut sb = n.sub("b");
+    ack(&sb.expect());
+    // The copy in the transient queue t is never consumed: it does not count.
+    resolved(&mut waiter, t, "consumed from both durable queues").await;
+    assert_eq!(n.messages("t"), 1);
+    faults.hold_fsyncs(false);
+    drop((sa, sb));
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn requeued_and_dead_lettered_messages_wait_for_the_sync() {
+    let dir = TempDir::new("early-not");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("dlq");
+    let id = n.conn.id();
+    n.conn
+        .vhost()
+        .bind_queue("dlq", "amq.fanout", "", FieldTable::new(), id)
+        .unwrap();
+    n.conn
+        .declare_queue(
+            "work",
+            options(&[("x-dead-letter-exchange", s("amq.fanout"))]),
+            false,
+        )
+        .unwrap();
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    resolved(
+        &mut waiter,
+        n.broker.sync_point().unwrap(),
+        "the declarations",
+    )
+    .await;
+    faults.hold_fsyncs(true);
+    let requeued = n.persistent("", "work", "requeued").ticket.unwrap();
+    let dead = n.persistent("", "work", "dead").ticket.unwrap();
+    let mut sub = n.sub("work");
+    let (d1, d2) = (sub.expect(), sub.expect());
+    d1.queue.nack(&[d1.tag], true).unwrap();
+    d2.queue.nack(&[d2.tag], false).unwrap();
+    // The dead-letter copy is consumed; the message it came from was not.
+    let mut sd = n.sub("dlq");
+    ack(&sd.expect());
+    let redelivered = sub.expect();
+    assert_eq!(body(&redelivered), "requeued");
+    n.sentinel(&mut waiter).await;
+    assert_eq!(waiter.poll(requeued), None, "a requeue is not consumption");
+    assert_eq!(waiter.poll(dead), None, "dead-lettering is not consumption");
+    faults.hold_fsyncs(false);
+    resolved(&mut waiter, requeued, "synced").await;
+    resolved(&mut waiter, dead, "synced").await;
+    // Consumed after the requeue: confirmed already, and settled for good.
+    ack(&redelivered);
+    drop((sub, sd));
+    n.stop().await;
+
+    let n = start(&dir.0);
+    assert_eq!(n.messages("work"), 0);
+    assert_eq!(n.messages("dlq"), 0);
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn topology_is_restored_and_deletions_stick() {
     let dir = TempDir::new("topology");

@@ -110,6 +110,7 @@ pub(crate) fn cut(
 
 /// fsync of a segment's data (and the size change that makes it readable).
 pub(crate) fn sync(file: &File, path: &Path, faults: &FaultInjector) -> Result<(), StoreError> {
+    faults.wait_while_held();
     if faults.on_fsync() {
         return Err(StoreError::io(
             IoOp::Sync,

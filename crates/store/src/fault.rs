@@ -1,4 +1,4 @@
-//! [`FaultInjector`]: failed writes, failed fsyncs and a full disk, on demand.
+//! [`FaultInjector`]: failed writes, failed fsyncs, held fsyncs and a full disk, on demand.
 //!
 //! The file journal consults it before every write, fsync and segment create (see
 //! `disk.rs`); [`MemStore`](crate::MemStore) consults it on append. It lives in the public API,
@@ -6,7 +6,7 @@
 //! files written outside the store (the core's spill files) consult [`FaultInjector::write_fault`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// A handle shared by a test and the store it configures; cloning shares the same switches.
 /// Inert by default.
@@ -20,6 +20,9 @@ struct Switches {
     fsync_failures: AtomicU32,
     write_failures: AtomicU32,
     disk_full: AtomicBool,
+    /// While true, fsyncs wait (see [`FaultInjector::hold_fsyncs`]).
+    held: Mutex<bool>,
+    released: Condvar,
 }
 
 /// What the store should do instead of a write.
@@ -53,11 +56,25 @@ impl FaultInjector {
         self.inner.disk_full.store(full, Ordering::SeqCst);
     }
 
+    /// While set, every fsync of a segment file (the file journal; not
+    /// [`MemStore`](crate::MemStore)) waits until it is cleared: a disk whose
+    /// flushes take as long as a test wants. The writer thread blocks meanwhile, so
+    /// nothing more is appended either, and closing the journal waits for the release.
+    pub fn hold_fsyncs(&self, held: bool) {
+        *self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = held;
+        self.inner.released.notify_all();
+    }
+
     /// Disarms every fault.
     pub fn clear(&self) {
         self.fail_fsyncs(0);
         self.fail_writes(0);
         self.set_disk_full(false);
+        self.hold_fsyncs(false);
     }
 
     /// For a write of `len` bytes to a file outside the store: `None` to write normally, or
@@ -75,6 +92,22 @@ impl FaultInjector {
 
     pub(crate) fn on_fsync(&self) -> bool {
         take_one(&self.inner.fsync_failures)
+    }
+
+    /// Blocks while fsyncs are held; the file journal's writer thread calls it before each
+    /// fsync (never an async task: it blocks the thread).
+    pub(crate) fn wait_while_held(&self) {
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(
+            self.inner
+                .released
+                .wait_while(held, |h| *h)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 
     pub(crate) fn on_write(&self) -> Option<WriteFault> {

@@ -274,6 +274,13 @@ impl Journal {
         self.appended(ticket.0).await
     }
 
+    /// [`Journal::submitted`] by reference: cancel-safe, so a `select!` branch that another
+    /// branch wins may wait on the same ticket again. Once this has returned, the ticket
+    /// is spent: do not wait on it again.
+    pub async fn submitted_ref(&self, ticket: &mut Submitted) -> Result<Lsn, StoreError> {
+        (&mut ticket.0).await.unwrap_or_else(|_| Err(self.dead()))
+    }
+
     /// Sends a command to the writer; false if it is gone.
     pub(crate) fn command(&self, cmd: Command) -> bool {
         self.tx.send(cmd).is_ok()

@@ -30,7 +30,7 @@ impl HeldQueue {
             if Arc::ptr_eq(&d.message, msg) {
                 return Ok((Some(d.tag), ticket));
             }
-            let _ = self.queue.ack(&[d.tag]);
+            let _ = self.queue.discard(&[d.tag]);
         }
         Ok((None, ticket))
     }
@@ -38,7 +38,7 @@ impl HeldQueue {
     /// Settles held messages.
     pub(crate) fn settle(&self, tags: &[u64]) {
         if !tags.is_empty() {
-            let _ = self.queue.ack(tags);
+            let _ = self.queue.discard(tags);
         }
     }
 }

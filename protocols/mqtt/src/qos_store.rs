@@ -211,7 +211,7 @@ impl QosStore {
         };
         let (queue, _) = vhost.declare_queue(STATE_QUEUE, options, false, 0)?;
         let settle = |tag: u64| {
-            let _ = queue.ack(&[tag]);
+            let _ = queue.discard(&[tag]);
         };
         // Queue order is publish order: a later marker replaces an earlier one.
         while let Some((d, _)) = queue.get(AckMode::Manual, holder) {

@@ -126,7 +126,7 @@ impl RetainedStore {
         while let Some((d, _)) = queue.get(AckMode::Manual, holder) {
             mapping::topic_name(&d.message.routing_key, &mut topic);
             if d.message.body.is_empty() {
-                let _ = queue.ack(&[d.tag]);
+                let _ = queue.discard(&[d.tag]);
                 continue;
             }
             // Queue order is publish order: a later copy of a topic replaces an earlier one.

@@ -1127,7 +1127,11 @@ impl Session {
                     }
                 }
                 // A commit is answered once what it published is synced.
-                let ticket = outcomes.iter().filter_map(|o| o.ticket).reduce(SyncTicket::max);
+                let ticket = outcomes
+                    .iter()
+                    .filter_map(|o| o.ticket)
+                    .reduce(SyncTicket::max)
+                    .map(SyncTicket::watermark);
                 Ok(Reply::After(ticket.or_else(|| self.broker.sync_point())))
             }
             4 => {
@@ -1319,8 +1323,14 @@ impl Session {
                     if poison {
                         dead_letter(self.conn.as_ref().expect("connected"), p, cause.as_deref());
                     }
-                    // The tag can be unknown only if its queue was deleted meanwhile.
-                    let _ = p.queue.ack(&[p.tag]);
+                    // The tag can be unknown only if its queue was deleted meanwhile. A
+                    // poison message is not consumed: its dead-letter copy may not be
+                    // synced yet, so its publish waits for the journal.
+                    let _ = if poison {
+                        p.queue.discard(&[p.tag])
+                    } else {
+                        p.queue.ack(&[p.tag])
+                    };
                 }
                 c.update_window();
                 Ok(())

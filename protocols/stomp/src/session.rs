@@ -858,10 +858,12 @@ impl Session {
             .ok_or_else(|| StompError::missing_header("COMMIT", "transaction"))?;
         let mut txn = self.txns.remove(t).ok_or_else(|| unknown_txn(t))?;
         let outcomes = txn.core.commit(self.conn().vhost())?;
+        // Answered once what it published is synced (never early: a commit covers more).
         self.frame_ticket = outcomes
             .iter()
             .filter_map(|o| o.ticket)
-            .reduce(SyncTicket::max);
+            .reduce(SyncTicket::max)
+            .map(SyncTicket::watermark);
         Ok(())
     }
 

@@ -49,6 +49,22 @@
 //! Any other journal error is fatal for the durable layer: persistent publishes are
 //! refused until a restart, and every ticket not yet synced fails.
 //!
+//! # Confirming a consumed publish early
+//! A publish ticket also resolves, before its record is synced, once every durable queue
+//! it went to has had it acknowledged by a consumer (or delivered to an auto-ack one): the
+//! broker's responsibility for it is over, as with RabbitMQ's confirms. The records are
+//! still written and synced as usual, and the settle records follow the publish record in
+//! the journal, so a restart that finds the settles finds the publish settled; one that
+//! finds neither loses a message that was consumed. Any other way out of a queue
+//! (expiry, dead-lettering, overflow, purge, deletion, [`Queue::discard`]) rules the early
+//! confirm out for that message: it then waits for the sync. A requeue settles nothing.
+//! The persister decides this when it takes the ops from its channel, before the journal
+//! has written them, so an ack does not wait behind an fsync in progress. Only a ticket
+//! of one publish can resolve this way; [`SyncTicket::max`] and
+//! [`Broker::sync_point`](crate::Broker::sync_point) tickets wait for the watermark.
+//!
+//! [`Queue::discard`]: crate::Queue::discard
+//!
 //! Memory is bounded by flow control: the bytes of ops submitted but not yet taken by the
 //! journal are counted, and [`Durable::has_capacity`]/[`Durable::capacity`] let a protocol
 //! stop reading from a producer's socket while that backlog is over its bound (the journal
@@ -94,6 +110,7 @@ mod persister;
 mod recovery;
 mod refused;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -147,23 +164,40 @@ impl DurableConfig {
     }
 }
 
-/// Identifies submitted ops; they are durable once a [`SyncWaiter`] says so.
+/// Identifies submitted ops; a [`SyncWaiter`] says when they may be confirmed.
 ///
 /// A ticket waits until every op up to `seq` is settled, and fails if one of the ops it
-/// *owns*, `first..=seq`, was refused. A publish's ticket owns its op; [`SyncTicket::max`]
-/// of two owns both (and the ops between, which at worst turns a confirm into a refusal);
+/// *owns*, `first..=seq`, was refused. A publish's ticket owns its op, and also resolves
+/// once that message is consumed (see the module docs); [`SyncTicket::max`] of two owns
+/// both (and the ops between, which at worst turns a confirm into a refusal);
 /// [`Broker::sync_point`](crate::Broker::sync_point) and [`SyncTicket::behind`] own none.
-/// Deliberately not ordered: combine tickets with [`SyncTicket::max`].
+/// Deliberately not ordered: a publish ticket can resolve before a lower-numbered one, so
+/// combine tickets with [`SyncTicket::max`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SyncTicket {
     first: u64,
     seq: u64,
+    /// The ticket of one publish: it also resolves once that message is consumed.
+    publish: bool,
 }
 
 impl SyncTicket {
-    /// The ticket of op number `seq`; for tests of protocol state machines.
+    /// A ticket that resolves once every op up to number `seq` is synced; for tests of
+    /// protocol state machines.
     pub fn from_seq(seq: u64) -> SyncTicket {
-        SyncTicket { first: seq, seq }
+        SyncTicket {
+            first: seq,
+            seq,
+            publish: false,
+        }
+    }
+
+    pub(crate) fn publish(seq: u64) -> SyncTicket {
+        SyncTicket {
+            first: seq,
+            seq,
+            publish: true,
+        }
     }
 
     /// A ticket that waits for everything up to op `seq` and owns none of it.
@@ -171,19 +205,33 @@ impl SyncTicket {
         SyncTicket {
             first: seq + 1,
             seq,
+            publish: false,
         }
     }
 
-    /// A ticket for both: waits for the later, owns what either owns.
+    /// This ticket, resolved only by the watermark: once every op up to it is settled (it
+    /// still owns what it owned).
+    pub fn watermark(self) -> SyncTicket {
+        SyncTicket {
+            publish: false,
+            ..self
+        }
+    }
+
+    /// A ticket for both: waits for the later (by the watermark), owns what either owns.
     pub fn max(self, other: SyncTicket) -> SyncTicket {
+        if self == other {
+            return self;
+        }
         SyncTicket {
             first: self.first.min(other.first),
             seq: self.seq.max(other.seq),
+            publish: false,
         }
     }
 
-    /// A ticket that resolves when this one does but owns none of its ops: for a reply that
-    /// only keeps its place in line behind another.
+    /// A ticket that resolves when this one's watermark does but owns none of its ops: for
+    /// a reply that only keeps its place in line behind another.
     pub fn behind(self) -> SyncTicket {
         SyncTicket::waiting_for(self.seq)
     }
@@ -195,12 +243,19 @@ impl SyncTicket {
 }
 
 /// What the persister publishes to waiters.
+///
+/// # Invariants
+/// - `consumed` holds only numbers above `synced`, each that of a publish op.
 #[derive(Clone, Debug)]
 pub(crate) struct SyncState {
     /// Every op with a sequence number up to this one is settled: synced or refused.
     pub synced: u64,
     /// Ops whose records the journal refused for lack of space.
     pub refused: refused::Refused,
+    /// Publish ops above `synced` whose message every durable queue has had consumed:
+    /// their tickets resolve without waiting for the sync. At most one per publish not yet
+    /// synced, which the journal's batch and queue bounds limit.
+    pub consumed: BTreeSet<u64>,
     /// The journal failed: ops above `synced` never will be.
     pub failed: Option<Arc<str>>,
 }
@@ -210,7 +265,22 @@ impl Default for SyncState {
         SyncState {
             synced: 0,
             refused: refused::Refused::new(crate::limits::REFUSED_RANGES_MAX),
+            consumed: BTreeSet::new(),
             failed: None,
+        }
+    }
+}
+
+impl SyncState {
+    fn resolves(&self, t: SyncTicket) -> bool {
+        self.synced >= t.seq || (t.publish && self.consumed.contains(&t.seq))
+    }
+
+    /// Moves the settled point to `mark`, forgetting the early confirms it now covers.
+    pub(crate) fn advance(&mut self, mark: u64) {
+        self.synced = mark;
+        while self.consumed.first().is_some_and(|&s| s <= mark) {
+            self.consumed.pop_first();
         }
     }
 }
@@ -228,6 +298,9 @@ impl SyncWaiter {
     /// it is pending.
     pub fn poll(&self, t: SyncTicket) -> Option<Result<(), CoreError>> {
         let s = self.0.borrow();
+        if t.publish && s.consumed.contains(&t.seq) {
+            return Some(Ok(()));
+        }
         if s.synced >= t.seq {
             if s.refused.any_in(t.first, t.seq) {
                 return Some(Err(CoreError::ResourceLimit(REFUSED.into())));
@@ -243,7 +316,7 @@ impl SyncWaiter {
     pub async fn wait(&mut self, t: SyncTicket) -> Result<(), CoreError> {
         let closed = self
             .0
-            .wait_for(|s| s.synced >= t.seq || s.failed.is_some())
+            .wait_for(|s| s.resolves(t) || s.failed.is_some())
             .await
             .is_err();
         match self.poll(t) {
@@ -285,8 +358,9 @@ pub(crate) enum Meta {
     },
     /// A message bound for `queues` durable queues.
     Publish { pid: u64, queues: u32 },
-    /// Messages settled in one queue.
-    Settle { pids: Vec<u64> },
+    /// Messages settled in one queue: the first `consumed` of `pids` were acknowledged by
+    /// a consumer (or delivered to an auto-ack one), the rest left the queue otherwise.
+    Settle { pids: Vec<u64>, consumed: usize },
     /// A settle whose record the journal refused, to be written again: it has been applied
     /// already, and cancels the publish records `targets` (still on disk when it was
     /// refused), which it must outlive once written.
@@ -380,6 +454,10 @@ impl Durable {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.backlog_bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let ticket = match meta {
+            Meta::Publish { .. } => SyncTicket::publish(seq),
+            _ => SyncTicket::from_seq(seq),
+        };
         let op = Op {
             seq,
             kind,
@@ -389,7 +467,7 @@ impl Durable {
         // A closed channel means the broker is shutting down: the op is lost like any
         // other unconfirmed one, and its ticket never resolves as synced.
         let _ = self.tx.send(Command::Op(op));
-        SyncTicket::from_seq(seq)
+        ticket
     }
 
     /// A ticket waiting for the latest op submitted, owning none.

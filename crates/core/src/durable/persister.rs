@@ -12,8 +12,16 @@
 //! Ops are taken from the channel in batches; each batch is handed to the journal back to
 //! back (so the writer thread group-commits it), as one fenced run behind the ops waiting to
 //! be written again, then the LSNs are collected in order and the bookkeeping updated (for
-//! ops the journal refused for lack of space, see "A full disk" in `durable/mod.rs`). A second task waits for each batch to be synced and publishes
-//! the synced sequence number to the [`SyncWaiter`](super::SyncWaiter)s.
+//! ops the journal refused for lack of space, see "A full disk" in `durable/mod.rs`). A
+//! second task waits for each batch to be synced and publishes the synced sequence number
+//! to the [`SyncWaiter`](super::SyncWaiter)s.
+//!
+//! One batch is with the journal at a time: the next one is put together only once the
+//! outcome of the last is known, because it starts with the ops the journal refused. Ops
+//! keep being taken from the channel meanwhile, though, and early confirms (see the parent
+//! module) are decided as they are taken: an ack that arrives while the journal writes and
+//! fsyncs its publish confirms that publish without waiting for either, or for the ack's
+//! own record.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -33,6 +41,11 @@ use ferromq_store::{Journal, Lsn, Moved, Store, StoreError, Submitted};
 /// Ops taken from the channel per batch: bounds the LSN tickets held at once.
 const BATCH_OPS_MAX: usize = 4096;
 
+/// Ops taken from the channel while a batch is with the journal, waiting to be the next
+/// batch; intake pauses beyond this. (The durable backlog's byte bound, which makes
+/// producers wait, applies to them too: they are not `taken` yet.)
+const PENDING_OPS_MAX: usize = 64 * 1024;
+
 struct BindingBook {
     lsn: Lsn,
     vhost: bytestring::ByteString,
@@ -44,6 +57,19 @@ struct BindingBook {
 struct MessageBook {
     lsn: Lsn,
     remaining: u32,
+}
+
+/// A publish not known to be synced, while every queue that settled it so far had it
+/// consumed: it is confirmed early once `remaining` reaches 0.
+struct Unsynced {
+    seq: u64,
+    remaining: u32,
+}
+
+/// A batch handed to the journal as one fenced run, waiting for its outcome: each op, whether
+/// it is written again (a rewrite), and its ticket. Never empty.
+struct InFlight {
+    ops: Vec<(Op, bool, Submitted)>,
 }
 
 /// The persister task; run it with [`Persister::run`] on the runtime that serves clients.
@@ -76,6 +102,14 @@ pub struct Persister {
     /// How many of `rewrites` are settles.
     resettles: usize,
     failed: bool,
+    /// Candidates for an early confirm by pid, and (sequence number, pid) in the order
+    /// taken, to forget them once synced. Both hold at most the publishes taken and not
+    /// yet synced: bounded by `PENDING_OPS_MAX` and `BATCH_OPS_MAX` plus what the journal
+    /// writer holds unsynced (its append queue and `sync_batch_max_bytes`).
+    unsynced: HashMap<u64, Unsynced>,
+    unsynced_order: VecDeque<(u64, u64)>,
+    /// Publishes found consumed in the ops being taken.
+    consumed: Vec<u64>,
 }
 
 impl std::fmt::Debug for Persister {
@@ -170,6 +204,9 @@ impl Persister {
             rewrites: VecDeque::new(),
             resettles: 0,
             failed: false,
+            unsynced: HashMap::new(),
+            unsynced_order: VecDeque::new(),
+            consumed: Vec::new(),
         }
     }
 
@@ -187,37 +224,58 @@ impl Persister {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         let mut compaction: Option<tokio::task::JoinHandle<Result<Vec<Moved>, StoreError>>> = None;
+        // The batch with the journal, and the ops taken since, which make the next one.
+        let mut writing: Option<InFlight> = None;
+        let mut pending: Vec<Op> = Vec::new();
+        // A finished compaction's moves, applied once no batch is with the journal (the
+        // moved records' old LSNs must all be in the books first).
+        let mut moves: Option<Vec<Moved>> = None;
+        let mut closing = None;
         let close_reply = loop {
+            if writing.is_none() {
+                if let Some(moved) = moves.take() {
+                    self.apply_moves(&moved);
+                }
+                if !pending.is_empty() {
+                    writing = self.start(std::mem::take(&mut pending)).await;
+                }
+            }
+            if closing.is_some() && writing.is_none() && pending.is_empty() {
+                break closing;
+            }
             tokio::select! {
-                cmd = self.rx.recv() => {
+                biased;
+                last = last_lsn(&self.journal, &mut writing), if writing.is_some() => {
+                    let batch = writing.take().expect("guarded");
+                    self.complete(batch, last, &batch_tx).await;
+                }
+                cmd = self.rx.recv(), if closing.is_none() && pending.len() < PENDING_OPS_MAX => {
                     let Some(cmd) = cmd else { break None };
                     let mut batch = Vec::new();
-                    let mut close = None;
                     match cmd {
                         Command::Op(op) => batch.push(op),
-                        Command::Close(reply) => close = Some(reply),
+                        Command::Close(reply) => closing = Some(reply),
                     }
-                    while close.is_none() && batch.len() < BATCH_OPS_MAX {
+                    while closing.is_none() && batch.len() < BATCH_OPS_MAX {
                         match self.rx.try_recv() {
                             Ok(Command::Op(op)) => batch.push(op),
-                            Ok(Command::Close(reply)) => close = Some(reply),
+                            Ok(Command::Close(reply)) => closing = Some(reply),
                             Err(_) => break,
                         }
                     }
-                    self.write_batch(batch, &batch_tx).await;
-                    if let Some(reply) = close {
-                        break Some(reply);
-                    }
+                    self.find_consumed(&batch);
+                    pending.append(&mut batch);
                 }
                 _ = ticker.tick() => {
                     ticks += 1;
                     self.release_tombs();
                     self.check_disk();
-                    if !self.rewrites.is_empty() && !self.failed {
+                    if writing.is_none() && pending.is_empty() && !self.rewrites.is_empty() && !self.failed {
                         // Refused declarations are tried again even when nothing else comes.
-                        self.write_batch(Vec::new(), &batch_tx).await;
+                        writing = self.start(Vec::new()).await;
                     }
                     if compaction.is_none()
+                        && moves.is_none()
                         && self.compaction_every_ticks > 0
                         && ticks.is_multiple_of(self.compaction_every_ticks)
                         && !self.failed
@@ -229,7 +287,8 @@ impl Persister {
                 done = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
                     compaction = None;
                     match done {
-                        Ok(Ok(moved)) => self.apply_moves(&moved),
+                        Ok(Ok(moved)) if !moved.is_empty() => moves = Some(moved),
+                        Ok(Ok(_)) => {}
                         Ok(Err(e)) => warn!(dir = %self.dir.display(), %e, "journal compaction failed"),
                         Err(e) => warn!(%e, "journal compaction task ended abnormally"),
                     }
@@ -239,10 +298,27 @@ impl Persister {
         if let Some(task) = compaction.take() {
             task.abort();
         }
+        // Every handle is gone or the broker closes: write what was taken.
+        loop {
+            if let Some(mut batch) = writing.take() {
+                let last = last_lsn_of(&self.journal, &mut batch).await;
+                self.complete(batch, last, &batch_tx).await;
+            }
+            if let Some(moved) = moves.take() {
+                self.apply_moves(&moved);
+            }
+            if pending.is_empty() {
+                break;
+            }
+            writing = self.start(std::mem::take(&mut pending)).await;
+        }
         if !self.rewrites.is_empty() && !self.failed {
             // A last try for refused declarations; if it fails too they are lost with the
             // process, as the declarations of a crashed broker would be.
-            self.write_batch(Vec::new(), &batch_tx).await;
+            if let Some(mut batch) = self.start(Vec::new()).await {
+                let last = last_lsn_of(&self.journal, &mut batch).await;
+                self.complete(batch, last, &batch_tx).await;
+            }
         }
         // Ops sent before the close request were taken above; late ones are dropped.
         drop(batch_tx);
@@ -256,20 +332,15 @@ impl Persister {
         }
     }
 
-    /// Writes the ops waiting to be written again, then `batch`, as one fenced run (so the
-    /// records land as a prefix: see the module docs of `durable`), applies the outcome of
-    /// each op, and hands the batch to the syncer.
-    async fn write_batch(&mut self, batch: Vec<Op>, synced: &mpsc::UnboundedSender<Batch>) {
+    /// Hands the ops waiting to be written again, then `batch`, to the journal as one fenced
+    /// run (so the records land as a prefix: see the module docs of `durable`); `None` if
+    /// no record of it was accepted.
+    async fn start(&mut self, batch: Vec<Op>) -> Option<InFlight> {
         let rewrites = std::mem::take(&mut self.rewrites);
         self.resettles = 0;
         let fence = self.journal.fence();
         let mut tickets: Vec<(Op, bool, Submitted)> =
             Vec::with_capacity(rewrites.len() + batch.len());
-        let mut done = Batch {
-            seqs: Vec::with_capacity(batch.len()),
-            lsn: 0,
-            refused: Vec::new(),
-        };
         let ops = rewrites
             .into_iter()
             .map(|op| (op, true))
@@ -291,8 +362,36 @@ impl Persister {
         if self.written_since_check >= self.recheck_after_bytes {
             self.check_disk();
         }
-        for (op, rewrite, ticket) in tickets {
-            match self.journal.submitted(ticket).await {
+        (!tickets.is_empty()).then_some(InFlight { ops: tickets })
+    }
+
+    /// Applies the outcome of each op of a batch whose last record's outcome is `last`
+    /// (the writer answers in order, so every other op's is known too) and hands the batch
+    /// to the syncer.
+    async fn complete(
+        &mut self,
+        batch: InFlight,
+        last: Result<Lsn, StoreError>,
+        synced: &mpsc::UnboundedSender<Batch>,
+    ) {
+        let mut ops = batch.ops;
+        let mut done = Batch {
+            seqs: Vec::with_capacity(ops.len()),
+            lsn: 0,
+            refused: Vec::new(),
+        };
+        let (last_op, last_rewrite, _) = ops.pop().expect("batches in flight are not empty");
+        let outcomes = ops
+            .into_iter()
+            .map(|(op, rewrite, ticket)| (op, rewrite, Some(ticket)))
+            .chain(std::iter::once((last_op, last_rewrite, None)));
+        let mut last = Some(last);
+        for (op, rewrite, ticket) in outcomes {
+            let outcome = match ticket {
+                Some(t) => self.journal.submitted(t).await,
+                None => last.take().expect("the last op comes last"),
+            };
+            match outcome {
                 Ok(lsn) => {
                     done.lsn = lsn;
                     if !rewrite {
@@ -316,6 +415,64 @@ impl Persister {
         }
     }
 
+    /// Tracks the publishes of `batch` and the settles that consume them; publishes whose
+    /// every durable copy is now consumed are confirmed at once.
+    fn find_consumed(&mut self, batch: &[Op]) {
+        for op in batch {
+            match &op.meta {
+                Meta::Publish { pid, queues } if *queues > 0 => {
+                    self.unsynced.insert(
+                        *pid,
+                        Unsynced {
+                            seq: op.seq,
+                            remaining: *queues,
+                        },
+                    );
+                    self.unsynced_order.push_back((op.seq, *pid));
+                }
+                Meta::Settle { pids, consumed } => {
+                    for (i, pid) in pids.iter().enumerate() {
+                        let std::collections::hash_map::Entry::Occupied(mut u) =
+                            self.unsynced.entry(*pid)
+                        else {
+                            continue;
+                        };
+                        if i >= *consumed {
+                            // Left a queue without a consumer: wait for the sync.
+                            u.remove();
+                            continue;
+                        }
+                        u.get_mut().remaining -= 1;
+                        if u.get().remaining == 0 {
+                            self.consumed.push(u.remove().seq);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let synced = self.synced_tx.borrow().synced;
+        while let Some(&(seq, pid)) = self.unsynced_order.front() {
+            if seq > synced {
+                break;
+            }
+            self.unsynced_order.pop_front();
+            if self.unsynced.get(&pid).is_some_and(|u| u.seq == seq) {
+                self.unsynced.remove(&pid);
+            }
+        }
+        if !self.consumed.is_empty() {
+            let consumed = &mut self.consumed;
+            self.synced_tx.send_modify(|s| {
+                for seq in consumed.drain(..) {
+                    if seq > s.synced {
+                        s.consumed.insert(seq);
+                    }
+                }
+            });
+        }
+    }
+
     /// The journal refused `op`'s record for lack of space (see the module docs of
     /// `durable` for why each kind is handled so).
     fn refused(&mut self, op: Op, rewrite: bool, refused: &mut Vec<u64>) {
@@ -325,7 +482,7 @@ impl Persister {
         match op.meta {
             // Stays in its queues as a transient message would; nothing to track.
             Meta::Publish { .. } => {}
-            Meta::Settle { pids } => {
+            Meta::Settle { pids, .. } => {
                 let targets = self.settle(&pids);
                 if targets.is_empty() || self.resettles >= crate::limits::DURABLE_REWRITES_MAX / 2 {
                     return;
@@ -460,7 +617,7 @@ impl Persister {
                     );
                 }
             }
-            Meta::Settle { pids } => {
+            Meta::Settle { pids, .. } => {
                 let targets = self.settle(&pids);
                 self.entomb(lsn, targets);
             }
@@ -646,7 +803,21 @@ async fn syncer(
             for &seq in &batch.refused {
                 s.refused.insert(seq);
             }
-            s.synced = mark;
+            s.advance(mark);
         });
     }
+}
+
+/// The outcome of the last record of the batch with the journal, once known. Cancel-safe:
+/// the ticket is awaited by reference and is spent only when this returns.
+async fn last_lsn(journal: &Journal, writing: &mut Option<InFlight>) -> Result<Lsn, StoreError> {
+    last_lsn_of(journal, writing.as_mut().expect("guarded by the caller")).await
+}
+
+async fn last_lsn_of(journal: &Journal, batch: &mut InFlight) -> Result<Lsn, StoreError> {
+    let (_, _, last) = batch
+        .ops
+        .last_mut()
+        .expect("batches in flight are not empty");
+    journal.submitted_ref(last).await
 }
