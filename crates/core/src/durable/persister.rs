@@ -16,12 +16,14 @@
 //! second task waits for each batch to be synced and publishes the synced sequence number
 //! to the [`SyncWaiter`](super::SyncWaiter)s.
 //!
-//! One batch is with the journal at a time: the next one is put together only once the
-//! outcome of the last is known, because it starts with the ops the journal refused. Ops
-//! keep being taken from the channel meanwhile, though, and early confirms (see the parent
-//! module) are decided as they are taken: an ack that arrives while the journal writes and
-//! fsyncs its publish confirms that publish without waiting for either, or for the ack's
-//! own record.
+//! Batches are handed to the journal while earlier ones are still being written and
+//! fsynced, all as parts of one fenced run: once the journal refuses a record for lack of
+//! space, every later record of the run is refused too, so what lands is still a prefix of
+//! what was submitted. After a refusal, no batch is started until every batch in flight has
+//! its outcome; the next one then starts a new run with the ops to be written again. Early
+//! confirms (see the parent module) are decided as ops are taken from the channel: an ack
+//! that arrives while the journal writes and fsyncs its publish confirms that publish
+//! without waiting for either, or for the ack's own record.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -41,10 +43,16 @@ use ferromq_store::{Journal, Lsn, Moved, Store, StoreError, Submitted};
 /// Ops taken from the channel per batch: bounds the LSN tickets held at once.
 const BATCH_OPS_MAX: usize = 4096;
 
-/// Ops taken from the channel while a batch is with the journal, waiting to be the next
-/// batch; intake pauses beyond this. (The durable backlog's byte bound, which makes
-/// producers wait, applies to them too: they are not `taken` yet.)
+/// Ops taken from the channel that cannot be handed to the journal yet (after a refusal,
+/// or while a compaction's moves wait); intake pauses beyond this. (The durable backlog's
+/// byte bound, which makes producers wait, applies to them too: they are not `taken` yet.)
 const PENDING_OPS_MAX: usize = 64 * 1024;
+
+/// Ops handed to the journal whose outcomes are not collected yet. The journal's append
+/// queue bounds their bytes, and with its default size also their count (8 MiB at 128
+/// bytes of overhead per record); this bounds the count whatever the journal is
+/// configured with.
+const INFLIGHT_OPS_MAX: usize = 64 * 1024;
 
 struct BindingBook {
     lsn: Lsn,
@@ -101,6 +109,9 @@ pub struct Persister {
     rewrites: VecDeque<Op>,
     /// How many of `rewrites` are settles.
     resettles: usize,
+    /// The fence of the run the batches in flight belong to; `None` once one of them had a
+    /// record refused, until a new run starts.
+    fence: Option<ferromq_store::Fence>,
     failed: bool,
     /// Candidates for an early confirm by pid, and (sequence number, pid) in the order
     /// taken, to forget them once synced. Both hold at most the publishes taken and not
@@ -203,6 +214,7 @@ impl Persister {
             tombs: std::mem::take(&mut recovered.tombs),
             rewrites: VecDeque::new(),
             resettles: 0,
+            fence: None,
             failed: false,
             unsynced: HashMap::new(),
             unsynced_order: VecDeque::new(),
@@ -224,29 +236,40 @@ impl Persister {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         let mut compaction: Option<tokio::task::JoinHandle<Result<Vec<Moved>, StoreError>>> = None;
-        // The batch with the journal, and the ops taken since, which make the next one.
-        let mut writing: Option<InFlight> = None;
+        // The batches with the journal, oldest first, and the ops taken but not handed over.
+        let mut writing: VecDeque<InFlight> = VecDeque::new();
+        let mut inflight_ops = 0;
         let mut pending: Vec<Op> = Vec::new();
         // A finished compaction's moves, applied once no batch is with the journal (the
-        // moved records' old LSNs must all be in the books first).
+        // moved records' old LSNs must all be in the books first); no batch is started
+        // meanwhile.
         let mut moves: Option<Vec<Moved>> = None;
         let mut closing = None;
         let close_reply = loop {
-            if writing.is_none() {
+            if writing.is_empty() {
                 if let Some(moved) = moves.take() {
                     self.apply_moves(&moved);
                 }
-                if !pending.is_empty() {
-                    writing = self.start(std::mem::take(&mut pending)).await;
+            }
+            let may_start = writing.is_empty()
+                || (self.fence.is_some()
+                    && self.rewrites.is_empty()
+                    && moves.is_none()
+                    && inflight_ops < INFLIGHT_OPS_MAX);
+            if may_start && !pending.is_empty() {
+                if let Some(batch) = self.start(std::mem::take(&mut pending)).await {
+                    inflight_ops += batch.ops.len();
+                    writing.push_back(batch);
                 }
             }
-            if closing.is_some() && writing.is_none() && pending.is_empty() {
+            if closing.is_some() && writing.is_empty() && pending.is_empty() {
                 break closing;
             }
             tokio::select! {
                 biased;
-                last = last_lsn(&self.journal, &mut writing), if writing.is_some() => {
-                    let batch = writing.take().expect("guarded");
+                last = last_lsn(&self.journal, &mut writing), if !writing.is_empty() => {
+                    let batch = writing.pop_front().expect("guarded");
+                    inflight_ops -= batch.ops.len();
                     self.complete(batch, last, &batch_tx).await;
                 }
                 cmd = self.rx.recv(), if closing.is_none() && pending.len() < PENDING_OPS_MAX => {
@@ -270,9 +293,12 @@ impl Persister {
                     ticks += 1;
                     self.release_tombs();
                     self.check_disk();
-                    if writing.is_none() && pending.is_empty() && !self.rewrites.is_empty() && !self.failed {
+                    if writing.is_empty() && pending.is_empty() && !self.rewrites.is_empty() && !self.failed {
                         // Refused declarations are tried again even when nothing else comes.
-                        writing = self.start(Vec::new()).await;
+                        if let Some(batch) = self.start(Vec::new()).await {
+                            inflight_ops += batch.ops.len();
+                            writing.push_back(batch);
+                        }
                     }
                     if compaction.is_none()
                         && moves.is_none()
@@ -300,8 +326,9 @@ impl Persister {
         }
         // Every handle is gone or the broker closes: write what was taken.
         loop {
-            if let Some(mut batch) = writing.take() {
-                let last = last_lsn_of(&self.journal, &mut batch).await;
+            while !writing.is_empty() {
+                let last = last_lsn(&self.journal, &mut writing).await;
+                let batch = writing.pop_front().expect("not empty");
                 self.complete(batch, last, &batch_tx).await;
             }
             if let Some(moved) = moves.take() {
@@ -310,13 +337,15 @@ impl Persister {
             if pending.is_empty() {
                 break;
             }
-            writing = self.start(std::mem::take(&mut pending)).await;
+            writing.extend(self.start(std::mem::take(&mut pending)).await);
         }
         if !self.rewrites.is_empty() && !self.failed {
             // A last try for refused declarations; if it fails too they are lost with the
             // process, as the declarations of a crashed broker would be.
-            if let Some(mut batch) = self.start(Vec::new()).await {
-                let last = last_lsn_of(&self.journal, &mut batch).await;
+            writing.extend(self.start(Vec::new()).await);
+            if !writing.is_empty() {
+                let last = last_lsn(&self.journal, &mut writing).await;
+                let batch = writing.pop_front().expect("not empty");
                 self.complete(batch, last, &batch_tx).await;
             }
         }
@@ -332,13 +361,15 @@ impl Persister {
         }
     }
 
-    /// Hands the ops waiting to be written again, then `batch`, to the journal as one fenced
-    /// run (so the records land as a prefix: see the module docs of `durable`); `None` if
-    /// no record of it was accepted.
+    /// Hands the ops waiting to be written again, then `batch`, to the journal as part of
+    /// the current fenced run, or of a new one if the last had a refusal (so the records
+    /// land as a prefix: see the module docs of `durable`); `None` if no record of it was
+    /// accepted.
     async fn start(&mut self, batch: Vec<Op>) -> Option<InFlight> {
         let rewrites = std::mem::take(&mut self.rewrites);
         self.resettles = 0;
-        let fence = self.journal.fence();
+        let journal = &self.journal;
+        let fence = *self.fence.get_or_insert_with(|| journal.fence());
         let mut tickets: Vec<(Op, bool, Submitted)> =
             Vec::with_capacity(rewrites.len() + batch.len());
         let ops = rewrites
@@ -399,7 +430,11 @@ impl Persister {
                     }
                     self.apply(op, lsn);
                 }
-                Err(e) if !e.is_fatal() => self.refused(op, rewrite, &mut done.refused),
+                Err(e) if !e.is_fatal() => {
+                    // The rest of this run is refused too: the next batch starts a new one.
+                    self.fence = None;
+                    self.refused(op, rewrite, &mut done.refused);
+                }
                 Err(e) => {
                     self.fail(&e);
                     return;
@@ -808,13 +843,10 @@ async fn syncer(
     }
 }
 
-/// The outcome of the last record of the batch with the journal, once known. Cancel-safe:
+/// The outcome of the last record of the oldest batch in flight, once known. Cancel-safe:
 /// the ticket is awaited by reference and is spent only when this returns.
-async fn last_lsn(journal: &Journal, writing: &mut Option<InFlight>) -> Result<Lsn, StoreError> {
-    last_lsn_of(journal, writing.as_mut().expect("guarded by the caller")).await
-}
-
-async fn last_lsn_of(journal: &Journal, batch: &mut InFlight) -> Result<Lsn, StoreError> {
+async fn last_lsn(journal: &Journal, writing: &mut VecDeque<InFlight>) -> Result<Lsn, StoreError> {
+    let batch = writing.front_mut().expect("guarded by the caller");
     let (_, _, last) = batch
         .ops
         .last_mut()
