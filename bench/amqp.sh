@@ -6,6 +6,7 @@
 #   bench/amqp.sh                        # 3 runs of 10 s per case and broker, medians
 #   RUNS=1 SECONDS_PER_RUN=5 bench/amqp.sh
 #   CASES="persistent" bench/amqp.sh
+#   CASES=sizes SIZES="16 65536" bench/amqp.sh         # 1 -> 1 transient at each size
 #   CASES="lat-transient lat-persistent" bench/amqp.sh   # latency at a fixed RATE only
 #   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/amqp.sh
 #
@@ -19,10 +20,12 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/amqp}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
-# lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
-CASES=${CASES:-"transient persistent fanout lat-transient lat-persistent connect idle"}
+# sizes: transient 1 -> 1 at each of SIZES; lat-<case>: <case> at a fixed RATE msg/s,
+# with latency percentiles.
+CASES=${CASES:-"transient persistent fanout sizes lat-transient lat-persistent connect idle"}
 RATE=${RATE:-10000}
 SIZE=${SIZE:-256}
+SIZES=${SIZES:-"16 256 4096 65536"}
 PREFETCH=${PREFETCH:-500}
 WINDOW=${WINDOW:-500}
 FANOUT=${FANOUT:-10}
@@ -45,6 +48,8 @@ FERROMQ_PORT=${FERROMQ_PORT:-5692}
 SCRIPT=amqp.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+# shellcheck disable=SC2086 # CASES is a list
+CASES=$(expand_sizes $CASES)
 
 # --- Install ---------------------------------------------------------------------------
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -160,13 +165,16 @@ restart() { # broker
 # --- Runs ------------------------------------------------------------------------------
 uri() { echo "amqp://guest:guest@127.0.0.1:$1/%2f"; }
 run_one() { # broker port case run
-    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 90)) mode=(--case "$3")
-    case $3 in lat-*) mode=(--case "${3#lat-}" --rate "$RATE") ;; esac
+    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 90)) mode=(--case "$3") size=$SIZE
+    case $3 in
+    lat-*) mode=(--case "${3#lat-}" --rate "$RATE") ;;
+    size-*) mode=(--case transient) size=${3#size-} ;;
+    esac
     # A run that hangs is cut off; the drain alone may take 4 x 5 s.
     [ "$3" = idle ] && limit=$((4 * HEARTBEAT + 300))
     # shellcheck disable=SC2086 # AMQP_ARGS is a list of flags
     line=$(timeout "$limit" "$LOADGEN" --uri "$(uri "$2")" "${mode[@]}" \
-        --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
+        --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$size" --prefetch "$PREFETCH" \
         --window "$WINDOW" --fanout "$FANOUT" --label "$1" --broker-pid "$(broker_pid "$1")" \
         --parallel "$PARALLEL" --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT" \
         --channels "$CHANNELS" $AMQP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
@@ -178,7 +186,7 @@ run_one() { # broker port case run
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heartbeat $HEARTBEAT s, $CHANNELS channel(s) each"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; sizes $SIZES; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heartbeat $HEARTBEAT s, $CHANNELS channel(s) each"
 } >"$RESULTS"
 say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
 for ((run = 1; run <= RUNS; run++)); do
@@ -210,7 +218,7 @@ notes() { # broker case: everything that is not a clean run
 }
 med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
 RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
-FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | size-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {
     if [ -n "$FLOOD_CASES" ]; then
         echo
@@ -225,6 +233,8 @@ FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) print
         ratio=$(awk -v f="$f" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", f / r; else print "n/a" }')
         printf '%-11s %14.0f %14.0f %10s\n' "$c" "$r" "$f" "$ratio"
     done
+    sizes_table "$RESULTS" "Message sizes: transient, 1 -> 1, prefetch $PREFETCH; median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (body MiB/s)" \
+        rabbitmq:RabbitMQ ferromq:ferromq
     if [ -n "$RATE_CASES" ]; then
         echo
         echo "Latency at a fixed $RATE msg/s, 1 -> 1, ${SIZE}-byte messages, prefetch $PREFETCH: from the time each"

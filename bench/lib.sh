@@ -257,3 +257,47 @@ idle_table() { # brokers...
         ;;
     esac
 }
+
+# The `sizes` case of every script: 1 -> 1 transient throughput at each size of $SIZES
+# (bytes), run as the cases size-<N>. Prints the case list with `sizes` expanded.
+expand_sizes() { # cases...
+    local c s out=()
+    for c in "$@"; do
+        if [ "$c" = sizes ]; then
+            for s in $SIZES; do
+                case $s in '' | *[!0-9]*) die "SIZES: $s is not a number of bytes" ;; esac
+                [ "$s" -ge 16 ] || die "SIZES: $s is below 16 bytes (the body header every load generator checks)"
+                out+=("size-$s")
+            done
+        else
+            out+=("$c")
+        fi
+    done
+    echo "${out[*]}"
+}
+# The sizes table, when $CASES has size-<N> cases: per size, each broker's median
+# messages/s and body MiB/s over the runs, and ferromq's ratio to each other broker.
+# Arguments: results title broker:Name... (ferromq among them).
+sizes_table() {
+    local results=$1 title=$2 c s bn b m peers=()
+    shift 2
+    case " $CASES " in *" size-"*) ;; *) return 0 ;; esac
+    echo
+    echo "$title"
+    printf '%-9s' size
+    for bn in "$@"; do printf ' %20s' "${bn#*:} msg/s (MiB/s)"; done
+    for bn in "$@"; do [ "${bn%%:*}" = ferromq ] || { peers+=("${bn%%:*}"); printf ' %9s' "f/${bn#*:}"; }; done
+    echo
+    for c in $CASES; do
+        case $c in size-*) ;; *) continue ;; esac
+        s=${c#size-}
+        printf '%-9s' "$s B"
+        for bn in "$@"; do
+            b=${bn%%:*}
+            m=$(grep " label=$b case=$c " "$results" | field msgs_per_s | median)
+            printf ' %11.0f (%6.1f)' "$m" "$(awk -v m="$m" -v s="$s" 'BEGIN { print m * s / 1048576 }')"
+        done
+        for b in "${peers[@]}"; do printf ' %9s' "$(median_ratio "$results" ferromq "$b" msgs_per_s "$c")"; done
+        echo
+    done
+}

@@ -11,6 +11,7 @@
 #   CASES="qos1 fanout1" bench/mqtt.sh
 #   CASES=idle IDLE_CONNECTIONS=50000 bench/mqtt.sh
 #   CASES="lat0 lat1" RATE=10000 bench/mqtt.sh   # latency at a fixed rate only
+#   CASES=sizes SIZES="16 65536" bench/mqtt.sh   # QoS 0 1 -> 1 at each size
 #
 # Everything it writes (Mosquitto's config and log, ferromq's data, raw results) goes
 # under $BENCH_DIR (default bench/target-peers/mqtt, ignored by git through a generated
@@ -22,14 +23,16 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/mqtt}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
-# lat0, lat1: qos0, qos1 at a fixed RATE msg/s, with latency percentiles.
-CASES=${CASES:-"qos0 qos1 fanout0 fanout1 fanin0 fanin1 connect idle lat0 lat1"}
+# sizes: qos0 1 -> 1 at each of SIZES; lat0, lat1: qos0, qos1 at a fixed RATE msg/s,
+# with latency percentiles.
+CASES=${CASES:-"qos0 qos1 fanout0 fanout1 fanin0 fanin1 sizes connect idle lat0 lat1"}
 RATE=${RATE:-10000}
 # 1: the 1 -> 1 cases (qos0 qos1 lat0 lat1) also run against the loopback relay.
 RELAY=${RELAY:-1}
 # 1: Mosquitto sets TCP_NODELAY on its sockets (set_tcp_nodelay; its default is off).
 MOSQUITTO_NODELAY=${MOSQUITTO_NODELAY:-0}
 SIZE=${SIZE:-256}
+SIZES=${SIZES:-"16 256 4096 65536"}
 FANOUT=${FANOUT:-10}
 FANIN=${FANIN:-10}
 # Messages each broker sends a client before waiting for PUBACKs (both brokers alike:
@@ -54,6 +57,8 @@ RELAY_PORT=${RELAY_PORT:-1913}
 SCRIPT=mqtt.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+# shellcheck disable=SC2086 # CASES is a list
+CASES=$(expand_sizes $CASES)
 
 pinned() { # cpus command...: becomes the command (exec), under taskset when cpus is set
     local cpus=$1
@@ -200,11 +205,14 @@ restart() { # broker
 
 # --- Runs ------------------------------------------------------------------------------
 run_one() { # broker port pid case run
-    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 120)) mode=(--case "$4")
+    local line rc=0 limit=$((SECONDS_PER_RUN + WARMUP + 120)) mode=(--case "$4") size=$SIZE
     [ "$4" = idle ] && limit=$((4 * KEEP_ALIVE + 300))
-    case $4 in lat0 | lat1) mode=(--case "qos${4#lat}" --rate "$RATE") ;; esac
+    case $4 in
+    lat0 | lat1) mode=(--case "qos${4#lat}" --rate "$RATE") ;;
+    size-*) mode=(--case qos0) size=${4#size-} ;;
+    esac
     line=$(pinned "$LOADGEN_CPUS" timeout "$limit" "$LOADGEN" --port "$2" --broker-pid "$3" \
-        "${mode[@]}" --label "$1" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$SIZE" \
+        "${mode[@]}" --label "$1" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --size "$size" \
         --fanout "$FANOUT" --fanin "$FANIN" --parallel "$PARALLEL" \
         --connections "$IDLE_CONNECTIONS" --keep-alive "$KEEP_ALIVE" \
         $MQTT_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
@@ -216,7 +224,7 @@ run_one() { # broker port pid case run
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$MOSQUITTO" -h 2>/dev/null | head -n1)"
-    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; fan-out $FANOUT; fan-in $FANIN; inflight $INFLIGHT; rate $RATE; relay $RELAY; mosquitto nodelay $MOSQUITTO_NODELAY"
+    echo "# cases: $CASES; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up); size $SIZE; sizes $SIZES; fan-out $FANOUT; fan-in $FANIN; inflight $INFLIGHT; rate $RATE; relay $RELAY; mosquitto nodelay $MOSQUITTO_NODELAY"
     echo "# broker cpus: ${BROKER_CPUS:-any}; load generator cpus: ${LOADGEN_CPUS:-any}"
 } >"$RESULTS"
 say "cases: $CASES; $RUNS run(s) per case and broker; results in $RESULTS"
@@ -269,7 +277,7 @@ notes() { # broker case: everything that is not a clean run
           if (lost + dup + cor + failed + dropped > 0 || ex != 0 || err != "none")
             printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, failed, dropped, ex, err }'
 }
-FLOW_CASES=$(for c in $CASES; do case $c in idle | lat0 | lat1) ;; *) printf '%s ' "$c" ;; esac; done)
+FLOW_CASES=$(for c in $CASES; do case $c in idle | lat0 | lat1 | size-*) ;; *) printf '%s ' "$c" ;; esac; done)
 RATE_CASES=$(for c in $CASES; do case $c in lat0 | lat1) printf '%s ' "$c" ;; esac; done)
 # The relay's figure and ferromq's share of it, for the cases that ran against it.
 relay_cols() { # case
@@ -298,6 +306,8 @@ relay_cols() { # case
             "$(mib "$(med mosquitto "$c" broker_rss_peak_kib)")" "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")" \
             "$(lost mosquitto "$c")" "$(lost ferromq "$c")" "$(relay_cols "$c")"
     done
+    sizes_table "$RESULTS" "Message sizes: QoS 0, 1 -> 1; median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (body MiB/s)" \
+        mosquitto:Mosquitto ferromq:ferromq
     if [ -n "$RATE_CASES" ]; then
         echo
         echo "Latency at a fixed $RATE msg/s, ${SIZE}-byte messages: from the time each message was due to be"

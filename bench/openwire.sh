@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # OpenWire (JMS) side by side: ferromq against ActiveMQ 5.17 (Debian's `activemq`), the same
 # JMS load program (bench/openwire/JmsLoad.java, the ActiveMQ client from
-# libactivemq-java) against both, one after the other, same machine, one run. Prints a
-# table: messages/s for both, the ratio ferromq/ActiveMQ, broker CPU seconds per run and
-# peak RSS. See bench/README.md.
+# libactivemq-java) against both, same machine, one run. Prints tables: messages/s for
+# both and the ratio ferromq/ActiveMQ with each broker's CPU and peak RSS; throughput at
+# each message size; latency percentiles at a fixed rate; connections per second; broker
+# RSS per idle connection. See bench/README.md.
 #
 #   bench/openwire.sh                        # 3 runs of 10 s per case and broker, medians
 #   RUNS=1 SECONDS_PER_RUN=5 bench/openwire.sh
 #   CASES="persistent" bench/openwire.sh
-#
-# Cases: 1 producer -> 1 consumer on a queue, SIZE-byte BytesMessages, every message
-# checked by sequence number. `transient`: NON_PERSISTENT (the client sends them
-# asynchronously); `persistent`: PERSISTENT (synchronous sends, KahaDB on ActiveMQ, the
-# journal on ferromq, each fsynced before the send returns).
+#   CASES=sizes SIZES="16 65536" bench/openwire.sh
+#   CASES="lat-transient lat-persistent" RATE=5000 bench/openwire.sh
+#   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/openwire.sh
 #
 # Everything it writes goes under $BENCH_DIR (default bench/target-peers/openwire, ignored
 # by git through a generated .gitignore). Both brokers are stopped on exit, whatever the exit.
@@ -23,8 +22,38 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/bench/target-peers/openwire}
 RUNS=${RUNS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 WARMUP=${WARMUP:-2}
-CASES=${CASES:-"transient persistent"}
+# Unrecorded rounds of every case but idle on both brokers before the measured runs, each
+# of WARMUP_ROUND_SECONDS: the JVM compiles ActiveMQ's hot paths during its first runs.
+WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
+WARMUP_ROUND_SECONDS=${WARMUP_ROUND_SECONDS:-5}
+# sizes: transient 1 -> 1 at each of SIZES; lat-<case>: <case> at a fixed RATE msg/s.
+CASES=${CASES:-"transient persistent fanout fanin sizes lat-transient lat-persistent connect idle"}
+BROKERS=${BROKERS:-"activemq ferromq"}
 SIZE=${SIZE:-256}
+SIZES=${SIZES:-"16 256 4096 65536"}
+RATE=${RATE:-10000}
+FANOUT=${FANOUT:-10}
+FANIN=${FANIN:-10}
+# Each producer stays at most BACKLOG / producers messages ahead of its slowest consumer.
+BACKLOG=${BACKLOG:-20000}
+# Persistent sends awaiting the broker's answer (ActiveMQ's AsyncCallback), as the confirm
+# and receipt windows of amqp.sh and stomp.sh; 0: JMS's synchronous send(), one at a time.
+WINDOW=${WINDOW:-500}
+# Concurrent open/close cycles in the connect case.
+PARALLEL=${PARALLEL:-8}
+# The idle case: connections held (each a JMS connection + session), the inactivity
+# monitor's period (s, OpenWire's heart-beat; also in the connect case; 30 is the JMS
+# client's default), how long they are held (s; 2 periods + 5), and how many are opened at
+# a time.
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+HEARTBEAT=${HEARTBEAT:-30}
+HOLD=${HOLD:-65}
+CONNECT_PARALLEL=${CONNECT_PARALLEL:-64}
+# The load program's JVM: its heap (the idle case holds thousands of client connections)
+# and thread stacks (the client runs a reader thread per connection).
+LOADGEN_JAVA_OPTS=${LOADGEN_JAVA_OPTS:-"-Xms512m -Xmx2g -Xss512k"}
+# Extra flags for every load-program run (e.g. "--backlog 0").
+JMS_ARGS=${JMS_ARGS:-}
 # ActiveMQ's JVM: a heap and a broker memory limit large enough that producer flow control
 # does not decide the result (PEERS.md: 4 GB heap with a 1 GB limit was stable).
 AMQ_HEAP=${AMQ_HEAP:-4G}
@@ -39,18 +68,13 @@ SCRIPT=openwire.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-# CPU seconds (user + system) a process has used so far.
-cpu_s() {
-    local ticks
-    ticks=$(awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0)
-    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
-}
-# Peak resident set of a process so far, MiB.
-peak_rss_mib() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+wants() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# shellcheck disable=SC2086 # CASES is a list
+CASES=$(expand_sizes $CASES)
 
 # --- Install ---------------------------------------------------------------------------
 AMQ_HOME=/usr/share/activemq
-if [ ! -f "$AMQ_HOME/bin/activemq.jar" ]; then
+if wants activemq && [ ! -f "$AMQ_HOME/bin/activemq.jar" ]; then
     say "installing activemq (Debian package)"
     [ "$(id -u)" = 0 ] || die "activemq is missing; run as root or: sudo apt-get install -y activemq"
     DEBIAN_FRONTEND=noninteractive apt-get install -y activemq </dev/null >&2 \
@@ -68,24 +92,31 @@ for p in "$AMQ_PORT" "$FERROMQ_PORT"; do
 done
 port_open 61616 && say "warning: something listens on 61616 (a system ActiveMQ?); it shares the CPU with this benchmark"
 
+# --- Open files ------------------------------------------------------------------------
+nofile_for_idle
+
 # --- Build -----------------------------------------------------------------------------
 mkdir -p "$BENCH_DIR"
 case "$BENCH_DIR" in "$ROOT"/*) printf '*\n' >"$(dirname "$BENCH_DIR")/.gitignore" ;; esac
-if [ -z "${NO_BUILD:-}" ]; then
+if wants ferromq && [ -z "${NO_BUILD:-}" ] && [ -z "${BENCH_FERROMQ:-}" ]; then
     say "building (release): ferromq"
     (cd "$ROOT" && cargo build --release --bin ferromq >&2)
 fi
-FERROMQ=${BENCH_FERROMQ:-$TARGET/release/ferromq}
-[ -x "$FERROMQ" ] || die "missing $FERROMQ (unset NO_BUILD)"
-mkdir -p "$BENCH_DIR/classes"
+ADIR=$BENCH_DIR/activemq
+FDIR=$BENCH_DIR/ferromq
+rm -rf "$ADIR" "$FDIR" "${BENCH_DIR:?}/bin" "${BENCH_DIR:?}/classes"
+mkdir -p "$ADIR/conf" "$ADIR/data" "$ADIR/tmp" "$FDIR/data" "$BENCH_DIR/bin" "$BENCH_DIR/classes"
+# A copy, so that a build in the same target directory during the run (the idle case
+# restarts ferromq) changes nothing.
+SRC_FERROMQ=${BENCH_FERROMQ:-$TARGET/release/ferromq}
+if wants ferromq; then
+    [ -x "$SRC_FERROMQ" ] || die "missing $SRC_FERROMQ (unset NO_BUILD)"
+    cp "$SRC_FERROMQ" "$BENCH_DIR/bin/ferromq"
+fi
+FERROMQ=$BENCH_DIR/bin/ferromq
 javac -nowarn -d "$BENCH_DIR/classes" -cp "$CP" "$ROOT/bench/openwire/JmsLoad.java" >&2 \
     || die "javac failed on bench/openwire/JmsLoad.java"
 
-# --- Fresh state -----------------------------------------------------------------------
-ADIR=$BENCH_DIR/activemq
-FDIR=$BENCH_DIR/ferromq
-rm -rf "$ADIR" "$FDIR"
-mkdir -p "$ADIR/conf" "$ADIR/data" "$ADIR/tmp" "$FDIR/data"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=$BENCH_DIR/results-$STAMP.txt
 
@@ -93,106 +124,218 @@ AMQ_PID=
 FERROMQ_PID=
 cleanup() {
     set +e
-    for pid in "$FERROMQ_PID" "$AMQ_PID"; do
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid"
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-        fi
-    done
+    stop_pid "$FERROMQ_PID"
+    activemq_stop
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- ActiveMQ --------------------------------------------------------------------------
-# Its own configuration, with only an OpenWire connector (lib.sh).
-activemq_start openwire "tcp://127.0.0.1:$AMQ_PORT"
-
-# --- ferromq ---------------------------------------------------------------------------
-say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
-FERROMQ_DATA_DIR=$FDIR/data \
-    FERROMQ_LISTENERS__OPENWIRE=127.0.0.1:$FERROMQ_PORT \
-    FERROMQ_LISTENERS__STOMP="" \
-    FERROMQ_LISTENERS__STOMP_TLS="" \
-    FERROMQ_LISTENERS__AMQP="" \
-    FERROMQ_LISTENERS__AMQP_TLS="" \
-    FERROMQ_LISTENERS__MQTT="" \
-    FERROMQ_LISTENERS__MQTT_TLS="" \
-    FERROMQ_LISTENERS__OPENWIRE_TLS="" \
-    FERROMQ_LISTENERS__WS="" \
-    FERROMQ_LISTENERS__WSS="" \
-    FERROMQ_LOG=warn \
-    "$FERROMQ" serve >"$FDIR/ferromq.log" 2>&1 </dev/null &
-FERROMQ_PID=$!
-wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
-
-# --- Runs ------------------------------------------------------------------------------
-run_one() { # broker port pid case run
-    local line rc=0 before after
-    before=$(cpu_s "$3")
-    line=$(timeout $((SECONDS_PER_RUN + WARMUP + 180)) java -cp "$BENCH_DIR/classes:$CP" JmsLoad \
-        "tcp://127.0.0.1:$2" "$4" "$SECONDS_PER_RUN" "$WARMUP" "$SIZE" "$1" \
-        2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
-    after=$(cpu_s "$3")
-    [ -n "$line" ] || line="label=$1 case=$4 msgs_per_s=0 error=\"load program exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
-    local cpu
-    cpu=$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", a - b }')
-    echo "run=$5 exit=$rc $line broker_cpu_s=$cpu" | tee -a "$RESULTS" >&2
+# Its own configuration, with only an OpenWire connector (lib.sh), and room for the idle
+# connections (the connector's default maximumConnections is 1,000).
+start_activemq() {
+    rm -rf "$ADIR/data"
+    mkdir -p "$ADIR/data"
+    activemq_start openwire "tcp://127.0.0.1:$AMQ_PORT?maximumConnections=$((IDLE_CONNECTIONS + 1000))"
 }
 
+# --- ferromq ---------------------------------------------------------------------------
+# Defaults except: its own port and data directory, every other listener off, room for
+# the idle connections.
+start_ferromq() {
+    say "starting ferromq on 127.0.0.1:$FERROMQ_PORT, data in $FDIR/data"
+    rm -rf "$FDIR/data"
+    mkdir -p "$FDIR/data"
+    FERROMQ_DATA_DIR=$FDIR/data \
+        FERROMQ_LISTENERS__OPENWIRE=127.0.0.1:$FERROMQ_PORT \
+        FERROMQ_LISTENERS__STOMP="" \
+        FERROMQ_LISTENERS__STOMP_TLS="" \
+        FERROMQ_LISTENERS__AMQP="" \
+        FERROMQ_LISTENERS__AMQP_TLS="" \
+        FERROMQ_LISTENERS__MQTT="" \
+        FERROMQ_LISTENERS__MQTT_TLS="" \
+        FERROMQ_LISTENERS__OPENWIRE_TLS="" \
+        FERROMQ_LISTENERS__WS="" \
+        FERROMQ_LISTENERS__WSS="" \
+        FERROMQ_OPENWIRE__CONNECTIONS_MAX=$((IDLE_CONNECTIONS + 1000)) \
+        FERROMQ_LOG=warn \
+        "$FERROMQ" serve >>"$FDIR/ferromq.log" 2>&1 </dev/null &
+    FERROMQ_PID=$!
+    wait_port "$FERROMQ_PORT" 30 "$FERROMQ_PID" ferromq "$FDIR/ferromq.log"
+}
+
+if wants activemq; then start_activemq; fi
+if wants ferromq; then start_ferromq; fi
+
+broker_pid() { if [ "$1" = activemq ]; then echo "$AMQ_PID"; else echo "$FERROMQ_PID"; fi; }
+broker_port() { if [ "$1" = activemq ]; then echo "$AMQ_PORT"; else echo "$FERROMQ_PORT"; fi; }
+# The idle case measures RSS growth: each of its runs gets a freshly started broker, so
+# that memory kept from earlier cases does not hide the connections' cost.
+restart() { # broker
+    if [ "$1" = activemq ]; then
+        activemq_stop
+        start_activemq
+    else
+        stop_pid "$FERROMQ_PID"
+        start_ferromq
+    fi
+    sleep 1 # let it settle before its RSS is read
+}
+alive() {
+    local pid
+    pid=$(broker_pid "$1")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# --- Runs ------------------------------------------------------------------------------
+run_one() { # broker case run seconds file
+    local line rc=0 limit=$(($4 + WARMUP + 180)) mode=(--case "$2") size=$SIZE
+    case $2 in
+    lat-*) mode=(--case "${2#lat-}" --rate "$RATE") ;;
+    size-*) mode=(--case transient) size=${2#size-} ;;
+    idle) limit=$((HOLD + 600)) ;;
+    esac
+    # shellcheck disable=SC2086 # LOADGEN_JAVA_OPTS and JMS_ARGS are lists
+    line=$(timeout "$limit" java $LOADGEN_JAVA_OPTS -cp "$BENCH_DIR/classes:$CP" JmsLoad \
+        --url "tcp://127.0.0.1:$(broker_port "$1")" "${mode[@]}" --label "$1" \
+        --broker-pid "$(broker_pid "$1")" --seconds "$4" --warmup "$WARMUP" --size "$size" \
+        --fanout "$FANOUT" --fanin "$FANIN" --backlog "$BACKLOG" --window "$WINDOW" --parallel "$PARALLEL" \
+        --connections "$IDLE_CONNECTIONS" --connect-parallel "$CONNECT_PARALLEL" \
+        --heartbeat "$HEARTBEAT" --hold "$HOLD" $JMS_ARGS \
+        2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
+    [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load program exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    line=$(rename_case "$2" <<<"$line")
+    echo "run=$3 exit=$rc $line" | tee -a "$5" >&2
+}
+
+{
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?'), client libactivemq-java $(dpkg-query -W -f='${Version}' libactivemq-java 2>/dev/null || echo '?'), $(java -version 2>&1 | head -n1)"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; sizes $SIZES; fan-out $FANOUT; fan-in $FANIN; backlog $BACKLOG; window $WINDOW; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s, hold $HOLD s; load JVM: $LOADGEN_JAVA_OPTS; extra: ${JMS_ARGS:-none}"
+} >"$RESULTS"
+WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
+for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
+    say "warm-up round $round of $WARMUP_ROUNDS ($WARMUP_ROUND_SECONDS s per case and broker; not counted; lines in $WARMUP_LOG)"
+    for c in $CASES; do
+        [ "$c" != idle ] || continue
+        for b in $BROKERS; do
+            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+            run_one "$b" "$c" "warmup$round" "$WARMUP_ROUND_SECONDS" "$WARMUP_LOG"
+        done
+    done
+done
 say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
 for ((run = 1; run <= RUNS; run++)); do
+    # Rotate which broker goes first, so that neither always runs on a warmer machine.
+    read -ra order <<<"$BROKERS"
+    shift_by=$(((run - 1) % ${#order[@]}))
+    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
     for c in $CASES; do
-        # Alternate which broker goes first, so neither always runs on a warmer machine.
-        if ((run % 2)); then order="activemq ferromq"; else order="ferromq activemq"; fi
-        for b in $order; do
-            kill -0 "$AMQ_PID" 2>/dev/null || die "ActiveMQ is gone (see $ADIR)"
-            kill -0 "$FERROMQ_PID" 2>/dev/null || die "ferromq is gone (see $FDIR/ferromq.log)"
-            if [ "$b" = activemq ]; then
-                run_one activemq "$AMQ_PORT" "$AMQ_PID" "$c" "$run"
-            else
-                run_one ferromq "$FERROMQ_PORT" "$FERROMQ_PID" "$c" "$run"
-            fi
+        for b in "${order[@]}"; do
+            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+            [ "$c" != idle ] || restart "$b"
+            run_one "$b" "$c" "$run" "$SECONDS_PER_RUN" "$RESULTS"
         done
     done
 done
 
 # --- Table -----------------------------------------------------------------------------
-field() { sed -n "s/.*[[:space:]]$1=\([^ ]*\).*/\1/p"; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+lines() { grep " label=$1 case=$2 " "$RESULTS" || true; } # broker case (none: not run)
+med() { lines "$1" "$2" | field "$3" | median; }             # broker case field
+# Broker CPU microseconds per delivered message, median over the runs.
+us_per_msg() { # broker case
+    lines "$1" "$2" | awk '{ cpu = n = ""
+        for (i = 1; i <= NF; i++) { split($i, kv, "=")
+          if (kv[1] == "broker_cpu_s") cpu = kv[2]; if (kv[1] == "delivered_window") n = kv[2] }
+        if (cpu != "" && n > 0) print cpu * 1e6 / n }' | median
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+if [ "$WINDOW" = 0 ]; then CONFIRMS="sync sends"; else CONFIRMS="window $WINDOW"; fi
+describe() {
+    case $1 in
+    transient) echo "transient, 1 -> 1" ;; persistent) echo "persistent, $CONFIRMS, 1 -> 1" ;;
+    fanout) echo "topic, 1 -> $FANOUT" ;; fanin) echo "queue, $FANIN -> 1" ;;
+    lat-transient) echo "transient, 1 -> 1" ;; lat-persistent) echo "persistent, $CONFIRMS" ;;
+    *) echo "$1" ;;
+    esac
+}
 notes() { # broker case: everything that is not a clean run
-    grep " label=$1 case=$2 " "$RESULTS" | awk -v b="$1" -v c="$2" '
-        { lost = dup = ooo = 0; err = "none"; ex = 0; run = "?"
+    lines "$1" "$2" | awk -v b="$1" -v c="$2" '
+        { lost = dup = cor = unc = failed = dropped = 0; err = "none"; ex = 0; run = "?"
           for (i = 1; i <= NF; i++) { split($i, kv, "=")
             if (kv[1] == "run") run = kv[2]
             if (kv[1] == "lost") lost = kv[2]; if (kv[1] == "duplicates") dup = kv[2]
-            if (kv[1] == "out_of_order") ooo = kv[2]
-            if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = kv[2] }
-          if (lost + dup + ooo > 0 || ex != 0 || err != "none")
-            printf "%s %s run %s: lost=%s duplicates=%s out_of_order=%s exit=%s error=%s; ", b, c, run, lost, dup, ooo, ex, err }'
+            if (kv[1] == "corrupt") cor = kv[2]; if (kv[1] == "unconfirmed") unc = kv[2]
+            if (kv[1] == "failed") failed = kv[2]; if (kv[1] == "dropped") dropped = kv[2]
+            if (kv[1] == "exit") ex = kv[2]; if (kv[1] == "error") err = substr($0, index($0, "error=") + 6) }
+          if (lost + dup + cor + unc + failed + dropped > 0 || ex != 0 || err != "none")
+            printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s unconfirmed=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, unc, failed, dropped, ex, err }'
 }
-AMQ_RSS=$(peak_rss_mib "$AMQ_PID")
-F_RSS=$(peak_rss_mib "$FERROMQ_PID")
+RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | size-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
+SIZE_CASES=$(for c in $CASES; do case $c in size-*) printf '%s ' "$c" ;; esac; done)
+NAMES=$(for b in $BROKERS; do if [ "$b" = activemq ]; then printf 'activemq:ActiveMQ '; else printf 'ferromq:ferromq '; fi; done)
 {
+    if [ -n "$FLOOD_CASES" ]; then
+        echo
+        echo "OpenWire (ActiveMQ 5.17 JMS client), ${SIZE}-byte BytesMessages, AUTO_ACKNOWLEDGE, the client's default prefetch;"
+        echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all subscribers)"
+        echo "cpu: broker CPU seconds in the window; us/msg: broker CPU microseconds per delivered message;"
+        echo "rss: broker peak RSS in the run, MiB; each for ActiveMQ, ferromq"
+        echo
+        printf '%-32s %10s %10s %8s | %11s | %11s | %9s\n' case ActiveMQ ferromq "f/A" "cpu A f" "us/msg A f" "rss A f"
+        for c in $FLOOD_CASES; do
+            a=$(med activemq "$c" msgs_per_s)
+            f=$(med ferromq "$c" msgs_per_s)
+            printf '%-32s %10.0f %10.0f %8s | %5.2f %5.2f | %5.1f %5.1f | %4s %4s\n' "$(describe "$c")" "$a" "$f" \
+                "$(median_ratio "$RESULTS" ferromq activemq msgs_per_s "$c")" \
+                "$(med activemq "$c" broker_cpu_s)" "$(med ferromq "$c" broker_cpu_s)" \
+                "$(us_per_msg activemq "$c")" "$(us_per_msg ferromq "$c")" \
+                "$(mib "$(med activemq "$c" broker_rss_peak_kib)")" "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")"
+        done
+    fi
+    if [ -n "$SIZE_CASES" ]; then
+        # shellcheck disable=SC2086 # NAMES is a list
+        sizes_table "$RESULTS" "Message sizes: transient, 1 -> 1, BytesMessages; median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (body MiB/s)" $NAMES
+    fi
+    if [ -n "$RATE_CASES" ]; then
+        echo
+        echo "Latency at a fixed $RATE msg/s, 1 -> 1, ${SIZE}-byte BytesMessages: from the time each message was due to be"
+        echo "sent to its arrival at the consumer's listener, microseconds; median over $RUNS run(s) of $SECONDS_PER_RUN s"
+        echo "of each percentile; lost: sum over runs"
+        echo
+        latency_header
+        for c in $RATE_CASES; do
+            # shellcheck disable=SC2086 # NAMES is a list
+            latency_rows "$RESULTS" "$c" "$(describe "$c")" $NAMES
+            echo "  p99 ferromq / ActiveMQ: $(median_ratio "$RESULTS" ferromq activemq lat_p99_us "$c")"
+        done
+    fi
+    # shellcheck disable=SC2086 # BROKERS is a list
+    connect_table $BROKERS
+    # shellcheck disable=SC2086
+    idle_table $BROKERS
     echo
-    echo "OpenWire (ActiveMQ 5.x JMS client), 1 producer -> 1 consumer, ${SIZE}-byte messages;"
-    echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second; broker CPU s per run (median)"
-    echo
-    printf '%-11s %12s %12s %8s %14s %14s\n' case ActiveMQ ferromq ratio "ActiveMQ CPU s" "ferromq CPU s"
+    echo "core use (medians of CPU seconds in the window; $(nproc) cores): load program / everything else on the machine"
     for c in $CASES; do
-        a=$(grep " label=activemq case=$c " "$RESULTS" | field msgs_per_s | median)
-        f=$(grep " label=ferromq case=$c " "$RESULTS" | field msgs_per_s | median)
-        ac=$(grep " label=activemq case=$c " "$RESULTS" | field broker_cpu_s | median)
-        fc=$(grep " label=ferromq case=$c " "$RESULTS" | field broker_cpu_s | median)
-        ratio=$(awk -v f="$f" -v r="$a" 'BEGIN { if (r > 0) printf "%.2fx", f / r; else print "n/a" }')
-        printf '%-11s %12.0f %12.0f %8s %14s %14s\n' "$c" "$a" "$f" "$ratio" "$ac" "$fc"
+        printf '  %-15s' "$c"
+        for b in $BROKERS; do
+            printf '  %s runs %5.2f / %5.2f' "$b" "$(med "$b" "$c" loadgen_cpu_s)" "$(med "$b" "$c" other_cpu_s)"
+        done
+        echo
     done
     echo
-    echo "peak RSS over the whole session: ActiveMQ ${AMQ_RSS} MiB, ferromq ${F_RSS} MiB"
-    bad=""
-    for c in $CASES; do bad+=$(notes activemq "$c")$(notes ferromq "$c"); done
-    if [ -n "$bad" ]; then echo "not clean: $bad"; else echo "every run delivered every message exactly once, in order"; fi
+    bad=$(for c in $CASES; do for b in $BROKERS; do notes "$b" "$c"; done; done)
+    if [ -n "$bad" ]; then
+        echo "not clean:"
+        echo "$bad"
+    else
+        echo "every run delivered every message exactly once, intact; every connection opened, stayed up and closed cleanly"
+    fi
+    if [ -s "$WARMUP_LOG" ] && grep -qv ' exit=0 ' "$WARMUP_LOG"; then
+        echo "warm-up runs not clean (not counted above):"
+        grep -v ' exit=0 ' "$WARMUP_LOG"
+    fi
     echo "raw lines: $RESULTS"
 } | tee -a "$RESULTS"

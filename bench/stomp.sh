@@ -9,6 +9,7 @@
 #   RUNS=1 SECONDS_PER_RUN=5 bench/stomp.sh
 #   CASES="persistent" BROKERS="ferromq rabbitmq" bench/stomp.sh
 #   CASES="lat-transient lat-persistent" bench/stomp.sh   # latency at a fixed RATE only
+#   CASES=sizes SIZES="16 65536" bench/stomp.sh            # 1 -> 1 transient at each size
 #   CASES="connect idle" IDLE_CONNECTIONS=5000 bench/stomp.sh
 #
 # Everything it writes (the brokers' configuration, data and logs, raw results) goes
@@ -27,11 +28,13 @@ WARMUP=${WARMUP:-2}
 # starts the measured runs with its queues, subscriptions and buffers exercised alike.
 WARMUP_ROUNDS=${WARMUP_ROUNDS:-1}
 WARMUP_ROUND_SECONDS=${WARMUP_ROUND_SECONDS:-5}
-# lat-<case>: <case> at a fixed RATE msg/s, with latency percentiles.
-CASES=${CASES:-"transient persistent fanout fanin lat-transient lat-persistent connect idle"}
+# sizes: transient 1 -> 1 at each of SIZES; lat-<case>: <case> at a fixed RATE msg/s,
+# with latency percentiles.
+CASES=${CASES:-"transient persistent fanout fanin sizes lat-transient lat-persistent connect idle"}
 RATE=${RATE:-10000}
 BROKERS=${BROKERS:-"rabbitmq activemq ferromq"}
 SIZE=${SIZE:-256}
+SIZES=${SIZES:-"16 256 4096 65536"}
 PREFETCH=${PREFETCH:-500}
 ACK_EVERY=${ACK_EVERY:-100}
 WINDOW=${WINDOW:-500}
@@ -60,6 +63,8 @@ FERROMQ_PORT=${FERROMQ_PORT:-61683}
 SCRIPT=stomp.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+# shellcheck disable=SC2086 # CASES is a list
+CASES=$(expand_sizes $CASES)
 
 wants() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -205,14 +210,17 @@ alive() {
 
 # --- Runs ------------------------------------------------------------------------------
 run_one() { # broker case run seconds file
-    local line rc=0 limit=$(($4 + WARMUP + 180)) mode=(--case "$2")
-    case $2 in lat-*) mode=(--case "${2#lat-}" --rate "$RATE") ;; esac
+    local line rc=0 limit=$(($4 + WARMUP + 180)) mode=(--case "$2") size=$SIZE
+    case $2 in
+    lat-*) mode=(--case "${2#lat-}" --rate "$RATE") ;;
+    size-*) mode=(--case transient) size=${2#size-} ;;
+    esac
     # A run that hangs is cut off; set-up, drain and disconnects may take minutes at worst.
     [ "$2" = idle ] && limit=$((4 * HEARTBEAT + 300))
     # shellcheck disable=SC2086 # STOMP_ARGS is a list of flags
     line=$(timeout "$limit" "$LOADGEN" --port "$(broker_port "$1")" \
         --broker-pid "$(broker_pid "$1")" "${mode[@]}" --label "$1" \
-        --seconds "$4" --warmup "$WARMUP" --size "$SIZE" --prefetch "$PREFETCH" \
+        --seconds "$4" --warmup "$WARMUP" --size "$size" --prefetch "$PREFETCH" \
         --ack-every "$ACK_EVERY" --window "$WINDOW" --fanout "$FANOUT" --fanin "$FANIN" \
         --parallel "$PARALLEL" --connections "$IDLE_CONNECTIONS" --heartbeat "$HEARTBEAT" \
         $STOMP_ARGS 2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
@@ -224,7 +232,7 @@ run_one() { # broker case run seconds file
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?')"
-    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s; extra: ${STOMP_ARGS:-none}"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; sizes $SIZES; prefetch $PREFETCH; ack every $ACK_EVERY; window $WINDOW; fan-out $FANOUT; fan-in $FANIN; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s; extra: ${STOMP_ARGS:-none}"
 } >"$RESULTS"
 WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
 for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
@@ -287,7 +295,7 @@ notes() { # broker case: everything that is not a clean run
             printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s unreceipted=%s failed=%s dropped=%s exit=%s error=%s\n", b, c, run, lost, dup, cor, unr, failed, dropped, ex, err }'
 }
 RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
-FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
+FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | size-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {
     if [ -n "$FLOOD_CASES" ]; then
         echo
@@ -309,6 +317,9 @@ FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | connect | idle) ;; *) print
                 "$(mib "$(med ferromq "$c" broker_rss_peak_kib)")"
         done
     fi
+    NAMES=$(for b in $BROKERS; do case $b in rabbitmq) printf 'rabbitmq:RabbitMQ ' ;; activemq) printf 'activemq:ActiveMQ ' ;; *) printf '%s:%s ' "$b" "$b" ;; esac; done)
+    # shellcheck disable=SC2086 # NAMES is a list
+    sizes_table "$RESULTS" "Message sizes: transient, 1 -> 1, ack:client every $ACK_EVERY, prefetch $PREFETCH; median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (body MiB/s)" $NAMES
     if [ -n "$RATE_CASES" ]; then
         echo
         echo "Latency at a fixed $RATE msg/s, 1 -> 1, ${SIZE}-byte messages, ack:client every $ACK_EVERY, prefetch $PREFETCH,"
