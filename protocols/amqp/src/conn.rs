@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ferromq_core::buffers::BufSizes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,14 @@ const EVENT_BATCH_MAX: usize = 256;
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// How long the last frames (`connection.close` at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The read buffer starts with room for the handshake (a `connection.start-ok` with
+/// client properties may need one growth) and heartbeats; it grows by 16 KiB reads for a
+/// publisher and goes back to the start size when a heartbeat-sized read drains it.
+const BUF_SIZES: BufSizes = BufSizes {
+    read_start_bytes: 256,
+    read_grow_bytes: 16 * 1024,
+    keep_bytes: 4 * 1024,
+};
 
 /// Runs one AMQP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
@@ -49,8 +58,9 @@ pub async fn serve_connection<S>(
     let mut synced = None;
     let mut decoder = Decoder::new(session.frame_max(), config.limits.table_depth_max);
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BUF_SIZES.read_buf();
+    // Grows with what is written (see `BufSizes`).
+    let mut wbuf = BytesMut::new();
     let write_timeout = Duration::from_millis(config.limits.write_stall_timeout_ms);
 
     let mut flow = Flow::Continue;
@@ -72,6 +82,7 @@ pub async fn serve_connection<S>(
             let may_read = broker.has_durable_capacity();
             session.set_blocked((!may_read).then_some("journal backlog"), &mut wbuf);
             let confirms_due = session.has_pending_sync();
+            let spare = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -84,13 +95,11 @@ pub async fn serve_connection<S>(
                 read = reader.read_buf(&mut rbuf), if may_read => {
                     match read {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {
+                        Ok(n) => {
                             let t = now();
                             session.on_read(t);
                             (flow, unread) = drain(&mut session, &mut decoder, &mut rbuf, &mut wbuf, t);
-                            if rbuf.capacity() - rbuf.len() < 4096 {
-                                rbuf.reserve(16 * 1024);
-                            }
+                            BUF_SIZES.after_read(&mut rbuf, n, spare);
                         }
                     }
                 }
@@ -122,7 +131,9 @@ pub async fn serve_connection<S>(
             };
             match written {
                 Ok(Ok(())) => {
+                    let n = wbuf.len();
                     wbuf.clear();
+                    BUF_SIZES.after_write(&mut wbuf, n);
                     session.on_write(now());
                 }
                 Ok(Err(_)) => break,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ferromq_core::buffers::BufSizes;
 use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -26,6 +27,13 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// How long the last frames (ERROR at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The read buffer starts with room for a CONNECT and heart-beats; it grows by 8 KiB reads
+/// for a producer and goes back to the start size when a heart-beat-sized read drains it.
+const BUF_SIZES: BufSizes = BufSizes {
+    read_start_bytes: 256,
+    read_grow_bytes: 8 * 1024,
+    keep_bytes: 4 * 1024,
+};
 
 /// Runs one STOMP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
@@ -49,8 +57,9 @@ pub async fn serve_connection<S>(
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::new(config.limits.clone());
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(8 * 1024);
-    let mut wbuf = BytesMut::with_capacity(8 * 1024);
+    let mut rbuf = BUF_SIZES.read_buf();
+    // Grows with what is written (see `BufSizes`).
+    let mut wbuf = BytesMut::new();
     let write_timeout = Duration::from_millis(config.write_stall_timeout_ms);
 
     let mut flow = Flow::Continue;
@@ -61,6 +70,7 @@ pub async fn serve_connection<S>(
         // Flow control: while the journal is behind, producers are not read from.
         let may_read = broker.has_durable_capacity();
         let receipts_due = session.has_pending_receipts();
+        let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
@@ -73,7 +83,7 @@ pub async fn serve_connection<S>(
             read = reader.read_buf(&mut rbuf), if may_read => {
                 match read {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
+                    Ok(n) => {
                         session.on_read(now());
                         loop {
                             match decoder.decode(&mut rbuf) {
@@ -91,9 +101,7 @@ pub async fn serve_connection<S>(
                                 }
                             }
                         }
-                        if rbuf.capacity() - rbuf.len() < 1024 {
-                            rbuf.reserve(8 * 1024);
-                        }
+                        BUF_SIZES.after_read(&mut rbuf, n, spare);
                     }
                 }
             }
@@ -125,7 +133,9 @@ pub async fn serve_connection<S>(
             };
             match written {
                 Ok(Ok(())) => {
+                    let n = wbuf.len();
                     wbuf.clear();
+                    BUF_SIZES.after_write(&mut wbuf, n);
                     session.on_write(now());
                 }
                 Ok(Err(_)) => break,
