@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ferromq_core::buffers::BufSizes;
 use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -25,11 +26,15 @@ const EVENT_BATCH_MAX: usize = 256;
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// How long the last packets (DISCONNECT at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
-/// First capacity of the read buffer: a CONNECT and keep-alives fit. Most connections
-/// of a large deployment are idle, and 8 KiB buffers were most of their memory.
-const READ_BUF_START_BYTES: usize = 128;
-/// How much the read buffer grows when a read filled it (a client sending in bulk).
-const READ_BUF_GROW_BYTES: usize = 8 * 1024;
+/// The read buffer starts with room for a CONNECT and keep-alives, grows by 8 KiB reads
+/// for a client sending in bulk and goes back to the start size when a PINGREQ-sized read
+/// drains it. Most connections of a large deployment are idle, and 8 KiB buffers were
+/// most of their memory.
+const BUF_SIZES: BufSizes = BufSizes {
+    read_start_bytes: 128,
+    read_grow_bytes: 8 * 1024,
+    keep_bytes: 4 * 1024,
+};
 
 /// Runs one MQTT connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
@@ -56,16 +61,21 @@ pub async fn serve_connection<S>(
         now(),
     );
     session.set_verified_user(verified_user);
+    // Cancelled at shutdown and, once the client id is claimed, at a takeover: one wait
+    // for both in every connection's task.
+    let stop = shutdown.child_token();
+    session.set_stop_token(stop.clone());
     // No channel until the session has a consumer (see `Session::take_events`).
     let mut events = None;
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::server(config.limits.clone());
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(READ_BUF_START_BYTES);
-    // Grows with what is written, and keeps its size for the next batch.
+    // Not split into halves (that costs an allocation per connection): writes happen
+    // between reads, never during one.
+    let mut stream = stream;
+    let mut rbuf = BUF_SIZES.read_buf();
+    // Grows with what is written (see `BufSizes`).
     let mut wbuf = BytesMut::new();
     let write_timeout = Duration::from_millis(config.write_stall_timeout_ms);
-    let mut kick: Option<CancellationToken> = None;
 
     let mut flow = Flow::Continue;
     while flow == Flow::Continue {
@@ -75,21 +85,22 @@ pub async fn serve_connection<S>(
         // Flow control: while the journal is behind, producers are not read from.
         let may_read = broker.has_durable_capacity();
         let acks_due = session.has_pending_acks();
-        let kicked = kick.clone();
         let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                flow = session.on_shutdown(&mut wbuf);
+            _ = stop.cancelled() => {
+                flow = if shutdown.is_cancelled() {
+                    session.on_shutdown(&mut wbuf)
+                } else {
+                    session.on_taken_over(&mut wbuf)
+                };
             }
-            _ = cancelled(&kicked) => {
-                flow = session.on_taken_over(&mut wbuf);
+            _ = journal(&broker, &mut synced, acks_due), if acks_due || !may_read => {
+                if acks_due {
+                    flow = session.on_synced(&mut wbuf);
+                }
             }
-            _ = broker.durable_capacity(), if !may_read => {}
-            _ = SyncWaiter::changed_opt(&mut synced), if acks_due => {
-                flow = session.on_synced(&mut wbuf);
-            }
-            read = reader.read_buf(&mut rbuf), if may_read => {
+            read = stream.read_buf(&mut rbuf), if may_read => {
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -98,9 +109,6 @@ pub async fn serve_connection<S>(
                             match decoder.decode(&mut rbuf) {
                                 Ok(Some(p)) => {
                                     flow = session.on_packet(p, now(), &mut wbuf);
-                                    if kick.is_none() {
-                                        kick = session.kicked();
-                                    }
                                     if events.is_none() {
                                         events = session.take_events();
                                     }
@@ -115,9 +123,7 @@ pub async fn serve_connection<S>(
                                 }
                             }
                         }
-                        if n >= spare {
-                            rbuf.reserve(READ_BUF_GROW_BYTES);
-                        }
+                        BUF_SIZES.after_read(&mut rbuf, n, spare);
                     }
                 }
             }
@@ -139,14 +145,18 @@ pub async fn serve_connection<S>(
             };
             let written = tokio::select! {
                 r = tokio::time::timeout(limit, async {
-                    writer.write_all(&wbuf).await?;
+                    stream.write_all(&wbuf).await?;
                     // TLS and WebSocket streams buffer; a plain socket ignores this.
-                    writer.flush().await
+                    stream.flush().await
                 }) => r,
                 _ = shutdown.cancelled(), if !stopping => break,
             };
             match written {
-                Ok(Ok(())) => wbuf.clear(),
+                Ok(Ok(())) => {
+                    let n = wbuf.len();
+                    wbuf.clear();
+                    BUF_SIZES.after_write(&mut wbuf, n);
+                }
                 Ok(Err(_)) => break,
                 Err(_) => {
                     tracing::debug!(?peer, "MQTT client stopped reading; closing connection");
@@ -155,7 +165,7 @@ pub async fn serve_connection<S>(
             }
         }
     }
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, stream.shutdown()).await;
     if let (Some(client), Some(user)) = (session.client_id().cloned(), session.user()) {
         tracing::info!(protocol = "mqtt", ?peer, user, %client, "connection closed");
     }
@@ -204,9 +214,15 @@ async fn recv(events: &mut Option<ferromq_core::EventReceiver>) -> Option<Event>
     }
 }
 
-async fn cancelled(token: &Option<CancellationToken>) {
-    match token {
-        Some(t) => t.cancelled().await,
-        None => std::future::pending().await,
+/// Waits for what the journal owes the connection: the sync of the acknowledgements it
+/// holds back, or else room for persistent publishes while reading is paused. One wait,
+/// not one of each: every connection's task reserves room for its waits, and these two
+/// are large. Paused with acknowledgements due, it waits for the sync, after which the
+/// loop looks at the room again.
+async fn journal(broker: &Broker, synced: &mut Option<SyncWaiter>, acks_due: bool) {
+    if acks_due {
+        SyncWaiter::changed_opt(synced).await
+    } else {
+        broker.durable_capacity().await
     }
 }

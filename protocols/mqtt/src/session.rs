@@ -103,6 +103,17 @@ struct Live {
     gate: Arc<CreditGate>,
 }
 
+/// The tables of a session that publishes or receives messages.
+#[derive(Default)]
+struct Traffic {
+    outgoing: HashMap<u16, Outgoing>,
+    /// Topic aliases the client set (MQTT 5).
+    aliases_in: HashMap<u16, ByteString>,
+    /// Topic aliases the broker set towards the client (MQTT 5).
+    aliases_out: HashMap<ByteString, NonZeroU16>,
+    pending_acks: VecDeque<(SyncTicket, Packet)>,
+}
+
 /// One MQTT connection's protocol state.
 pub struct Session {
     cfg: Arc<MqttConfig>,
@@ -124,15 +135,12 @@ pub struct Session {
     keep_alive_ms: u64,
     last_read_ms: u64,
     subs: Vec<Sub>,
-    outgoing: HashMap<u16, Outgoing>,
+    /// Made at the first packet that needs one of its tables: a connection that only
+    /// sends PINGREQs (most of a large deployment) never does.
+    traffic: Option<Box<Traffic>>,
     next_packet_id: u16,
-    /// Topic aliases the client set (MQTT 5).
-    aliases_in: HashMap<u16, ByteString>,
-    /// Topic aliases the broker set towards the client (MQTT 5).
-    aliases_out: HashMap<ByteString, NonZeroU16>,
     aliases_out_max: u16,
     sync: Option<SyncWaiter>,
-    pending_acks: VecDeque<(SyncTicket, Packet)>,
     /// QoS 1 PUBACKs waiting in `pending_acks` (for Receive Maximum).
     pending_qos1: usize,
     /// Set by a normal DISCONNECT: the Will is discarded.
@@ -140,12 +148,21 @@ pub struct Session {
     topic_buf: String,
     /// Boxed for the same reason as `Live::will`.
     delayed_will: Option<Box<DelayedWill>>,
+    /// The token the connection waits on, if it gave one: cancelled at a takeover.
+    stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Session {
     /// Sets the user the transport proved (see `ferromq_core::Peer`).
     pub fn set_verified_user(&mut self, user: Option<String>) {
         self.verified_user = user;
+    }
+
+    /// Gives the token that the connection already waits on (for shutdown): the client id
+    /// claim cancels it when another connection takes the session over, so that the
+    /// connection needs only one wait for both (see [`Shared::claim_with`]).
+    pub fn set_stop_token(&mut self, token: tokio_util::sync::CancellationToken) {
+        self.stop = Some(token);
     }
 
     /// A session for a new connection. Its deliveries arrive on the receiver that
@@ -173,17 +190,15 @@ impl Session {
             keep_alive_ms: 0,
             last_read_ms: now_ms,
             subs: Vec::new(),
-            outgoing: HashMap::new(),
+            traffic: None,
             next_packet_id: 1,
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
             aliases_out_max: 0,
             sync,
-            pending_acks: VecDeque::new(),
             pending_qos1: 0,
             will_cancelled: false,
             topic_buf: String::new(),
             delayed_will: None,
+            stop: None,
         }
     }
 
@@ -191,6 +206,10 @@ impl Session {
     /// shared subscription), handed over once: check again after each packet.
     pub fn take_events(&mut self) -> Option<EventReceiver> {
         self.events.take()
+    }
+
+    fn traffic_mut(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(Box::default)
     }
 
     /// The sending half of the delivery channel, made on first use.
@@ -261,12 +280,14 @@ impl Session {
 
     /// True while PUBACK/PUBREC packets wait for the journal.
     pub fn has_pending_acks(&self) -> bool {
-        !self.pending_acks.is_empty()
+        self.traffic
+            .as_ref()
+            .is_some_and(|t| !t.pending_acks.is_empty())
     }
 
     /// QoS 1/2 deliveries awaiting acknowledgement.
     pub fn inflight_out(&self) -> usize {
-        self.outgoing.len()
+        self.traffic.as_ref().map_or(0, |t| t.outgoing.len())
     }
 
     /// The Will to publish after a delay, once the session has closed.
@@ -403,11 +424,15 @@ impl Session {
         let Some(sync) = self.sync.clone() else {
             return Flow::Continue;
         };
-        while let Some((t, _)) = self.pending_acks.front() {
-            match sync.poll(*t) {
+        while let Some(&(t, _)) = self.traffic.as_ref().and_then(|x| x.pending_acks.front()) {
+            match sync.poll(t) {
                 None => break,
                 Some(result) => {
-                    let (_, mut p) = self.pending_acks.pop_front().expect("front exists");
+                    let (_, mut p) = self
+                        .traffic_mut()
+                        .pending_acks
+                        .pop_front()
+                        .expect("front exists");
                     if matches!(p, Packet::PubAck(_)) {
                         self.pending_qos1 -= 1;
                     }
@@ -430,13 +455,17 @@ impl Session {
 
     /// Queues an acknowledgement behind the journal (or sends it at once).
     fn acknowledge(&mut self, ticket: Option<SyncTicket>, p: Packet, out: &mut BytesMut) {
-        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0));
+        let ticket = ticket.or(self
+            .traffic
+            .as_ref()
+            .and_then(|x| x.pending_acks.back())
+            .map(|p| p.0));
         match ticket {
             Some(t) => {
                 if matches!(p, Packet::PubAck(_)) {
                     self.pending_qos1 += 1;
                 }
-                self.pending_acks.push_back((t, p));
+                self.traffic_mut().pending_acks.push_back((t, p));
                 // Already synced (or no waiter): send what is due right away.
                 if self.sync.is_some() {
                     self.on_synced(out);
@@ -583,7 +612,10 @@ impl Session {
                 }
             }
         }
-        let claim = self.shared.claim(&client_id, c.clean_start || !present);
+        let kick = self.stop.take().unwrap_or_default();
+        let claim = self
+            .shared
+            .claim_with(&client_id, c.clean_start || !present, kick);
         if claim.took_over {
             tracing::debug!(client = %client_id, "MQTT session takeover");
         }
@@ -738,12 +770,12 @@ impl Session {
                     return self.disconnect(ReasonCode::TopicAliasInvalid, out);
                 }
                 if p.topic.is_empty() {
-                    match self.aliases_in.get(&a) {
+                    match self.traffic.as_ref().and_then(|x| x.aliases_in.get(&a)) {
                         Some(t) => t.clone(),
                         None => return self.disconnect(ReasonCode::ProtocolError, out),
                     }
                 } else {
-                    self.aliases_in.insert(a, p.topic.clone());
+                    self.traffic_mut().aliases_in.insert(a, p.topic.clone());
                     p.topic.clone()
                 }
             }
@@ -855,14 +887,14 @@ impl Session {
     }
 
     fn on_puback(&mut self, id: u16) {
-        if let Some(o) = self.outgoing.remove(&id) {
+        if let Some(o) = self.traffic.as_mut().and_then(|x| x.outgoing.remove(&id)) {
             let _ = o.queue.ack(&[o.tag]);
         }
     }
 
     fn on_pubrec(&mut self, a: PublishAck, out: &mut BytesMut) -> Flow {
         let id = a.packet_id.get();
-        match self.outgoing.remove(&id) {
+        match self.traffic.as_mut().and_then(|x| x.outgoing.remove(&id)) {
             Some(o) => {
                 // The client owns the message now: settle it in the core.
                 let _ = o.queue.ack(&[o.tag]);
@@ -1185,7 +1217,11 @@ impl Session {
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.outgoing.contains_key(&id) && !state.holds_id(id) {
+            let in_use = self
+                .traffic
+                .as_ref()
+                .is_some_and(|x| x.outgoing.contains_key(&id));
+            if !in_use && !state.holds_id(id) {
                 return NonZeroU16::new(id);
             }
         }
@@ -1279,7 +1315,7 @@ impl Session {
         let written = self.write(Packet::Publish(publish), out);
         match qos_pid.packet_id() {
             Some(id) if written => {
-                self.outgoing.insert(
+                self.traffic_mut().outgoing.insert(
                     id.get(),
                     Outgoing {
                         queue: d.queue,
@@ -1296,15 +1332,17 @@ impl Session {
     }
 
     fn apply_alias_out(&mut self, p: &mut Publish) {
-        if let Some(a) = self.aliases_out.get(&p.topic) {
+        let max = usize::from(self.aliases_out_max);
+        let aliases = &mut self.traffic_mut().aliases_out;
+        if let Some(a) = aliases.get(&p.topic) {
             p.properties.topic_alias = Some(*a);
             p.topic = ByteString::new();
             return;
         }
-        let n = self.aliases_out.len();
-        if n < usize::from(self.aliases_out_max) {
+        let n = aliases.len();
+        if n < max {
             let a = NonZeroU16::new(n as u16 + 1).expect("n + 1 > 0");
-            self.aliases_out.insert(p.topic.clone(), a);
+            aliases.insert(p.topic.clone(), a);
             p.properties.topic_alias = Some(a);
         }
     }
@@ -1317,7 +1355,11 @@ impl Session {
             return;
         }
         self.closed = true;
-        let outgoing = std::mem::take(&mut self.outgoing);
+        let outgoing = self
+            .traffic
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.outgoing))
+            .unwrap_or_default();
         // Shared subscriptions end here: their unacknowledged messages go back to the
         // group's queue for the other members.
         let groups: Vec<String> = self

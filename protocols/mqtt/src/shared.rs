@@ -157,11 +157,21 @@ impl Shared {
     /// Registers a connection for `client_id`, telling any previous one to go. With
     /// `clean`, the QoS 2 state starts empty; otherwise the previous state is kept.
     pub fn claim(&self, client_id: &ByteString, clean: bool) -> Claim {
+        self.claim_with(client_id, clean, CancellationToken::new())
+    }
+
+    /// [`Shared::claim`] with the token to cancel at a takeover: a connection task that
+    /// already waits on a token (a child of its shutdown token) needs no second wait.
+    pub fn claim_with(
+        &self,
+        client_id: &ByteString,
+        clean: bool,
+        kick: CancellationToken,
+    ) -> Claim {
         let mut discarded = Vec::new();
         let mut s = lock(&self.sessions);
         s.next_generation += 1;
         let generation = s.next_generation;
-        let kick = CancellationToken::new();
         let (state, took_over) = match s.entries.remove(client_id) {
             Some(old) => {
                 let live = !old.kick.is_cancelled();
