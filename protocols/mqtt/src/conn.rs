@@ -1,16 +1,19 @@
 //! The tokio glue: read bytes, decode, drive the session, write, run the timers.
 //!
-//! One task per connection. Reads, deliveries, the journal's synced point, takeover and
-//! timers are multiplexed with `select!`; writes happen in between and are bounded by
+//! One task per connection. Reads, deliveries, the journal's synced point and the stop
+//! token are multiplexed with `select!`; writes happen in between and are bounded by
 //! `write_stall_timeout_ms`, so a client that stops reading is disconnected instead of
-//! pinning memory (its deliveries are already bounded by credit).
+//! pinning memory (its deliveries are already bounded by credit). The stop token is
+//! cancelled at shutdown, at a takeover and when a deadline passes (CONNECT timeout,
+//! Keep Alive, a write stall: the listener's ticker checks them, `expiry.rs`), so that an
+//! idle connection's task holds one small wait besides its read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use ferromq_core::buffers::BufSizes;
-use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
+use ferromq_core::{Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +68,9 @@ pub async fn serve_connection<S>(
     // for both in every connection's task.
     let stop = shutdown.child_token();
     session.set_stop_token(stop.clone());
+    // ... and when a deadline passes, which the listener's ticker checks (`expiry.rs`).
+    let interval = Duration::from_millis(config.deadline_check_interval_ms);
+    let deadline = shared.deadlines().watch(stop.clone(), interval);
     // No channel until the session has a consumer (see `Session::take_events`).
     let mut events = None;
     let mut synced = session.sync_waiter();
@@ -79,9 +85,11 @@ pub async fn serve_connection<S>(
 
     let mut flow = Flow::Continue;
     while flow == Flow::Continue {
-        let deadline = session
-            .next_deadline_ms()
-            .map(|ms| start + Duration::from_millis(ms));
+        deadline.set(
+            session
+                .next_deadline_ms()
+                .map(|ms| start + Duration::from_millis(ms)),
+        );
         // Flow control: while the journal is behind, producers are not read from.
         let may_read = broker.has_durable_capacity();
         let acks_due = session.has_pending_acks();
@@ -91,6 +99,8 @@ pub async fn serve_connection<S>(
             _ = stop.cancelled() => {
                 flow = if shutdown.is_cancelled() {
                     session.on_shutdown(&mut wbuf)
+                } else if deadline.expired() {
+                    session.on_expired(&mut wbuf)
                 } else {
                     session.on_taken_over(&mut wbuf)
                 };
@@ -132,40 +142,43 @@ pub async fn serve_connection<S>(
                     flow = on_events(&mut session, ev, rx, &mut wbuf);
                 }
             }
-            _ = sleep_until(deadline) => {
-                flow = session.on_timer(now(), &mut wbuf);
-            }
         }
         if !wbuf.is_empty() {
-            let stopping = shutdown.is_cancelled() || flow == Flow::Close;
-            let limit = if stopping {
-                write_timeout.min(GOODBYE_TIMEOUT)
+            let written = if flow == Flow::Close || stop.is_cancelled() {
+                // The last packets. The stop token cannot bound this write (it may be
+                // cancelled already), so it gets a timer of its own, boxed: it runs once
+                // per connection, and inline it would be room in every task.
+                let limit = write_timeout.min(GOODBYE_TIMEOUT);
+                let last = tokio::time::timeout(limit, write_out(&mut stream, &wbuf));
+                Box::pin(last)
+                    .await
+                    .unwrap_or_else(|elapsed| Err(elapsed.into()))
             } else {
-                write_timeout
-            };
-            let written = tokio::select! {
-                r = tokio::time::timeout(limit, async {
-                    stream.write_all(&wbuf).await?;
-                    // TLS and WebSocket streams buffer; a plain socket ignores this.
-                    stream.flush().await
-                }) => r,
-                _ = shutdown.cancelled(), if !stopping => break,
+                deadline.set(Some(Instant::now() + write_timeout));
+                tokio::select! {
+                    biased;
+                    r = write_out(&mut stream, &wbuf) => r,
+                    // Shut down, taken over or stalled: a write interrupted midway cannot
+                    // be followed by a goodbye.
+                    _ = stop.cancelled() => {
+                        if deadline.expired() {
+                            tracing::debug!(?peer, "MQTT client stopped reading; closing connection");
+                        }
+                        break;
+                    }
+                }
             };
             match written {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     let n = wbuf.len();
                     wbuf.clear();
                     BUF_SIZES.after_write(&mut wbuf, n);
                 }
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    tracing::debug!(?peer, "MQTT client stopped reading; closing connection");
-                    break;
-                }
+                Err(_) => break,
             }
         }
     }
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, stream.shutdown()).await;
+    let _ = Box::pin(tokio::time::timeout(GOODBYE_TIMEOUT, stream.shutdown())).await;
     if let (Some(client), Some(user)) = (session.client_id().cloned(), session.user()) {
         tracing::info!(protocol = "mqtt", ?peer, user, %client, "connection closed");
     }
@@ -189,6 +202,12 @@ async fn delayed_will(
     if !shared.superseded(&will.client_id, will.generation) {
         publish_will(&shared, &config, &will.vhost, will.message, will.retain);
     }
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8]) -> std::io::Result<()> {
+    stream.write_all(buf).await?;
+    // TLS and WebSocket streams buffer; a plain socket ignores this.
+    stream.flush().await
 }
 
 fn on_events(

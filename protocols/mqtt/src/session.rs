@@ -374,6 +374,17 @@ impl Session {
         Flow::Close
     }
 
+    /// The connection's deadline passed, as the listener's ticker saw it (see
+    /// `expiry.rs`): CONNECT timeout or Keep Alive as [`Session::on_timer`] handles them,
+    /// or else a write that stalled. Closes in every case.
+    pub fn on_expired(&mut self, out: &mut BytesMut) -> Flow {
+        let at = self.next_deadline_ms().unwrap_or(0).max(self.last_read_ms);
+        if self.on_timer(at, out) == Flow::Continue {
+            self.close();
+        }
+        Flow::Close
+    }
+
     /// Another connection claimed this client id.
     pub fn on_taken_over(&mut self, out: &mut BytesMut) -> Flow {
         tracing::debug!(client = ?self.client_id(), "MQTT session taken over");

@@ -15,6 +15,7 @@ use bytestring::ByteString;
 use ferromq_core::{CoreError, Message, SyncTicket, Vhost};
 use tokio_util::sync::CancellationToken;
 
+use crate::expiry::Deadlines;
 use crate::qos_store::{Kind, QosStore};
 use crate::retained::RetainedStore;
 use crate::QoS;
@@ -141,6 +142,7 @@ pub struct Shared {
     sessions: Mutex<Sessions>,
     retained: RetainedStore,
     qos_store: QosStore,
+    deadlines: Deadlines,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -359,5 +361,10 @@ impl Shared {
     /// The retained messages.
     pub fn retained(&self) -> &RetainedStore {
         &self.retained
+    }
+
+    /// The deadlines of the connections (see `expiry.rs`).
+    pub(crate) fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 }
