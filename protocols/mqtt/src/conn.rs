@@ -16,7 +16,7 @@ use ferromq_core::buffers::BufSizes;
 use ferromq_core::{Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, ReusableBoxFuture};
 
 use crate::config::MqttConfig;
 use crate::session::{publish_will, DelayedWill, Flow, Session};
@@ -73,7 +73,7 @@ pub async fn serve_connection<S>(
     let deadline = shared.deadlines().watch(stop.clone(), interval);
     // No channel until the session has a consumer (see `Session::take_events`).
     let mut events = None;
-    let mut synced = session.sync_waiter();
+    let mut journal = Journal::new(session.sync_waiter());
     let mut decoder = Decoder::server(config.limits.clone());
     // Not split into halves (that costs an allocation per connection): writes happen
     // between reads, never during one.
@@ -81,7 +81,6 @@ pub async fn serve_connection<S>(
     let mut rbuf = BUF_SIZES.read_buf();
     // Grows with what is written (see `BufSizes`).
     let mut wbuf = BytesMut::new();
-    let write_timeout = Duration::from_millis(config.write_stall_timeout_ms);
 
     let mut flow = Flow::Continue;
     while flow == Flow::Continue {
@@ -105,7 +104,7 @@ pub async fn serve_connection<S>(
                     session.on_taken_over(&mut wbuf)
                 };
             }
-            _ = journal(&broker, &mut synced, acks_due), if acks_due || !may_read => {
+            _ = journal.wait(&broker, acks_due), if acks_due || !may_read => {
                 if acks_due {
                     flow = session.on_synced(&mut wbuf);
                 }
@@ -148,13 +147,13 @@ pub async fn serve_connection<S>(
                 // The last packets. The stop token cannot bound this write (it may be
                 // cancelled already), so it gets a timer of its own, boxed: it runs once
                 // per connection, and inline it would be room in every task.
-                let limit = write_timeout.min(GOODBYE_TIMEOUT);
+                let limit = write_timeout(&config).min(GOODBYE_TIMEOUT);
                 let last = tokio::time::timeout(limit, write_out(&mut stream, &wbuf));
                 Box::pin(last)
                     .await
                     .unwrap_or_else(|elapsed| Err(elapsed.into()))
             } else {
-                deadline.set(Some(Instant::now() + write_timeout));
+                deadline.set(Some(Instant::now() + write_timeout(&config)));
                 tokio::select! {
                     biased;
                     r = write_out(&mut stream, &wbuf) => r,
@@ -204,6 +203,10 @@ async fn delayed_will(
     }
 }
 
+fn write_timeout(config: &MqttConfig) -> Duration {
+    Duration::from_millis(config.write_stall_timeout_ms)
+}
+
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8]) -> std::io::Result<()> {
     stream.write_all(buf).await?;
     // TLS and WebSocket streams buffer; a plain socket ignores this.
@@ -233,15 +236,64 @@ async fn recv(events: &mut Option<ferromq_core::EventReceiver>) -> Option<Event>
     }
 }
 
-/// Waits for what the journal owes the connection: the sync of the acknowledgements it
-/// holds back, or else room for persistent publishes while reading is paused. One wait,
-/// not one of each: every connection's task reserves room for its waits, and these two
-/// are large. Paused with acknowledgements due, it waits for the sync, after which the
-/// loop looks at the room again.
-async fn journal(broker: &Broker, synced: &mut Option<SyncWaiter>, acks_due: bool) {
-    if acks_due {
-        SyncWaiter::changed_opt(synced).await
-    } else {
-        broker.durable_capacity().await
+/// What the journal owes the connection: the sync of the acknowledgements it holds back,
+/// or else room for persistent publishes while reading is paused. Paused with
+/// acknowledgements due, it waits for the sync, after which the loop looks at the room
+/// again.
+///
+/// The wait is boxed, made the first time a connection needs one (it publishes
+/// persistent messages) and then reused: inline, its 176 bytes were room in every
+/// connection's task, idle or not.
+struct Journal {
+    /// The waiter, while no wait holds it.
+    synced: Option<SyncWaiter>,
+    wait: Option<ReusableBoxFuture<'static, Option<SyncWaiter>>>,
+    /// What the armed wait waits for (`Some(acks_due)`), if one is armed.
+    armed: Option<bool>,
+}
+
+impl Journal {
+    fn new(synced: Option<SyncWaiter>) -> Self {
+        Self {
+            synced,
+            wait: None,
+            armed: None,
+        }
     }
+
+    /// Resolves once the journal synced more (`acks_due`) or has room again.
+    async fn wait(&mut self, broker: &Broker, acks_due: bool) {
+        if self.armed != Some(acks_due) {
+            // A wait for the other thing gives up its waiter's clone; the next sync
+            // wakes this one at worst once too early.
+            let fut = wait_owned(broker.clone(), self.synced.clone(), acks_due);
+            match &mut self.wait {
+                Some(w) => w.set(fut),
+                None => self.wait = Some(ReusableBoxFuture::new(fut)),
+            }
+            self.armed = Some(acks_due);
+        }
+        let Some(wait) = &mut self.wait else {
+            return;
+        };
+        let waiter = std::future::poll_fn(|cx| wait.poll(cx)).await;
+        self.armed = None;
+        // The waiter that saw the change replaces the one that did not.
+        if waiter.is_some() {
+            self.synced = waiter;
+        }
+    }
+}
+
+async fn wait_owned(
+    broker: Broker,
+    mut synced: Option<SyncWaiter>,
+    acks_due: bool,
+) -> Option<SyncWaiter> {
+    if acks_due {
+        SyncWaiter::changed_opt(&mut synced).await;
+    } else {
+        broker.durable_capacity().await;
+    }
+    synced
 }

@@ -112,6 +112,8 @@ struct Traffic {
     /// Topic aliases the broker set towards the client (MQTT 5).
     aliases_out: HashMap<ByteString, NonZeroU16>,
     pending_acks: VecDeque<(SyncTicket, Packet)>,
+    /// A delivery's MQTT topic, built from its routing key.
+    topic_buf: String,
 }
 
 /// One MQTT connection's protocol state.
@@ -145,7 +147,6 @@ pub struct Session {
     pending_qos1: usize,
     /// Set by a normal DISCONNECT: the Will is discarded.
     will_cancelled: bool,
-    topic_buf: String,
     /// Boxed for the same reason as `Live::will`.
     delayed_will: Option<Box<DelayedWill>>,
     /// The token the connection waits on, if it gave one: cancelled at a takeover.
@@ -196,7 +197,6 @@ impl Session {
             sync,
             pending_qos1: 0,
             will_cancelled: false,
-            topic_buf: String::new(),
             delayed_will: None,
             stop: None,
         }
@@ -1244,7 +1244,8 @@ impl Session {
             return;
         };
         let m = &d.message;
-        mapping::topic_name(&m.routing_key, &mut self.topic_buf);
+        let traffic = self.traffic.get_or_insert_with(Box::default);
+        mapping::topic_name(&m.routing_key, &mut traffic.topic_buf);
         // Which subscriptions does it satisfy?
         let own = live
             .consumer
@@ -1256,7 +1257,7 @@ impl Session {
         let from_self = adapter::published_by(m, &live.client_id);
         for s in &self.subs {
             let hit = if own {
-                s.shared.is_none() && mapping::filter_matches(&s.filter, &self.topic_buf)
+                s.shared.is_none() && mapping::filter_matches(&s.filter, &traffic.topic_buf)
             } else {
                 s.shared
                     .as_ref()
@@ -1306,7 +1307,11 @@ impl Session {
             },
         };
         let v5 = self.v5();
-        let topic: ByteString = self.topic_buf.as_str().into();
+        let topic: ByteString = self
+            .traffic
+            .as_ref()
+            .map_or("", |t| t.topic_buf.as_str())
+            .into();
         let Some(mut publish) = adapter::publish_for(
             m,
             topic,

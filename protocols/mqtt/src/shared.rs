@@ -25,8 +25,10 @@ use crate::QoS;
 /// (each `Option<u64>` is the tag of the marker that records the entry, if one does).
 #[derive(Debug, Default)]
 pub struct QosState {
-    /// Incoming QoS 2 PUBLISHes already routed, awaiting PUBREL (dedup of resends).
-    pub incoming: HashMap<u16, Option<u64>>,
+    /// Incoming QoS 2 PUBLISHes already routed, awaiting PUBREL (dedup of resends). A
+    /// B-tree, not a hash map: every connected client id has a state, and an empty
+    /// B-tree is half the size (at most `inflight_in_max` entries are looked up in it).
+    pub incoming: BTreeMap<u16, Option<u64>>,
     /// Outgoing QoS 2 messages that got PUBREC: PUBREL sent, awaiting PUBCOMP.
     pub released: BTreeMap<u16, Option<u64>>,
     /// QoS 1/2 PUBLISHes that an earlier connection of the session sent and that were not
