@@ -92,7 +92,8 @@ struct Live {
     conn: Connection,
     client_id: ByteString,
     claim: Claim,
-    qos: Arc<Mutex<QosState>>,
+    /// The session's QoS state, made when first needed (see `Shared::qos_state`).
+    qos: std::sync::OnceLock<Arc<Mutex<QosState>>>,
     expiry_secs: u32,
     /// Boxed, as the Will is rare and large: every connection's task holds its session.
     will: Option<Box<Will>>,
@@ -100,7 +101,29 @@ struct Live {
     /// session that ends with its connection (see `Session::session_queue`).
     queue: Option<Arc<Queue>>,
     consumer: Option<ConsumerHandle>,
-    gate: Arc<CreditGate>,
+    /// The consumers' credit gate (the client's Receive Maximum), made with the first
+    /// consumer: most connections of a large deployment never have one.
+    gate: std::sync::OnceLock<Arc<CreditGate>>,
+    receive_max: u16,
+}
+
+impl Live {
+    /// The session's QoS state, made now if it has none.
+    fn qos(&self, shared: &Shared) -> &Arc<Mutex<QosState>> {
+        self.qos
+            .get_or_init(|| shared.qos_state(&self.client_id, self.claim.generation))
+    }
+
+    /// The session's QoS state, if it has one (none: nothing in it).
+    fn qos_if_any(&self) -> Option<&Arc<Mutex<QosState>>> {
+        self.qos.get()
+    }
+
+    fn gate(&self) -> Arc<CreditGate> {
+        self.gate
+            .get_or_init(|| CreditGate::new(u32::from(self.receive_max)))
+            .clone()
+    }
 }
 
 /// The tables of a session that publishes or receives messages.
@@ -242,7 +265,7 @@ impl Session {
             ConsumerSpec {
                 tag: live.client_id.clone(),
                 ack_mode: AckMode::Manual,
-                gate: live.gate.clone(),
+                gate: live.gate(),
                 priority: 0,
                 exclusive: Exclusivity::Shared,
                 sink,
@@ -505,8 +528,8 @@ impl Session {
             Packet::PubRec(a) if live => self.on_pubrec(a, out),
             Packet::PubRel(a) if live => self.on_pubrel(a, out),
             Packet::PubComp(a) if live => {
-                let q = &self.live.as_ref().expect("live").qos;
-                let marker = lock(q).released.remove(&a.packet_id.get()).flatten();
+                let q = self.live.as_ref().expect("live").qos_if_any();
+                let marker = q.and_then(|q| lock(q).released.remove(&a.packet_id.get()).flatten());
                 self.shared.settle(marker.as_slice());
                 Flow::Continue
             }
@@ -624,7 +647,7 @@ impl Session {
             }
         }
         let kick = self.stop.take().unwrap_or_default();
-        let claim = self
+        let mut claim = self
             .shared
             .claim_with(&client_id, c.clean_start || !present, kick);
         if claim.took_over {
@@ -652,7 +675,6 @@ impl Session {
             .map_or(u16::MAX, |n| n.get())
             .min(self.cfg.inflight_out_max)
             .max(1);
-        let gate = CreditGate::new(u32::from(receive_max));
         if let Some(max) = c.properties.maximum_packet_size_bytes {
             self.encoder.set_packet_size_max_bytes(max.get());
         }
@@ -689,8 +711,11 @@ impl Session {
         self.write(Packet::ConnAck(ack), out);
 
         // Unfinished outgoing QoS 2 exchanges resume with PUBREL.
-        let qos = claim.state.clone();
-        let released: Vec<u16> = lock(&qos).released.keys().copied().collect();
+        let qos = claim.state.take();
+        let released: Vec<u16> = qos
+            .as_ref()
+            .map(|q| lock(q).released.keys().copied().collect())
+            .unwrap_or_default();
         for id in released {
             if let Some(id) = NonZeroU16::new(id) {
                 self.write(Packet::PubRel(PublishAck::new(id)), out);
@@ -711,12 +736,13 @@ impl Session {
             conn,
             client_id,
             claim,
-            qos,
+            qos: qos.map(std::sync::OnceLock::from).unwrap_or_default(),
             expiry_secs,
             will,
             queue: None,
             consumer: None,
-            gate,
+            gate: std::sync::OnceLock::new(),
+            receive_max,
         });
         if expiry_secs > 0 || present {
             if let Err(e) = self.session_queue() {
@@ -727,9 +753,9 @@ impl Session {
         }
         if present {
             // A resumed session takes up its shared subscriptions again.
-            let saved = lock(&self.live.as_ref().expect("live").qos)
-                .shared_subs
-                .clone();
+            let saved = (self.live.as_ref().expect("live").qos_if_any())
+                .map(|q| lock(q).shared_subs.clone())
+                .unwrap_or_default();
             for s in saved {
                 if let Err(code) =
                     self.subscribe_one(&s.filter, s.qos, s.no_local, s.retain_as_published, s.id)
@@ -769,7 +795,7 @@ impl Session {
 
     fn incoming_inflight(&self) -> usize {
         let l = self.live.as_ref().expect("live");
-        self.pending_qos1 + lock(&l.qos).incoming.len()
+        self.pending_qos1 + l.qos_if_any().map_or(0, |q| lock(q).incoming.len())
     }
 
     fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Flow {
@@ -796,7 +822,8 @@ impl Session {
         if let Some(id) = p.qos.packet_id() {
             if qos == QoS::ExactlyOnce {
                 let live = self.live.as_ref().expect("live");
-                if lock(&live.qos).incoming.contains_key(&id.get()) {
+                let seen = live.qos_if_any();
+                if seen.is_some_and(|q| lock(q).incoming.contains_key(&id.get())) {
                     // A resend of a message already routed: acknowledge it again only.
                     self.acknowledge(None, Packet::PubRec(PublishAck::new(id)), out);
                     return Flow::Continue;
@@ -871,7 +898,7 @@ impl Session {
                     // Recorded after the message, so the journal cannot hold the id
                     // without the message; the PUBREC waits for both.
                     let live = self.live.as_ref().expect("live");
-                    let mut st = lock(&live.qos);
+                    let mut st = lock(live.qos(&self.shared));
                     let marker = mark(&self.shared, live, &st, Kind::Incoming, id.get());
                     if let Some((_, Some(t))) = marker {
                         ticket = Some(ticket.map_or(t, |a| a.max(t)));
@@ -886,7 +913,7 @@ impl Session {
 
     fn on_pubrel(&mut self, a: PublishAck, out: &mut BytesMut) -> Flow {
         let live = self.live.as_ref().expect("live");
-        let known = lock(&live.qos).incoming.remove(&a.packet_id.get());
+        let known = (live.qos_if_any()).and_then(|q| lock(q).incoming.remove(&a.packet_id.get()));
         let mut comp = PublishAck::new(a.packet_id);
         match known {
             Some(marker) => self.shared.settle(marker.as_slice()),
@@ -915,7 +942,7 @@ impl Session {
                 // Recorded after the settlement above: a restart cannot find both the
                 // message queued and its PUBREL pending.
                 let live = self.live.as_ref().expect("live");
-                let mut st = lock(&live.qos);
+                let mut st = lock(live.qos(&self.shared));
                 let marker = (st.released.len() < usize::from(self.cfg.inflight_out_max))
                     .then(|| mark(&self.shared, live, &st, Kind::Released, id))
                     .flatten();
@@ -926,7 +953,8 @@ impl Session {
             None => {
                 let mut rel = PublishAck::new(a.packet_id);
                 let live = self.live.as_ref().expect("live");
-                if !lock(&live.qos).released.contains_key(&id) {
+                let pending = live.qos_if_any();
+                if !pending.is_some_and(|q| lock(q).released.contains_key(&id)) {
                     rel.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
                 self.write(Packet::PubRel(rel), out);
@@ -1051,7 +1079,7 @@ impl Session {
                     ConsumerSpec {
                         tag: filter.clone(),
                         ack_mode: AckMode::Manual,
-                        gate: live.gate.clone(),
+                        gate: live.gate(),
                         priority: 0,
                         exclusive: Exclusivity::Shared,
                         sink,
@@ -1128,7 +1156,10 @@ impl Session {
                 id: s.id,
             })
             .collect();
-        let mut st = lock(&live.qos);
+        if subs.is_empty() && live.qos_if_any().is_none() {
+            return;
+        }
+        let mut st = lock(live.qos(&self.shared));
         if st.shared_subs == subs {
             return;
         }
@@ -1224,7 +1255,7 @@ impl Session {
 
     fn allocate_packet_id(&mut self) -> Option<NonZeroU16> {
         let live = self.live.as_ref()?;
-        let state = lock(&live.qos);
+        let state = live.qos_if_any().map(|q| lock(q));
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
@@ -1232,7 +1263,7 @@ impl Session {
                 .traffic
                 .as_ref()
                 .is_some_and(|x| x.outgoing.contains_key(&id));
-            if !in_use && !state.holds_id(id) {
+            if !in_use && !state.as_ref().is_some_and(|s| s.holds_id(id)) {
                 return NonZeroU16::new(id);
             }
         }
@@ -1283,8 +1314,9 @@ impl Session {
         let retain = adapter::is_retained_copy(m) || (rap && adapter::was_retained(m));
         // A message an earlier connection sent and did not get acknowledged is resent
         // under its original packet identifier.
-        let original = if own && d.redelivered && qos != QoS::AtMostOnce {
-            let mut st = lock(&live.qos);
+        let state = live.qos_if_any().filter(|_| own && d.redelivered);
+        let original = if let Some(state) = state.filter(|_| qos != QoS::AtMostOnce) {
+            let mut st = lock(state);
             let id = st.take_unacked(&d.message, d.persistent_id);
             if st.unacked.is_empty() {
                 // All resent: the marker that kept them for a restart has done its job.
@@ -1398,7 +1430,7 @@ impl Session {
                 })
                 .collect();
             sent.sort_unstable_by_key(|(_, o)| o.tag);
-            let mut state = lock(&live.qos);
+            let mut state = lock(live.qos(&self.shared));
             state
                 .unacked
                 .extend(sent.into_iter().map(|(id, o)| Unacked {

@@ -116,7 +116,8 @@ impl QosState {
 struct Entry {
     generation: u64,
     kick: CancellationToken,
-    state: Arc<Mutex<QosState>>,
+    /// `None` until a connection of the session needs one (see [`Shared::qos_state`]).
+    state: Option<Arc<Mutex<QosState>>>,
 }
 
 /// What a connection gets when it claims a client id.
@@ -126,8 +127,10 @@ pub struct Claim {
     pub generation: u64,
     /// Fires when a newer connection takes the session over.
     pub kick: CancellationToken,
-    /// The session's QoS 2 state (fresh when the session starts clean).
-    pub state: Arc<Mutex<QosState>>,
+    /// The session's QoS state, if it has one: a session that starts clean has none
+    /// until it needs one ([`Shared::qos_state`]), and most never do (clean sessions
+    /// without QoS 2, persistent ids or shared subscriptions).
+    pub state: Option<Arc<Mutex<QosState>>>,
     /// Another connection had the id and has been told to go.
     pub took_over: bool,
 }
@@ -181,14 +184,14 @@ impl Shared {
                 let live = !old.kick.is_cancelled();
                 old.kick.cancel();
                 let state = if clean {
-                    discarded.push(old.state);
-                    Arc::new(Mutex::new(QosState::default()))
+                    discarded.extend(old.state);
+                    None
                 } else {
                     old.state
                 };
                 (state, live)
             }
-            None => (Arc::new(Mutex::new(QosState::default())), false),
+            None => (None, false),
         };
         s.entries.insert(
             client_id.clone(),
@@ -205,6 +208,23 @@ impl Shared {
             kick,
             state,
             took_over,
+        }
+    }
+
+    /// The QoS state of the session that the connection of `generation` claimed, made
+    /// now if it has none. A connection that was taken over meanwhile gets a discarded
+    /// state of its own, in which nothing is recorded.
+    pub fn qos_state(&self, client_id: &str, generation: u64) -> Arc<Mutex<QosState>> {
+        let mut s = lock(&self.sessions);
+        match s.entries.get_mut(client_id) {
+            Some(e) if e.generation == generation => e
+                .state
+                .get_or_insert_with(|| Arc::new(Mutex::new(QosState::default())))
+                .clone(),
+            _ => Arc::new(Mutex::new(QosState {
+                discarded: true,
+                ..QosState::default()
+            })),
         }
     }
 
@@ -237,7 +257,7 @@ impl Shared {
                     e.kick.cancel();
                 } else if let Some(e) = s.entries.remove(client_id) {
                     drop(s);
-                    self.discard(vec![e.state]);
+                    self.discard(e.state.into_iter().collect());
                 }
                 true
             }
@@ -302,7 +322,7 @@ impl Shared {
                 Entry {
                     generation,
                     kick,
-                    state: Arc::new(Mutex::new(state)),
+                    state: Some(Arc::new(Mutex::new(state))),
                 },
             );
             debug_assert!(old.is_none(), "opened before any connection");
@@ -330,7 +350,7 @@ impl Shared {
                 .get(&id)
                 .is_some_and(|e| e.generation == generation)
             {
-                forgotten.extend(s.entries.remove(&id).map(|e| e.state));
+                forgotten.extend(s.entries.remove(&id).and_then(|e| e.state));
             }
         }
         drop(s);
@@ -345,7 +365,7 @@ impl Shared {
         let states: Vec<Arc<Mutex<QosState>>> = lock(&self.sessions)
             .entries
             .values()
-            .map(|e| e.state.clone())
+            .filter_map(|e| e.state.clone())
             .collect();
         states.iter().any(|st| {
             lock(st)
