@@ -46,8 +46,8 @@ pub use auth::{hash_password, Peer, Principal, UserRecord};
 pub use broker::{Broker, BrokerConfig, Connection, Opened, PagingStats, DEFAULT_VHOST};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consumer::{
-    channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver,
-    Exclusivity, Sink,
+    channel, next_event, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
+    EventReceiver, Exclusivity, LazyChannel, Sink,
 };
 pub use durable::{DurableConfig, Persister, RecoveryReport, SyncTicket, SyncWaiter};
 pub use error::{AuthError, CoreError};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ferromq_core::buffers::BufSizes;
-use ferromq_core::{Broker, Event, Peer, SyncWaiter};
+use ferromq_core::{next_event, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, ReusableBoxFuture};
@@ -136,7 +136,7 @@ pub async fn serve_connection<S>(
                     }
                 }
             }
-            ev = recv(&mut events) => {
+            ev = next_event(&mut events) => {
                 if let (Some(ev), Some(rx)) = (ev, &mut events) {
                     flow = on_events(&mut session, ev, rx, &mut wbuf);
                 }
@@ -227,13 +227,6 @@ fn on_events(
         n += 1;
     }
     flow
-}
-
-async fn recv(events: &mut Option<ferromq_core::EventReceiver>) -> Option<Event> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// What the journal owes the connection: the sync of the acknowledgements it holds back,

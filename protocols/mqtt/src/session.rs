@@ -22,8 +22,8 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
-    EventReceiver, Exclusivity, FieldTable, Queue, QueueOptions, Sink, SyncTicket, SyncWaiter,
-    Vhost,
+    EventReceiver, Exclusivity, FieldTable, LazyChannel, Queue, QueueOptions, Sink, SyncTicket,
+    SyncWaiter, Vhost,
 };
 
 use crate::adapter::{self, TOPIC_EXCHANGE};
@@ -148,11 +148,8 @@ pub struct Session {
     /// A user proven by the transport (TLS client certificate), used when the client
     /// sends no credentials.
     verified_user: Option<String>,
-    /// Made with the first consumer: most connections of a large deployment are idle, and
-    /// a channel costs about 2 KB whether or not anything is ever sent on it.
-    sink: Option<Sink>,
-    /// The receiving half of `sink`, until the connection takes it.
-    events: Option<EventReceiver>,
+    /// Made with the first consumer (a session queue or a shared subscription).
+    deliveries: LazyChannel,
     encoder: Encoder,
     live: Option<Live>,
     closed: bool,
@@ -206,8 +203,7 @@ impl Session {
             shared,
             peer,
             verified_user: None,
-            sink: None,
-            events: None,
+            deliveries: LazyChannel::default(),
             encoder: Encoder::new(ProtocolVersion::V3_1_1),
             live: None,
             closed: false,
@@ -228,7 +224,7 @@ impl Session {
     /// Where deliveries arrive, once the session has a consumer (a session queue or a
     /// shared subscription), handed over once: check again after each packet.
     pub fn take_events(&mut self) -> Option<EventReceiver> {
-        self.events.take()
+        self.deliveries.take_events()
     }
 
     fn traffic_mut(&mut self) -> &mut Traffic {
@@ -237,13 +233,7 @@ impl Session {
 
     /// The sending half of the delivery channel, made on first use.
     fn sink(&mut self) -> Sink {
-        if let Some(sink) = &self.sink {
-            return sink.clone();
-        }
-        let (sink, rx) = ferromq_core::channel();
-        self.events = Some(rx);
-        self.sink = Some(sink.clone());
-        sink
+        self.deliveries.sink().clone()
     }
 
     /// The session queue, opened (and consumed from) now if it is not yet. A session that

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ferromq_core::buffers::BufSizes;
-use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
+use ferromq_core::{clock::sleep_until, next_event, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,8 +51,9 @@ pub async fn serve_connection<S>(
     } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
-    let (mut session, mut events) =
-        Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    let mut session = Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    // No channel until the session has a consumer (see `Session::take_events`).
+    let mut events = None;
     session.set_verified_user(verified_user);
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::new(config.limits.clone());
@@ -90,6 +91,9 @@ pub async fn serve_connection<S>(
                                 Ok(Some(item)) => {
                                     flow = session.on_item(item, now(), &mut wbuf);
                                     decoder.set_version(session.version());
+                                    if events.is_none() {
+                                        events = session.take_events();
+                                    }
                                     if flow == Flow::Close {
                                         break;
                                     }
@@ -105,9 +109,9 @@ pub async fn serve_connection<S>(
                     }
                 }
             }
-            ev = events.recv() => {
-                if let Some(ev) = ev {
-                    flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+            ev = next_event(&mut events) => {
+                if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                    flow = on_events(&mut session, ev, rx, &mut wbuf);
                 }
             }
             _ = sleep_until(deadline) => {
