@@ -19,6 +19,7 @@ use crate::adapter::{sleep_until, Broker, Event, EventReceiver, Peer, SyncWaiter
 use crate::codec::Decoder;
 use crate::session::{Flow, Session};
 use crate::AmqpConfig;
+use ferromq_core::next_event;
 
 /// Deliveries encoded per wake-up before the socket is written, so a busy consumer gets
 /// batched writes without starving reads.
@@ -52,8 +53,9 @@ pub async fn serve_connection<S>(
     } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
-    let (mut session, mut events) =
-        Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    let mut session = Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    // No channel until the connection has a consumer (see `Session::take_events`).
+    let mut events = None;
     session.set_verified_user(verified_user);
     let mut synced = None;
     let mut decoder = Decoder::new(session.frame_max(), config.limits.table_depth_max);
@@ -76,6 +78,9 @@ pub async fn serve_connection<S>(
                 .map(|ms| start + Duration::from_millis(ms));
             if synced.is_none() {
                 synced = session.sync_waiter();
+            }
+            if events.is_none() {
+                events = session.take_events();
             }
             // Flow control: while the journal is behind, publishers are not read from
             // (and clients that asked are told with connection.blocked).
@@ -103,9 +108,9 @@ pub async fn serve_connection<S>(
                         }
                     }
                 }
-                ev = events.recv() => {
-                    if let Some(ev) = ev {
-                        flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+                ev = next_event(&mut events) => {
+                    if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                        flow = on_events(&mut session, ev, rx, &mut wbuf);
                     }
                 }
                 _ = sleep_until(deadline) => {
