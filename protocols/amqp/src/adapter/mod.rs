@@ -13,6 +13,7 @@ mod topology;
 pub(crate) mod wire;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use amq_protocol::types::{AMQPValue, FieldTable as AmqpTable};
@@ -143,6 +144,9 @@ pub(crate) struct Link {
     /// The delivery channel, made at the first `basic.consume` (locked only there and
     /// when the connection task takes the receiver).
     deliveries: Mutex<LazyChannel>,
+    /// Set once the channel is made: until then the connection task, which asks after
+    /// every batch of frames, need not take the lock.
+    channel_made: AtomicBool,
     sync: Option<ferromq_core::SyncWaiter>,
 }
 
@@ -170,12 +174,16 @@ impl Link {
         Ok(Self {
             conn,
             deliveries: Mutex::new(LazyChannel::default()),
+            channel_made: AtomicBool::new(false),
             sync: broker.sync_waiter(),
         })
     }
 
     /// Where deliveries arrive, once a consumer made the channel; handed over once.
     pub(crate) fn take_events(&self) -> Option<EventReceiver> {
+        if !self.channel_made.load(Ordering::Acquire) {
+            return None;
+        }
         lock(&self.deliveries).take_events()
     }
 
@@ -241,7 +249,11 @@ impl Link {
             } else {
                 Exclusivity::Shared
             },
-            sink: lock(&self.deliveries).sink().clone(),
+            sink: {
+                let sink = lock(&self.deliveries).sink().clone();
+                self.channel_made.store(true, Ordering::Release);
+                sink
+            },
             selector: None,
         };
         match self.conn.consume(queue, spec) {
