@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferromq_core::Peer;
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -81,13 +82,11 @@ where
             continue;
         };
         let Some(tls) = spec.tls.clone() else {
-            // The protocol's future is made inside the task, not moved into it: a future
-            // captured by value and then awaited is stored twice in the task.
-            let handler = handler.clone();
-            tasks.spawn(async move {
-                handler(Transport::Plain(tcp), addr.into()).await;
-                drop(permit);
-            });
+            // The protocol's future is the task, with the permit beside it: an `async`
+            // block that awaited it would also keep the socket and address it was made
+            // from, and a future captured by value and then awaited is stored twice.
+            let connection = handler(Transport::Plain(tcp), addr.into());
+            tasks.spawn(connection.map(move |()| drop(permit)));
             continue;
         };
         // The handshake runs in the connection's task so a slow client holds up no one;

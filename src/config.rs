@@ -344,6 +344,7 @@ pub struct MqttSection {
     pub retained_bytes_max: u64,
     pub will_delay_max_secs: u32,
     pub session_sweep_interval_ms: u64,
+    pub deadline_check_interval_ms: u64,
 }
 
 impl Default for MqttSection {
@@ -371,6 +372,7 @@ impl Default for MqttSection {
             retained_bytes_max: d.retained_bytes_max,
             will_delay_max_secs: d.will_delay_max_secs,
             session_sweep_interval_ms: d.session_sweep_interval_ms,
+            deadline_check_interval_ms: d.deadline_check_interval_ms,
         }
     }
 }
@@ -404,6 +406,7 @@ impl MqttSection {
             retained_bytes_max: self.retained_bytes_max,
             will_delay_max_secs: self.will_delay_max_secs,
             session_sweep_interval_ms: self.session_sweep_interval_ms,
+            deadline_check_interval_ms: self.deadline_check_interval_ms,
         }
     }
 }

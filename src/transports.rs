@@ -7,6 +7,7 @@
 //! when CONNECT has neither username nor password, AMQP when the client picks the
 //! `EXTERNAL` mechanism (offered first on such connections).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -229,7 +230,11 @@ pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
     bound
 }
 
-async fn amqp_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
+// The connection functions return the protocol's future itself rather than an `async fn`
+// awaiting it: that would be one more layer in every connection's task, holding its
+// own copy of the arguments.
+
+fn amqp_connection(io: Transport, peer: Peer, s: Arc<Shared>) -> impl Future<Output = ()> {
     ferromq_amqp::serve_connection(
         io,
         peer,
@@ -237,10 +242,9 @@ async fn amqp_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
         s.broker.clone(),
         s.shutdown.clone(),
     )
-    .await
 }
 
-async fn openwire_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
+fn openwire_connection(io: Transport, peer: Peer, s: Arc<Shared>) -> impl Future<Output = ()> {
     ferromq_openwire::serve_connection(
         io,
         peer.addr,
@@ -249,7 +253,6 @@ async fn openwire_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
         s.broker.clone(),
         s.shutdown.clone(),
     )
-    .await
 }
 
 async fn bind(
@@ -267,7 +270,7 @@ async fn bind(
     Ok((listener, bound))
 }
 
-async fn stomp_connection<S>(io: S, peer: Peer, s: Arc<Shared>)
+fn stomp_connection<S>(io: S, peer: Peer, s: Arc<Shared>) -> impl Future<Output = ()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -278,10 +281,9 @@ where
         s.broker.clone(),
         s.shutdown.clone(),
     )
-    .await
 }
 
-async fn mqtt_connection<S>(io: S, peer: Peer, s: Arc<Shared>)
+fn mqtt_connection<S>(io: S, peer: Peer, s: Arc<Shared>) -> impl Future<Output = ()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -293,7 +295,6 @@ where
         s.mqtt_sessions.clone(),
         s.shutdown.clone(),
     )
-    .await
 }
 
 /// Upgrades to a WebSocket and runs the protocol its subprotocol names.

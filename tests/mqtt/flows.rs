@@ -288,3 +288,75 @@ async fn offline_sessions_are_bounded_drop_oldest_and_count_limited() {
     s.expect_silence(300).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_disconnected_and_its_will_published() {
+    static BIG: [u8; 64 * 1024] = [7; 64 * 1024];
+    let server = broker(|c| {
+        c.mqtt.write_stall_timeout_ms = 300;
+        c.mqtt.deadline_check_interval_ms = 50;
+    })
+    .await;
+    let addr = server.mqtt_addr().unwrap();
+    let (mut watcher, _) =
+        Raw::connect(addr, connect_packet(V5, "ws-watch", true, expiring(0))).await;
+    watcher.subscribe("ws/#", qos1()).await;
+    let mut c = connect_packet(V5, "ws-stalled", true, expiring(0));
+    c.will = Some(Will {
+        topic: "ws/stalled".into(),
+        payload: bytes::Bytes::from_static(b"stalled"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties::default(),
+    });
+    let (mut stalled, _) = Raw::connect(addr, c).await;
+    stalled
+        .subscribe("flood", SubscriptionOptions::qos(QoS::AtMostOnce))
+        .await;
+    // From here on it reads nothing; the broker's writes to it stall once the socket
+    // buffers are full.
+    let (mut producer, _) =
+        Raw::connect(addr, connect_packet(V5, "ws-pub", true, expiring(0))).await;
+    let flood = async {
+        loop {
+            producer
+                .send(publish("flood", &BIG, QoS::AtMostOnce, 0))
+                .await;
+        }
+    };
+    let will = tokio::select! {
+        m = watcher.publish_received() => m,
+        _ = flood => unreachable!("the flood never ends"),
+    };
+    assert_eq!(
+        (&will.topic[..], &will.payload[..]),
+        ("ws/stalled", &b"stalled"[..])
+    );
+    drop(stalled);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_sends_no_connect_is_closed_after_the_connect_timeout() {
+    use tokio::io::AsyncReadExt;
+    let server = broker(|c| {
+        c.mqtt.connect_timeout_ms = 300;
+        c.mqtt.deadline_check_interval_ms = 50;
+    })
+    .await;
+    let addr = server.mqtt_addr().unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(crate::common::WAIT, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "{waited:?}"
+    );
+    server.shutdown().await;
+}

@@ -41,6 +41,43 @@ pub fn channel() -> (Sink, EventReceiver) {
     tokio::sync::mpsc::unbounded_channel()
 }
 
+/// A connection's delivery channel, made when its first consumer needs it: most
+/// connections of a large deployment never consume, and a channel costs about 2 KB (a
+/// block of event slots) whether or not anything is ever sent on it.
+#[derive(Debug, Default)]
+pub struct LazyChannel {
+    sink: Option<Sink>,
+    /// The receiving half, until the connection task takes it.
+    events: Option<EventReceiver>,
+}
+
+impl LazyChannel {
+    /// The sending half, for a consumer; the channel is made at the first call.
+    pub fn sink(&mut self) -> &Sink {
+        let events = &mut self.events;
+        self.sink.get_or_insert_with(|| {
+            let (sink, rx) = channel();
+            *events = Some(rx);
+            sink
+        })
+    }
+
+    /// The receiving half, handed over once after the channel was made: a connection
+    /// task asks again after each frame it handled.
+    pub fn take_events(&mut self) -> Option<EventReceiver> {
+        self.events.take()
+    }
+}
+
+/// The next event on `rx`, or never while there is no channel: a connection task's
+/// `select!` branch for deliveries.
+pub async fn next_event(rx: &mut Option<EventReceiver>) -> Option<Event> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One message handed to a consumer.
 #[derive(Debug)]
 pub struct Delivery {

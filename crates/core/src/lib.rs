@@ -14,6 +14,7 @@
 //! - `selector.rs`: JMS SQL-92 message selectors (OpenWire consumers, STOMP `selector`).
 //! - `message.rs`: the message model. `txn.rs`: transactions. `auth.rs`: users.
 //! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
+//! - `buffers.rs`: how connection tasks size their read and write buffers.
 //!
 //! - `durable/`: journaling durable state through `crates/store`, and restoring it.
 //! - `paging.rs`: spill files for ready messages beyond the memory budget.
@@ -25,6 +26,7 @@
 
 pub mod auth;
 mod broker;
+pub mod buffers;
 pub mod clock;
 mod consumer;
 mod durable;
@@ -44,8 +46,8 @@ pub use auth::{hash_password, Peer, Principal, UserRecord};
 pub use broker::{Broker, BrokerConfig, Connection, Opened, PagingStats, DEFAULT_VHOST};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consumer::{
-    channel, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event, EventReceiver,
-    Exclusivity, Sink,
+    channel, next_event, AckMode, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
+    EventReceiver, Exclusivity, LazyChannel, Sink,
 };
 pub use durable::{DurableConfig, Persister, RecoveryReport, SyncTicket, SyncWaiter};
 pub use error::{AuthError, CoreError};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ferromq_core::buffers::BufSizes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use crate::adapter::{sleep_until, Broker, Event, EventReceiver, Peer, SyncWaiter
 use crate::codec::Decoder;
 use crate::session::{Flow, Session};
 use crate::AmqpConfig;
+use ferromq_core::next_event;
 
 /// Deliveries encoded per wake-up before the socket is written, so a busy consumer gets
 /// batched writes without starving reads.
@@ -26,6 +28,14 @@ const EVENT_BATCH_MAX: usize = 256;
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// How long the last frames (`connection.close` at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The read buffer starts with room for the handshake (a `connection.start-ok` with
+/// client properties may need one growth) and heartbeats; it grows by 16 KiB reads for a
+/// publisher and goes back to the start size when a heartbeat-sized read drains it.
+const BUF_SIZES: BufSizes = BufSizes {
+    read_start_bytes: 256,
+    read_grow_bytes: 16 * 1024,
+    keep_bytes: 4 * 1024,
+};
 
 /// Runs one AMQP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
@@ -43,14 +53,16 @@ pub async fn serve_connection<S>(
     } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
-    let (mut session, mut events) =
-        Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    let mut session = Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    // No channel until the connection has a consumer (see `Session::take_events`).
+    let mut events = None;
     session.set_verified_user(verified_user);
     let mut synced = None;
     let mut decoder = Decoder::new(session.frame_max(), config.limits.table_depth_max);
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BUF_SIZES.read_buf();
+    // Grows with what is written (see `BufSizes`).
+    let mut wbuf = BytesMut::new();
     let write_timeout = Duration::from_millis(config.limits.write_stall_timeout_ms);
 
     let mut flow = Flow::Continue;
@@ -67,11 +79,15 @@ pub async fn serve_connection<S>(
             if synced.is_none() {
                 synced = session.sync_waiter();
             }
+            if events.is_none() {
+                events = session.take_events();
+            }
             // Flow control: while the journal is behind, publishers are not read from
             // (and clients that asked are told with connection.blocked).
             let may_read = broker.has_durable_capacity();
             session.set_blocked((!may_read).then_some("journal backlog"), &mut wbuf);
             let confirms_due = session.has_pending_sync();
+            let spare = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -84,19 +100,17 @@ pub async fn serve_connection<S>(
                 read = reader.read_buf(&mut rbuf), if may_read => {
                     match read {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {
+                        Ok(n) => {
                             let t = now();
                             session.on_read(t);
                             (flow, unread) = drain(&mut session, &mut decoder, &mut rbuf, &mut wbuf, t);
-                            if rbuf.capacity() - rbuf.len() < 4096 {
-                                rbuf.reserve(16 * 1024);
-                            }
+                            BUF_SIZES.after_read(&mut rbuf, n, spare);
                         }
                     }
                 }
-                ev = events.recv() => {
-                    if let Some(ev) = ev {
-                        flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+                ev = next_event(&mut events) => {
+                    if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                        flow = on_events(&mut session, ev, rx, &mut wbuf);
                     }
                 }
                 _ = sleep_until(deadline) => {
@@ -122,7 +136,9 @@ pub async fn serve_connection<S>(
             };
             match written {
                 Ok(Ok(())) => {
+                    let n = wbuf.len();
                     wbuf.clear();
+                    BUF_SIZES.after_write(&mut wbuf, n);
                     session.on_write(now());
                 }
                 Ok(Err(_)) => break,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use bytes::BytesMut;
 
-use crate::adapter::{self, Broker, Event, EventReceiver, Link, Principal, Sink};
+use crate::adapter::{self, Broker, Event, EventReceiver, Link, Principal};
 use crate::channel::{Channel, Ctx};
 use crate::codec::{encode_heartbeat, encode_method, short, DecodeError, Frame, PROTOCOL_HEADER};
 use crate::error::{code, AmqpError, Scope};
@@ -57,7 +57,6 @@ pub struct Session {
     /// A user proven by the transport (TLS client certificate), used when the client
     /// sends no credentials.
     verified_user: Option<String>,
-    sink: Sink,
     phase: Phase,
     handshake_deadline_ms: u64,
     caps: ClientCaps,
@@ -86,27 +85,21 @@ impl Session {
         self.verified_user = user;
     }
 
-    /// A session for a new connection; the receiver is where its deliveries arrive.
-    pub fn new(
-        cfg: Arc<AmqpConfig>,
-        broker: Broker,
-        peer: Option<IpAddr>,
-        now_ms: u64,
-    ) -> (Self, EventReceiver) {
-        let (sink, rx) = adapter::event_channel();
+    /// A session for a new connection. Its deliveries arrive on the receiver that
+    /// [`Session::take_events`] hands over once it has one.
+    pub fn new(cfg: Arc<AmqpConfig>, broker: Broker, peer: Option<IpAddr>, now_ms: u64) -> Self {
         let l = &cfg.limits;
         let tuned = Tuned {
             channel_max: l.channel_max,
             frame_max: l.frame_max_bytes,
             heartbeat_s: l.heartbeat_s,
         };
-        let s = Session {
+        Session {
             handshake_deadline_ms: now_ms + l.handshake_timeout_ms,
             cfg,
             broker,
             peer,
             verified_user: None,
-            sink,
             phase: Phase::Header,
             caps: ClientCaps::default(),
             principal: None,
@@ -121,8 +114,13 @@ impl Session {
             blocked: false,
             scratch: Vec::with_capacity(256),
             identity: None,
-        };
-        (s, rx)
+        }
+    }
+
+    /// Where deliveries arrive, once a consumer made the channel (see `Link`), handed
+    /// over once: check again after each batch of frames.
+    pub fn take_events(&mut self) -> Option<EventReceiver> {
+        self.link.as_ref().and_then(Link::take_events)
     }
 
     /// The largest frame the decoder must accept now.
@@ -473,13 +471,8 @@ impl Session {
             ) => {
                 let principal = self.principal.take().expect("set at start-ok");
                 let user = principal.name.clone();
-                let link = Link::open(
-                    &self.broker,
-                    principal,
-                    o.virtual_host.as_str(),
-                    self.sink.clone(),
-                )
-                .map_err(|e| e.at(10, 40))?;
+                let link = Link::open(&self.broker, principal, o.virtual_host.as_str())
+                    .map_err(|e| e.at(10, 40))?;
                 tracing::info!(
                     conn = link.id(),
                     protocol = "amqp",

@@ -10,11 +10,11 @@ use bytes::{Bytes, BytesMut};
 use ferromq_amqp::codec::{DecodeError, Decoder, Frame, PROTOCOL_HEADER};
 use ferromq_amqp::session::{Flow, Session};
 use ferromq_amqp::{AmqpConfig, AmqpError};
-use ferromq_core::{Broker, BrokerConfig, EventReceiver, ManualClock};
+use ferromq_core::{Broker, BrokerConfig, Event, EventReceiver, ManualClock};
 
 struct Harness {
     session: Session,
-    events: EventReceiver,
+    events: Option<EventReceiver>,
     now: u64,
 }
 
@@ -27,12 +27,21 @@ fn config(tweak: impl FnOnce(&mut AmqpConfig)) -> Arc<AmqpConfig> {
 impl Harness {
     fn new(cfg: Arc<AmqpConfig>) -> Self {
         let broker = Broker::new(BrokerConfig::default(), Arc::new(ManualClock::new(0)));
-        let (session, events) = Session::new(cfg, broker, Some("127.0.0.1".parse().unwrap()), 0);
+        let session = Session::new(cfg, broker, Some("127.0.0.1".parse().unwrap()), 0);
         Self {
             session,
-            events,
+            events: None,
             now: 0,
         }
+    }
+
+    /// The next delivery event waiting, if any (the channel exists from the first
+    /// consumer on).
+    fn try_event(&mut self) -> Option<Event> {
+        if self.events.is_none() {
+            self.events = self.session.take_events();
+        }
+        self.events.as_mut()?.try_recv().ok()
     }
 
     /// Feeds a frame; returns the flow and the frames the server wrote.
@@ -513,7 +522,7 @@ fn publishes_confirm_in_order_and_deliveries_arrive() {
         matches!(&out[0], Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(c))) if c.consumer_tag.as_str() == "c")
     );
     let mut delivered = 0;
-    while let Ok(ev) = h.events.try_recv() {
+    while let Some(ev) = h.try_event() {
         let mut out = BytesMut::new();
         h.session.on_event(ev, &mut out);
         let frames = decode(&out);
@@ -674,7 +683,7 @@ fn garbage_after_the_handshake_never_panics() {
         };
         h.session.flush(&mut out);
         decode(&out);
-        while let Ok(ev) = h.events.try_recv() {
+        while let Some(ev) = h.try_event() {
             h.session.on_event(ev, &mut out);
         }
         if flow == Flow::Close || !h.session.is_open() {

@@ -1,18 +1,22 @@
 //! The tokio glue: read bytes, decode, drive the session, write, run the timers.
 //!
-//! One task per connection. Reads, deliveries, the journal's synced point, takeover and
-//! timers are multiplexed with `select!`; writes happen in between and are bounded by
+//! One task per connection. Reads, deliveries, the journal's synced point and the stop
+//! token are multiplexed with `select!`; writes happen in between and are bounded by
 //! `write_stall_timeout_ms`, so a client that stops reading is disconnected instead of
-//! pinning memory (its deliveries are already bounded by credit).
+//! pinning memory (its deliveries are already bounded by credit). The stop token is
+//! cancelled at shutdown, at a takeover and when a deadline passes (CONNECT timeout,
+//! Keep Alive, a write stall: the listener's ticker checks them, `expiry.rs`), so that an
+//! idle connection's task holds one small wait besides its read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
+use ferromq_core::buffers::BufSizes;
+use ferromq_core::{next_event, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, ReusableBoxFuture};
 
 use crate::config::MqttConfig;
 use crate::session::{publish_will, DelayedWill, Flow, Session};
@@ -25,11 +29,15 @@ const EVENT_BATCH_MAX: usize = 256;
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// How long the last packets (DISCONNECT at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
-/// First capacity of the read buffer: a CONNECT and keep-alives fit. Most connections
-/// of a large deployment are idle, and 8 KiB buffers were most of their memory.
-const READ_BUF_START_BYTES: usize = 128;
-/// How much the read buffer grows when a read filled it (a client sending in bulk).
-const READ_BUF_GROW_BYTES: usize = 8 * 1024;
+/// The read buffer starts with room for a CONNECT and keep-alives, grows by 8 KiB reads
+/// for a client sending in bulk and goes back to the start size when a PINGREQ-sized read
+/// drains it. Most connections of a large deployment are idle, and 8 KiB buffers were
+/// most of their memory.
+const BUF_SIZES: BufSizes = BufSizes {
+    read_start_bytes: 128,
+    read_grow_bytes: 8 * 1024,
+    keep_bytes: 4 * 1024,
+};
 
 /// Runs one MQTT connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
@@ -56,40 +64,52 @@ pub async fn serve_connection<S>(
         now(),
     );
     session.set_verified_user(verified_user);
+    // Cancelled at shutdown and, once the client id is claimed, at a takeover: one wait
+    // for both in every connection's task.
+    let stop = shutdown.child_token();
+    session.set_stop_token(stop.clone());
+    // ... and when a deadline passes, which the listener's ticker checks (`expiry.rs`).
+    let interval = Duration::from_millis(config.deadline_check_interval_ms);
+    let deadline = shared.deadlines().watch(stop.clone(), interval);
     // No channel until the session has a consumer (see `Session::take_events`).
     let mut events = None;
-    let mut synced = session.sync_waiter();
+    let mut journal = Journal::new(session.sync_waiter());
     let mut decoder = Decoder::server(config.limits.clone());
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(READ_BUF_START_BYTES);
-    // Grows with what is written, and keeps its size for the next batch.
+    // Not split into halves (that costs an allocation per connection): writes happen
+    // between reads, never during one.
+    let mut stream = stream;
+    let mut rbuf = BUF_SIZES.read_buf();
+    // Grows with what is written (see `BufSizes`).
     let mut wbuf = BytesMut::new();
-    let write_timeout = Duration::from_millis(config.write_stall_timeout_ms);
-    let mut kick: Option<CancellationToken> = None;
 
     let mut flow = Flow::Continue;
     while flow == Flow::Continue {
-        let deadline = session
-            .next_deadline_ms()
-            .map(|ms| start + Duration::from_millis(ms));
+        deadline.set(
+            session
+                .next_deadline_ms()
+                .map(|ms| start + Duration::from_millis(ms)),
+        );
         // Flow control: while the journal is behind, producers are not read from.
         let may_read = broker.has_durable_capacity();
         let acks_due = session.has_pending_acks();
-        let kicked = kick.clone();
         let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                flow = session.on_shutdown(&mut wbuf);
+            _ = stop.cancelled() => {
+                flow = if shutdown.is_cancelled() {
+                    session.on_shutdown(&mut wbuf)
+                } else if deadline.expired() {
+                    session.on_expired(&mut wbuf)
+                } else {
+                    session.on_taken_over(&mut wbuf)
+                };
             }
-            _ = cancelled(&kicked) => {
-                flow = session.on_taken_over(&mut wbuf);
+            _ = journal.wait(&broker, acks_due), if acks_due || !may_read => {
+                if acks_due {
+                    flow = session.on_synced(&mut wbuf);
+                }
             }
-            _ = broker.durable_capacity(), if !may_read => {}
-            _ = SyncWaiter::changed_opt(&mut synced), if acks_due => {
-                flow = session.on_synced(&mut wbuf);
-            }
-            read = reader.read_buf(&mut rbuf), if may_read => {
+            read = stream.read_buf(&mut rbuf), if may_read => {
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -98,9 +118,6 @@ pub async fn serve_connection<S>(
                             match decoder.decode(&mut rbuf) {
                                 Ok(Some(p)) => {
                                     flow = session.on_packet(p, now(), &mut wbuf);
-                                    if kick.is_none() {
-                                        kick = session.kicked();
-                                    }
                                     if events.is_none() {
                                         events = session.take_events();
                                     }
@@ -115,47 +132,52 @@ pub async fn serve_connection<S>(
                                 }
                             }
                         }
-                        if n >= spare {
-                            rbuf.reserve(READ_BUF_GROW_BYTES);
-                        }
+                        BUF_SIZES.after_read(&mut rbuf, n, spare);
                     }
                 }
             }
-            ev = recv(&mut events) => {
+            ev = next_event(&mut events) => {
                 if let (Some(ev), Some(rx)) = (ev, &mut events) {
                     flow = on_events(&mut session, ev, rx, &mut wbuf);
                 }
             }
-            _ = sleep_until(deadline) => {
-                flow = session.on_timer(now(), &mut wbuf);
-            }
         }
         if !wbuf.is_empty() {
-            let stopping = shutdown.is_cancelled() || flow == Flow::Close;
-            let limit = if stopping {
-                write_timeout.min(GOODBYE_TIMEOUT)
+            let written = if flow == Flow::Close || stop.is_cancelled() {
+                // The last packets. The stop token cannot bound this write (it may be
+                // cancelled already), so it gets a timer of its own, boxed: it runs once
+                // per connection, and inline it would be room in every task.
+                let limit = write_timeout(&config).min(GOODBYE_TIMEOUT);
+                let last = tokio::time::timeout(limit, write_out(&mut stream, &wbuf));
+                Box::pin(last)
+                    .await
+                    .unwrap_or_else(|elapsed| Err(elapsed.into()))
             } else {
-                write_timeout
-            };
-            let written = tokio::select! {
-                r = tokio::time::timeout(limit, async {
-                    writer.write_all(&wbuf).await?;
-                    // TLS and WebSocket streams buffer; a plain socket ignores this.
-                    writer.flush().await
-                }) => r,
-                _ = shutdown.cancelled(), if !stopping => break,
+                deadline.set(Some(Instant::now() + write_timeout(&config)));
+                tokio::select! {
+                    biased;
+                    r = write_out(&mut stream, &wbuf) => r,
+                    // Shut down, taken over or stalled: a write interrupted midway cannot
+                    // be followed by a goodbye.
+                    _ = stop.cancelled() => {
+                        if deadline.expired() {
+                            tracing::debug!(?peer, "MQTT client stopped reading; closing connection");
+                        }
+                        break;
+                    }
+                }
             };
             match written {
-                Ok(Ok(())) => wbuf.clear(),
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    tracing::debug!(?peer, "MQTT client stopped reading; closing connection");
-                    break;
+                Ok(()) => {
+                    let n = wbuf.len();
+                    wbuf.clear();
+                    BUF_SIZES.after_write(&mut wbuf, n);
                 }
+                Err(_) => break,
             }
         }
     }
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, writer.shutdown()).await;
+    let _ = Box::pin(tokio::time::timeout(GOODBYE_TIMEOUT, stream.shutdown())).await;
     if let (Some(client), Some(user)) = (session.client_id().cloned(), session.user()) {
         tracing::info!(protocol = "mqtt", ?peer, user, %client, "connection closed");
     }
@@ -181,6 +203,16 @@ async fn delayed_will(
     }
 }
 
+fn write_timeout(config: &MqttConfig) -> Duration {
+    Duration::from_millis(config.write_stall_timeout_ms)
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8]) -> std::io::Result<()> {
+    stream.write_all(buf).await?;
+    // TLS and WebSocket streams buffer; a plain socket ignores this.
+    stream.flush().await
+}
+
 fn on_events(
     session: &mut Session,
     first: Event,
@@ -197,16 +229,64 @@ fn on_events(
     flow
 }
 
-async fn recv(events: &mut Option<ferromq_core::EventReceiver>) -> Option<Event> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+/// What the journal owes the connection: the sync of the acknowledgements it holds back,
+/// or else room for persistent publishes while reading is paused. Paused with
+/// acknowledgements due, it waits for the sync, after which the loop looks at the room
+/// again.
+///
+/// The wait is boxed, made the first time a connection needs one (it publishes
+/// persistent messages) and then reused: inline, its 176 bytes were room in every
+/// connection's task, idle or not.
+struct Journal {
+    /// The waiter, while no wait holds it.
+    synced: Option<SyncWaiter>,
+    wait: Option<ReusableBoxFuture<'static, Option<SyncWaiter>>>,
+    /// What the armed wait waits for (`Some(acks_due)`), if one is armed.
+    armed: Option<bool>,
+}
+
+impl Journal {
+    fn new(synced: Option<SyncWaiter>) -> Self {
+        Self {
+            synced,
+            wait: None,
+            armed: None,
+        }
+    }
+
+    /// Resolves once the journal synced more (`acks_due`) or has room again.
+    async fn wait(&mut self, broker: &Broker, acks_due: bool) {
+        if self.armed != Some(acks_due) {
+            // A wait for the other thing gives up its waiter's clone; the next sync
+            // wakes this one at worst once too early.
+            let fut = wait_owned(broker.clone(), self.synced.clone(), acks_due);
+            match &mut self.wait {
+                Some(w) => w.set(fut),
+                None => self.wait = Some(ReusableBoxFuture::new(fut)),
+            }
+            self.armed = Some(acks_due);
+        }
+        let Some(wait) = &mut self.wait else {
+            return;
+        };
+        let waiter = std::future::poll_fn(|cx| wait.poll(cx)).await;
+        self.armed = None;
+        // The waiter that saw the change replaces the one that did not.
+        if waiter.is_some() {
+            self.synced = waiter;
+        }
     }
 }
 
-async fn cancelled(token: &Option<CancellationToken>) {
-    match token {
-        Some(t) => t.cancelled().await,
-        None => std::future::pending().await,
+async fn wait_owned(
+    broker: Broker,
+    mut synced: Option<SyncWaiter>,
+    acks_due: bool,
+) -> Option<SyncWaiter> {
+    if acks_due {
+        SyncWaiter::changed_opt(&mut synced).await;
+    } else {
+        broker.durable_capacity().await;
     }
+    synced
 }

@@ -21,6 +21,7 @@
 //! - `qos_store.rs`: persistent sessions' packet-id state (QoS 2 exchanges,
 //!   unacknowledged PUBLISHes) as markers in a durable core queue.
 //! - `conn.rs`: the tokio glue for one connection.
+//! - `expiry.rs`: connection deadlines, checked by one ticker per listener.
 //! - `config.rs`: [`MqttConfig`], every session and listener bound.
 //! - `codec.rs`: [`Decoder`] and [`Encoder`]: framing, version and
 //!   direction rules, size limits, zero-copy splitting.
@@ -73,6 +74,7 @@ pub mod codec;
 mod config;
 mod conn;
 pub mod error;
+mod expiry;
 mod framing;
 mod held;
 pub mod limits;

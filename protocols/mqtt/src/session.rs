@@ -22,8 +22,8 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
-    EventReceiver, Exclusivity, FieldTable, Queue, QueueOptions, Sink, SyncTicket, SyncWaiter,
-    Vhost,
+    EventReceiver, Exclusivity, FieldTable, LazyChannel, Queue, QueueOptions, Sink, SyncTicket,
+    SyncWaiter, Vhost,
 };
 
 use crate::adapter::{self, TOPIC_EXCHANGE};
@@ -92,7 +92,8 @@ struct Live {
     conn: Connection,
     client_id: ByteString,
     claim: Claim,
-    qos: Arc<Mutex<QosState>>,
+    /// The session's QoS state, made when first needed (see `Shared::qos_state`).
+    qos: std::sync::OnceLock<Arc<Mutex<QosState>>>,
     expiry_secs: u32,
     /// Boxed, as the Will is rare and large: every connection's task holds its session.
     will: Option<Box<Will>>,
@@ -100,7 +101,42 @@ struct Live {
     /// session that ends with its connection (see `Session::session_queue`).
     queue: Option<Arc<Queue>>,
     consumer: Option<ConsumerHandle>,
-    gate: Arc<CreditGate>,
+    /// The consumers' credit gate (the client's Receive Maximum), made with the first
+    /// consumer: most connections of a large deployment never have one.
+    gate: std::sync::OnceLock<Arc<CreditGate>>,
+    receive_max: u16,
+}
+
+impl Live {
+    /// The session's QoS state, made now if it has none.
+    fn qos(&self, shared: &Shared) -> &Arc<Mutex<QosState>> {
+        self.qos
+            .get_or_init(|| shared.qos_state(&self.client_id, self.claim.generation))
+    }
+
+    /// The session's QoS state, if it has one (none: nothing in it).
+    fn qos_if_any(&self) -> Option<&Arc<Mutex<QosState>>> {
+        self.qos.get()
+    }
+
+    fn gate(&self) -> Arc<CreditGate> {
+        self.gate
+            .get_or_init(|| CreditGate::new(u32::from(self.receive_max)))
+            .clone()
+    }
+}
+
+/// The tables of a session that publishes or receives messages.
+#[derive(Default)]
+struct Traffic {
+    outgoing: HashMap<u16, Outgoing>,
+    /// Topic aliases the client set (MQTT 5).
+    aliases_in: HashMap<u16, ByteString>,
+    /// Topic aliases the broker set towards the client (MQTT 5).
+    aliases_out: HashMap<ByteString, NonZeroU16>,
+    pending_acks: VecDeque<(SyncTicket, Packet)>,
+    /// A delivery's MQTT topic, built from its routing key.
+    topic_buf: String,
 }
 
 /// One MQTT connection's protocol state.
@@ -112,11 +148,8 @@ pub struct Session {
     /// A user proven by the transport (TLS client certificate), used when the client
     /// sends no credentials.
     verified_user: Option<String>,
-    /// Made with the first consumer: most connections of a large deployment are idle, and
-    /// a channel costs about 2 KB whether or not anything is ever sent on it.
-    sink: Option<Sink>,
-    /// The receiving half of `sink`, until the connection takes it.
-    events: Option<EventReceiver>,
+    /// Made with the first consumer (a session queue or a shared subscription).
+    deliveries: LazyChannel,
     encoder: Encoder,
     live: Option<Live>,
     closed: bool,
@@ -124,28 +157,33 @@ pub struct Session {
     keep_alive_ms: u64,
     last_read_ms: u64,
     subs: Vec<Sub>,
-    outgoing: HashMap<u16, Outgoing>,
+    /// Made at the first packet that needs one of its tables: a connection that only
+    /// sends PINGREQs (most of a large deployment) never does.
+    traffic: Option<Box<Traffic>>,
     next_packet_id: u16,
-    /// Topic aliases the client set (MQTT 5).
-    aliases_in: HashMap<u16, ByteString>,
-    /// Topic aliases the broker set towards the client (MQTT 5).
-    aliases_out: HashMap<ByteString, NonZeroU16>,
     aliases_out_max: u16,
     sync: Option<SyncWaiter>,
-    pending_acks: VecDeque<(SyncTicket, Packet)>,
     /// QoS 1 PUBACKs waiting in `pending_acks` (for Receive Maximum).
     pending_qos1: usize,
     /// Set by a normal DISCONNECT: the Will is discarded.
     will_cancelled: bool,
-    topic_buf: String,
     /// Boxed for the same reason as `Live::will`.
     delayed_will: Option<Box<DelayedWill>>,
+    /// The token the connection waits on, if it gave one: cancelled at a takeover.
+    stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Session {
     /// Sets the user the transport proved (see `ferromq_core::Peer`).
     pub fn set_verified_user(&mut self, user: Option<String>) {
         self.verified_user = user;
+    }
+
+    /// Gives the token that the connection already waits on (for shutdown): the client id
+    /// claim cancels it when another connection takes the session over, so that the
+    /// connection needs only one wait for both (see [`Shared::claim_with`]).
+    pub fn set_stop_token(&mut self, token: tokio_util::sync::CancellationToken) {
+        self.stop = Some(token);
     }
 
     /// A session for a new connection. Its deliveries arrive on the receiver that
@@ -165,43 +203,37 @@ impl Session {
             shared,
             peer,
             verified_user: None,
-            sink: None,
-            events: None,
+            deliveries: LazyChannel::default(),
             encoder: Encoder::new(ProtocolVersion::V3_1_1),
             live: None,
             closed: false,
             keep_alive_ms: 0,
             last_read_ms: now_ms,
             subs: Vec::new(),
-            outgoing: HashMap::new(),
+            traffic: None,
             next_packet_id: 1,
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
             aliases_out_max: 0,
             sync,
-            pending_acks: VecDeque::new(),
             pending_qos1: 0,
             will_cancelled: false,
-            topic_buf: String::new(),
             delayed_will: None,
+            stop: None,
         }
     }
 
     /// Where deliveries arrive, once the session has a consumer (a session queue or a
     /// shared subscription), handed over once: check again after each packet.
     pub fn take_events(&mut self) -> Option<EventReceiver> {
-        self.events.take()
+        self.deliveries.take_events()
+    }
+
+    fn traffic_mut(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(Box::default)
     }
 
     /// The sending half of the delivery channel, made on first use.
     fn sink(&mut self) -> Sink {
-        if let Some(sink) = &self.sink {
-            return sink.clone();
-        }
-        let (sink, rx) = ferromq_core::channel();
-        self.events = Some(rx);
-        self.sink = Some(sink.clone());
-        sink
+        self.deliveries.sink().clone()
     }
 
     /// The session queue, opened (and consumed from) now if it is not yet. A session that
@@ -223,7 +255,7 @@ impl Session {
             ConsumerSpec {
                 tag: live.client_id.clone(),
                 ack_mode: AckMode::Manual,
-                gate: live.gate.clone(),
+                gate: live.gate(),
                 priority: 0,
                 exclusive: Exclusivity::Shared,
                 sink,
@@ -261,12 +293,14 @@ impl Session {
 
     /// True while PUBACK/PUBREC packets wait for the journal.
     pub fn has_pending_acks(&self) -> bool {
-        !self.pending_acks.is_empty()
+        self.traffic
+            .as_ref()
+            .is_some_and(|t| !t.pending_acks.is_empty())
     }
 
     /// QoS 1/2 deliveries awaiting acknowledgement.
     pub fn inflight_out(&self) -> usize {
-        self.outgoing.len()
+        self.traffic.as_ref().map_or(0, |t| t.outgoing.len())
     }
 
     /// The Will to publish after a delay, once the session has closed.
@@ -353,6 +387,17 @@ impl Session {
         Flow::Close
     }
 
+    /// The connection's deadline passed, as the listener's ticker saw it (see
+    /// `expiry.rs`): CONNECT timeout or Keep Alive as [`Session::on_timer`] handles them,
+    /// or else a write that stalled. Closes in every case.
+    pub fn on_expired(&mut self, out: &mut BytesMut) -> Flow {
+        let at = self.next_deadline_ms().unwrap_or(0).max(self.last_read_ms);
+        if self.on_timer(at, out) == Flow::Continue {
+            self.close();
+        }
+        Flow::Close
+    }
+
     /// Another connection claimed this client id.
     pub fn on_taken_over(&mut self, out: &mut BytesMut) -> Flow {
         tracing::debug!(client = ?self.client_id(), "MQTT session taken over");
@@ -403,11 +448,15 @@ impl Session {
         let Some(sync) = self.sync.clone() else {
             return Flow::Continue;
         };
-        while let Some((t, _)) = self.pending_acks.front() {
-            match sync.poll(*t) {
+        while let Some(&(t, _)) = self.traffic.as_ref().and_then(|x| x.pending_acks.front()) {
+            match sync.poll(t) {
                 None => break,
                 Some(result) => {
-                    let (_, mut p) = self.pending_acks.pop_front().expect("front exists");
+                    let (_, mut p) = self
+                        .traffic_mut()
+                        .pending_acks
+                        .pop_front()
+                        .expect("front exists");
                     if matches!(p, Packet::PubAck(_)) {
                         self.pending_qos1 -= 1;
                     }
@@ -434,13 +483,17 @@ impl Session {
     fn acknowledge(&mut self, ticket: Option<SyncTicket>, p: Packet, out: &mut BytesMut) {
         // An acknowledgement without a ticket of its own keeps its place in line, and does
         // not share the refusal of the one ahead.
-        let ticket = ticket.or(self.pending_acks.back().map(|p| p.0.behind()));
+        let ticket = ticket.or(self
+            .traffic
+            .as_ref()
+            .and_then(|x| x.pending_acks.back())
+            .map(|p| p.0.behind()));
         match ticket {
             Some(t) => {
                 if matches!(p, Packet::PubAck(_)) {
                     self.pending_qos1 += 1;
                 }
-                self.pending_acks.push_back((t, p));
+                self.traffic_mut().pending_acks.push_back((t, p));
                 // Already synced (or no waiter): send what is due right away.
                 if self.sync.is_some() {
                     self.on_synced(out);
@@ -469,8 +522,8 @@ impl Session {
             Packet::PubRec(a) if live => self.on_pubrec(a, out),
             Packet::PubRel(a) if live => self.on_pubrel(a, out),
             Packet::PubComp(a) if live => {
-                let q = &self.live.as_ref().expect("live").qos;
-                let marker = lock(q).released.remove(&a.packet_id.get()).flatten();
+                let q = self.live.as_ref().expect("live").qos_if_any();
+                let marker = q.and_then(|q| lock(q).released.remove(&a.packet_id.get()).flatten());
                 self.shared.settle(marker.as_slice());
                 Flow::Continue
             }
@@ -587,7 +640,10 @@ impl Session {
                 }
             }
         }
-        let claim = self.shared.claim(&client_id, c.clean_start || !present);
+        let kick = self.stop.take().unwrap_or_default();
+        let mut claim = self
+            .shared
+            .claim_with(&client_id, c.clean_start || !present, kick);
         if claim.took_over {
             tracing::debug!(client = %client_id, "MQTT session takeover");
         }
@@ -613,7 +669,6 @@ impl Session {
             .map_or(u16::MAX, |n| n.get())
             .min(self.cfg.inflight_out_max)
             .max(1);
-        let gate = CreditGate::new(u32::from(receive_max));
         if let Some(max) = c.properties.maximum_packet_size_bytes {
             self.encoder.set_packet_size_max_bytes(max.get());
         }
@@ -650,8 +705,11 @@ impl Session {
         self.write(Packet::ConnAck(ack), out);
 
         // Unfinished outgoing QoS 2 exchanges resume with PUBREL.
-        let qos = claim.state.clone();
-        let released: Vec<u16> = lock(&qos).released.keys().copied().collect();
+        let qos = claim.state.take();
+        let released: Vec<u16> = qos
+            .as_ref()
+            .map(|q| lock(q).released.keys().copied().collect())
+            .unwrap_or_default();
         for id in released {
             if let Some(id) = NonZeroU16::new(id) {
                 self.write(Packet::PubRel(PublishAck::new(id)), out);
@@ -672,12 +730,13 @@ impl Session {
             conn,
             client_id,
             claim,
-            qos,
+            qos: qos.map(std::sync::OnceLock::from).unwrap_or_default(),
             expiry_secs,
             will,
             queue: None,
             consumer: None,
-            gate,
+            gate: std::sync::OnceLock::new(),
+            receive_max,
         });
         if expiry_secs > 0 || present {
             if let Err(e) = self.session_queue() {
@@ -688,9 +747,9 @@ impl Session {
         }
         if present {
             // A resumed session takes up its shared subscriptions again.
-            let saved = lock(&self.live.as_ref().expect("live").qos)
-                .shared_subs
-                .clone();
+            let saved = (self.live.as_ref().expect("live").qos_if_any())
+                .map(|q| lock(q).shared_subs.clone())
+                .unwrap_or_default();
             for s in saved {
                 if let Err(code) =
                     self.subscribe_one(&s.filter, s.qos, s.no_local, s.retain_as_published, s.id)
@@ -730,7 +789,7 @@ impl Session {
 
     fn incoming_inflight(&self) -> usize {
         let l = self.live.as_ref().expect("live");
-        self.pending_qos1 + lock(&l.qos).incoming.len()
+        self.pending_qos1 + l.qos_if_any().map_or(0, |q| lock(q).incoming.len())
     }
 
     fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Flow {
@@ -742,12 +801,12 @@ impl Session {
                     return self.disconnect(ReasonCode::TopicAliasInvalid, out);
                 }
                 if p.topic.is_empty() {
-                    match self.aliases_in.get(&a) {
+                    match self.traffic.as_ref().and_then(|x| x.aliases_in.get(&a)) {
                         Some(t) => t.clone(),
                         None => return self.disconnect(ReasonCode::ProtocolError, out),
                     }
                 } else {
-                    self.aliases_in.insert(a, p.topic.clone());
+                    self.traffic_mut().aliases_in.insert(a, p.topic.clone());
                     p.topic.clone()
                 }
             }
@@ -757,7 +816,8 @@ impl Session {
         if let Some(id) = p.qos.packet_id() {
             if qos == QoS::ExactlyOnce {
                 let live = self.live.as_ref().expect("live");
-                if lock(&live.qos).incoming.contains_key(&id.get()) {
+                let seen = live.qos_if_any();
+                if seen.is_some_and(|q| lock(q).incoming.contains_key(&id.get())) {
                     // A resend of a message already routed: acknowledge it again only.
                     self.acknowledge(None, Packet::PubRec(PublishAck::new(id)), out);
                     return Flow::Continue;
@@ -832,7 +892,7 @@ impl Session {
                     // Recorded after the message, so the journal cannot hold the id
                     // without the message; the PUBREC waits for both.
                     let live = self.live.as_ref().expect("live");
-                    let mut st = lock(&live.qos);
+                    let mut st = lock(live.qos(&self.shared));
                     let marker = mark(&self.shared, live, &st, Kind::Incoming, id.get());
                     if let Some((_, Some(t))) = marker {
                         ticket = Some(ticket.map_or(t, |a| a.max(t)));
@@ -847,7 +907,7 @@ impl Session {
 
     fn on_pubrel(&mut self, a: PublishAck, out: &mut BytesMut) -> Flow {
         let live = self.live.as_ref().expect("live");
-        let known = lock(&live.qos).incoming.remove(&a.packet_id.get());
+        let known = (live.qos_if_any()).and_then(|q| lock(q).incoming.remove(&a.packet_id.get()));
         let mut comp = PublishAck::new(a.packet_id);
         match known {
             Some(marker) => self.shared.settle(marker.as_slice()),
@@ -859,14 +919,14 @@ impl Session {
     }
 
     fn on_puback(&mut self, id: u16) {
-        if let Some(o) = self.outgoing.remove(&id) {
+        if let Some(o) = self.traffic.as_mut().and_then(|x| x.outgoing.remove(&id)) {
             let _ = o.queue.ack(&[o.tag]);
         }
     }
 
     fn on_pubrec(&mut self, a: PublishAck, out: &mut BytesMut) -> Flow {
         let id = a.packet_id.get();
-        match self.outgoing.remove(&id) {
+        match self.traffic.as_mut().and_then(|x| x.outgoing.remove(&id)) {
             Some(o) => {
                 // The client owns the message now: settle it in the core.
                 let _ = o.queue.ack(&[o.tag]);
@@ -876,7 +936,7 @@ impl Session {
                 // Recorded after the settlement above: a restart cannot find both the
                 // message queued and its PUBREL pending.
                 let live = self.live.as_ref().expect("live");
-                let mut st = lock(&live.qos);
+                let mut st = lock(live.qos(&self.shared));
                 let marker = (st.released.len() < usize::from(self.cfg.inflight_out_max))
                     .then(|| mark(&self.shared, live, &st, Kind::Released, id))
                     .flatten();
@@ -887,7 +947,8 @@ impl Session {
             None => {
                 let mut rel = PublishAck::new(a.packet_id);
                 let live = self.live.as_ref().expect("live");
-                if !lock(&live.qos).released.contains_key(&id) {
+                let pending = live.qos_if_any();
+                if !pending.is_some_and(|q| lock(q).released.contains_key(&id)) {
                     rel.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
                 self.write(Packet::PubRel(rel), out);
@@ -1012,7 +1073,7 @@ impl Session {
                     ConsumerSpec {
                         tag: filter.clone(),
                         ack_mode: AckMode::Manual,
-                        gate: live.gate.clone(),
+                        gate: live.gate(),
                         priority: 0,
                         exclusive: Exclusivity::Shared,
                         sink,
@@ -1089,7 +1150,10 @@ impl Session {
                 id: s.id,
             })
             .collect();
-        let mut st = lock(&live.qos);
+        if subs.is_empty() && live.qos_if_any().is_none() {
+            return;
+        }
+        let mut st = lock(live.qos(&self.shared));
         if st.shared_subs == subs {
             return;
         }
@@ -1185,11 +1249,15 @@ impl Session {
 
     fn allocate_packet_id(&mut self) -> Option<NonZeroU16> {
         let live = self.live.as_ref()?;
-        let state = lock(&live.qos);
+        let state = live.qos_if_any().map(|q| lock(q));
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.outgoing.contains_key(&id) && !state.holds_id(id) {
+            let in_use = self
+                .traffic
+                .as_ref()
+                .is_some_and(|x| x.outgoing.contains_key(&id));
+            if !in_use && !state.as_ref().is_some_and(|s| s.holds_id(id)) {
                 return NonZeroU16::new(id);
             }
         }
@@ -1201,7 +1269,8 @@ impl Session {
             return;
         };
         let m = &d.message;
-        mapping::topic_name(&m.routing_key, &mut self.topic_buf);
+        let traffic = self.traffic.get_or_insert_with(Box::default);
+        mapping::topic_name(&m.routing_key, &mut traffic.topic_buf);
         // Which subscriptions does it satisfy?
         let own = live
             .consumer
@@ -1213,7 +1282,7 @@ impl Session {
         let from_self = adapter::published_by(m, &live.client_id);
         for s in &self.subs {
             let hit = if own {
-                s.shared.is_none() && mapping::filter_matches(&s.filter, &self.topic_buf)
+                s.shared.is_none() && mapping::filter_matches(&s.filter, &traffic.topic_buf)
             } else {
                 s.shared
                     .as_ref()
@@ -1239,8 +1308,9 @@ impl Session {
         let retain = adapter::is_retained_copy(m) || (rap && adapter::was_retained(m));
         // A message an earlier connection sent and did not get acknowledged is resent
         // under its original packet identifier.
-        let original = if own && d.redelivered && qos != QoS::AtMostOnce {
-            let mut st = lock(&live.qos);
+        let state = live.qos_if_any().filter(|_| own && d.redelivered);
+        let original = if let Some(state) = state.filter(|_| qos != QoS::AtMostOnce) {
+            let mut st = lock(state);
             let id = st.take_unacked(&d.message, d.persistent_id);
             if st.unacked.is_empty() {
                 // All resent: the marker that kept them for a restart has done its job.
@@ -1263,7 +1333,11 @@ impl Session {
             },
         };
         let v5 = self.v5();
-        let topic: ByteString = self.topic_buf.as_str().into();
+        let topic: ByteString = self
+            .traffic
+            .as_ref()
+            .map_or("", |t| t.topic_buf.as_str())
+            .into();
         let Some(mut publish) = adapter::publish_for(
             m,
             topic,
@@ -1283,7 +1357,7 @@ impl Session {
         let written = self.write(Packet::Publish(publish), out);
         match qos_pid.packet_id() {
             Some(id) if written => {
-                self.outgoing.insert(
+                self.traffic_mut().outgoing.insert(
                     id.get(),
                     Outgoing {
                         queue: d.queue,
@@ -1300,15 +1374,17 @@ impl Session {
     }
 
     fn apply_alias_out(&mut self, p: &mut Publish) {
-        if let Some(a) = self.aliases_out.get(&p.topic) {
+        let max = usize::from(self.aliases_out_max);
+        let aliases = &mut self.traffic_mut().aliases_out;
+        if let Some(a) = aliases.get(&p.topic) {
             p.properties.topic_alias = Some(*a);
             p.topic = ByteString::new();
             return;
         }
-        let n = self.aliases_out.len();
-        if n < usize::from(self.aliases_out_max) {
+        let n = aliases.len();
+        if n < max {
             let a = NonZeroU16::new(n as u16 + 1).expect("n + 1 > 0");
-            self.aliases_out.insert(p.topic.clone(), a);
+            aliases.insert(p.topic.clone(), a);
             p.properties.topic_alias = Some(a);
         }
     }
@@ -1321,7 +1397,11 @@ impl Session {
             return;
         }
         self.closed = true;
-        let outgoing = std::mem::take(&mut self.outgoing);
+        let outgoing = self
+            .traffic
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.outgoing))
+            .unwrap_or_default();
         // Shared subscriptions end here: their unacknowledged messages go back to the
         // group's queue for the other members.
         let groups: Vec<String> = self
@@ -1344,7 +1424,7 @@ impl Session {
                 })
                 .collect();
             sent.sort_unstable_by_key(|(_, o)| o.tag);
-            let mut state = lock(&live.qos);
+            let mut state = lock(live.qos(&self.shared));
             state
                 .unacked
                 .extend(sent.into_iter().map(|(id, o)| Unacked {

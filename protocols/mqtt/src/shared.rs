@@ -15,6 +15,7 @@ use bytestring::ByteString;
 use ferromq_core::{CoreError, Message, SyncTicket, Vhost};
 use tokio_util::sync::CancellationToken;
 
+use crate::expiry::Deadlines;
 use crate::qos_store::{Kind, QosStore};
 use crate::retained::RetainedStore;
 use crate::QoS;
@@ -24,8 +25,10 @@ use crate::QoS;
 /// (each `Option<u64>` is the tag of the marker that records the entry, if one does).
 #[derive(Debug, Default)]
 pub struct QosState {
-    /// Incoming QoS 2 PUBLISHes already routed, awaiting PUBREL (dedup of resends).
-    pub incoming: HashMap<u16, Option<u64>>,
+    /// Incoming QoS 2 PUBLISHes already routed, awaiting PUBREL (dedup of resends). A
+    /// B-tree, not a hash map: every connected client id has a state, and an empty
+    /// B-tree is half the size (at most `inflight_in_max` entries are looked up in it).
+    pub incoming: BTreeMap<u16, Option<u64>>,
     /// Outgoing QoS 2 messages that got PUBREC: PUBREL sent, awaiting PUBCOMP.
     pub released: BTreeMap<u16, Option<u64>>,
     /// QoS 1/2 PUBLISHes that an earlier connection of the session sent and that were not
@@ -113,7 +116,8 @@ impl QosState {
 struct Entry {
     generation: u64,
     kick: CancellationToken,
-    state: Arc<Mutex<QosState>>,
+    /// `None` until a connection of the session needs one (see [`Shared::qos_state`]).
+    state: Option<Arc<Mutex<QosState>>>,
 }
 
 /// What a connection gets when it claims a client id.
@@ -123,8 +127,10 @@ pub struct Claim {
     pub generation: u64,
     /// Fires when a newer connection takes the session over.
     pub kick: CancellationToken,
-    /// The session's QoS 2 state (fresh when the session starts clean).
-    pub state: Arc<Mutex<QosState>>,
+    /// The session's QoS state, if it has one: a session that starts clean has none
+    /// until it needs one ([`Shared::qos_state`]), and most never do (clean sessions
+    /// without QoS 2, persistent ids or shared subscriptions).
+    pub state: Option<Arc<Mutex<QosState>>>,
     /// Another connection had the id and has been told to go.
     pub took_over: bool,
 }
@@ -141,6 +147,7 @@ pub struct Shared {
     sessions: Mutex<Sessions>,
     retained: RetainedStore,
     qos_store: QosStore,
+    deadlines: Deadlines,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,24 +164,34 @@ impl Shared {
     /// Registers a connection for `client_id`, telling any previous one to go. With
     /// `clean`, the QoS 2 state starts empty; otherwise the previous state is kept.
     pub fn claim(&self, client_id: &ByteString, clean: bool) -> Claim {
+        self.claim_with(client_id, clean, CancellationToken::new())
+    }
+
+    /// [`Shared::claim`] with the token to cancel at a takeover: a connection task that
+    /// already waits on a token (a child of its shutdown token) needs no second wait.
+    pub fn claim_with(
+        &self,
+        client_id: &ByteString,
+        clean: bool,
+        kick: CancellationToken,
+    ) -> Claim {
         let mut discarded = Vec::new();
         let mut s = lock(&self.sessions);
         s.next_generation += 1;
         let generation = s.next_generation;
-        let kick = CancellationToken::new();
         let (state, took_over) = match s.entries.remove(client_id) {
             Some(old) => {
                 let live = !old.kick.is_cancelled();
                 old.kick.cancel();
                 let state = if clean {
-                    discarded.push(old.state);
-                    Arc::new(Mutex::new(QosState::default()))
+                    discarded.extend(old.state);
+                    None
                 } else {
                     old.state
                 };
                 (state, live)
             }
-            None => (Arc::new(Mutex::new(QosState::default())), false),
+            None => (None, false),
         };
         s.entries.insert(
             client_id.clone(),
@@ -191,6 +208,23 @@ impl Shared {
             kick,
             state,
             took_over,
+        }
+    }
+
+    /// The QoS state of the session that the connection of `generation` claimed, made
+    /// now if it has none. A connection that was taken over meanwhile gets a discarded
+    /// state of its own, in which nothing is recorded.
+    pub fn qos_state(&self, client_id: &str, generation: u64) -> Arc<Mutex<QosState>> {
+        let mut s = lock(&self.sessions);
+        match s.entries.get_mut(client_id) {
+            Some(e) if e.generation == generation => e
+                .state
+                .get_or_insert_with(|| Arc::new(Mutex::new(QosState::default())))
+                .clone(),
+            _ => Arc::new(Mutex::new(QosState {
+                discarded: true,
+                ..QosState::default()
+            })),
         }
     }
 
@@ -223,7 +257,7 @@ impl Shared {
                     e.kick.cancel();
                 } else if let Some(e) = s.entries.remove(client_id) {
                     drop(s);
-                    self.discard(vec![e.state]);
+                    self.discard(e.state.into_iter().collect());
                 }
                 true
             }
@@ -288,7 +322,7 @@ impl Shared {
                 Entry {
                     generation,
                     kick,
-                    state: Arc::new(Mutex::new(state)),
+                    state: Some(Arc::new(Mutex::new(state))),
                 },
             );
             debug_assert!(old.is_none(), "opened before any connection");
@@ -316,7 +350,7 @@ impl Shared {
                 .get(&id)
                 .is_some_and(|e| e.generation == generation)
             {
-                forgotten.extend(s.entries.remove(&id).map(|e| e.state));
+                forgotten.extend(s.entries.remove(&id).and_then(|e| e.state));
             }
         }
         drop(s);
@@ -331,7 +365,7 @@ impl Shared {
         let states: Vec<Arc<Mutex<QosState>>> = lock(&self.sessions)
             .entries
             .values()
-            .map(|e| e.state.clone())
+            .filter_map(|e| e.state.clone())
             .collect();
         states.iter().any(|st| {
             lock(st)
@@ -349,5 +383,10 @@ impl Shared {
     /// The retained messages.
     pub fn retained(&self) -> &RetainedStore {
         &self.retained
+    }
+
+    /// The deadlines of the connections (see `expiry.rs`).
+    pub(crate) fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 }

@@ -420,16 +420,37 @@ fn a_clean_start_discards_the_previous_qos_state() {
     let shared = Shared::new();
     let id: bytestring::ByteString = "c".into();
     let first = shared.claim(&id, false);
-    first.state.lock().unwrap().incoming.insert(5, None);
+    assert!(first.state.is_none(), "made when first needed");
+    let state = shared.qos_state("c", first.generation);
+    state.lock().unwrap().incoming.insert(5, None);
     assert!(shared.release("c", first.generation, true));
     let resumed = shared.claim(&id, false);
-    assert!(Arc::ptr_eq(&first.state, &resumed.state), "resumed as is");
+    let kept = resumed
+        .state
+        .as_ref()
+        .expect("kept for the next connection");
+    assert!(Arc::ptr_eq(&state, kept), "resumed as is");
     assert!(shared.release("c", resumed.generation, true));
     let clean = shared.claim(&id, true);
-    let old = first.state.lock().unwrap();
+    assert!(clean.state.is_none());
+    let old = state.lock().unwrap();
     // A connection still holding the old state (taken over) can record nothing more.
     assert!(old.discarded && old.incoming.is_empty());
-    assert!(!clean.state.lock().unwrap().discarded);
+    assert!(
+        !shared
+            .qos_state("c", clean.generation)
+            .lock()
+            .unwrap()
+            .discarded
+    );
+    // One that was taken over before it made its state gets a discarded one.
+    assert!(
+        shared
+            .qos_state("c", first.generation)
+            .lock()
+            .unwrap()
+            .discarded
+    );
 }
 
 #[test]

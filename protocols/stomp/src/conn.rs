@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ferromq_core::{clock::sleep_until, Broker, Event, Peer, SyncWaiter};
+use ferromq_core::buffers::BufSizes;
+use ferromq_core::{clock::sleep_until, next_event, Broker, Event, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,13 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// How long the last frames (ERROR at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The read buffer starts with room for a CONNECT and heart-beats; it grows by 8 KiB reads
+/// for a producer and goes back to the start size when a heart-beat-sized read drains it.
+const BUF_SIZES: BufSizes = BufSizes {
+    read_start_bytes: 256,
+    read_grow_bytes: 8 * 1024,
+    keep_bytes: 4 * 1024,
+};
 
 /// Runs one STOMP connection over any byte stream until it closes or `shutdown` fires.
 pub async fn serve_connection<S>(
@@ -43,14 +51,16 @@ pub async fn serve_connection<S>(
     } = peer.into();
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
-    let (mut session, mut events) =
-        Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    let mut session = Session::new(config.clone(), broker.clone(), peer.map(|p| p.ip()), now());
+    // No channel until the session has a consumer (see `Session::take_events`).
+    let mut events = None;
     session.set_verified_user(verified_user);
     let mut synced = session.sync_waiter();
     let mut decoder = Decoder::new(config.limits.clone());
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(8 * 1024);
-    let mut wbuf = BytesMut::with_capacity(8 * 1024);
+    let mut rbuf = BUF_SIZES.read_buf();
+    // Grows with what is written (see `BufSizes`).
+    let mut wbuf = BytesMut::new();
     let write_timeout = Duration::from_millis(config.write_stall_timeout_ms);
 
     let mut flow = Flow::Continue;
@@ -61,6 +71,7 @@ pub async fn serve_connection<S>(
         // Flow control: while the journal is behind, producers are not read from.
         let may_read = broker.has_durable_capacity();
         let receipts_due = session.has_pending_receipts();
+        let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
@@ -73,13 +84,16 @@ pub async fn serve_connection<S>(
             read = reader.read_buf(&mut rbuf), if may_read => {
                 match read {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
+                    Ok(n) => {
                         session.on_read(now());
                         loop {
                             match decoder.decode(&mut rbuf) {
                                 Ok(Some(item)) => {
                                     flow = session.on_item(item, now(), &mut wbuf);
                                     decoder.set_version(session.version());
+                                    if events.is_none() {
+                                        events = session.take_events();
+                                    }
                                     if flow == Flow::Close {
                                         break;
                                     }
@@ -91,15 +105,13 @@ pub async fn serve_connection<S>(
                                 }
                             }
                         }
-                        if rbuf.capacity() - rbuf.len() < 1024 {
-                            rbuf.reserve(8 * 1024);
-                        }
+                        BUF_SIZES.after_read(&mut rbuf, n, spare);
                     }
                 }
             }
-            ev = events.recv() => {
-                if let Some(ev) = ev {
-                    flow = on_events(&mut session, ev, &mut events, &mut wbuf);
+            ev = next_event(&mut events) => {
+                if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                    flow = on_events(&mut session, ev, rx, &mut wbuf);
                 }
             }
             _ = sleep_until(deadline) => {
@@ -125,7 +137,9 @@ pub async fn serve_connection<S>(
             };
             match written {
                 Ok(Ok(())) => {
+                    let n = wbuf.len();
                     wbuf.clear();
+                    BUF_SIZES.after_write(&mut wbuf, n);
                     session.on_write(now());
                 }
                 Ok(Err(_)) => break,

@@ -16,8 +16,8 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
-    EventReceiver, Exclusivity, Queue, QueueOptions, Sink, SyncTicket, SyncWaiter, Transaction,
-    DEFAULT_VHOST,
+    EventReceiver, Exclusivity, LazyChannel, Queue, QueueOptions, SyncTicket, SyncWaiter,
+    Transaction, DEFAULT_VHOST,
 };
 
 use crate::adapter::{self, MessageFrame, SubscribeOptions};
@@ -77,7 +77,8 @@ pub struct Session {
     /// A user proven by the transport (TLS client certificate), used when the client
     /// sends no credentials.
     verified_user: Option<String>,
-    sink: Sink,
+    /// Made at the first subscription (or temporary queue).
+    deliveries: LazyChannel,
     conn: Option<Connection>,
     version: Version,
     closed: bool,
@@ -114,22 +115,17 @@ impl Session {
         self.verified_user = user;
     }
 
-    /// A session for a new connection; the receiver is where its deliveries arrive.
-    pub fn new(
-        cfg: Arc<StompConfig>,
-        broker: Broker,
-        peer: Option<IpAddr>,
-        now_ms: u64,
-    ) -> (Self, EventReceiver) {
-        let (sink, rx) = ferromq_core::channel();
+    /// A session for a new connection. Its deliveries arrive on the receiver that
+    /// [`Session::take_events`] hands over once it has one.
+    pub fn new(cfg: Arc<StompConfig>, broker: Broker, peer: Option<IpAddr>, now_ms: u64) -> Self {
         let connect_deadline_ms = now_ms + cfg.connect_timeout_ms;
         let sync = broker.sync_waiter();
-        let s = Session {
+        Session {
             cfg,
             broker,
             peer,
             verified_user: None,
-            sink,
+            deliveries: LazyChannel::default(),
             conn: None,
             version: Version::V1_0,
             closed: false,
@@ -152,8 +148,13 @@ impl Session {
             frame_ticket: None,
             pending_receipts: VecDeque::new(),
             closing: false,
-        };
-        (s, rx)
+        }
+    }
+
+    /// Where deliveries arrive, once the session has a consumer, handed over once: check
+    /// again after each frame.
+    pub fn take_events(&mut self) -> Option<EventReceiver> {
+        self.deliveries.take_events()
     }
 
     /// A waiter for the journal, if the broker has one, for the connection to learn when
@@ -591,10 +592,10 @@ impl Session {
             let conn = self.conn.as_ref().expect("connected");
             let subs = &mut self.subs;
             let by_consumer = &mut self.by_consumer;
-            let sink = &self.sink;
+            let deliveries = &mut self.deliveries;
             let cfg = &self.cfg;
             adapter::resolve_send(conn, &dest, |name| {
-                temp_queue(conn, cfg, sink, temp, subs, by_consumer, name)
+                temp_queue(conn, cfg, deliveries, temp, subs, by_consumer, name)
             })?
         };
         let user = self.conn().principal().name.as_str();
@@ -606,7 +607,7 @@ impl Session {
                 let q = temp_queue(
                     conn,
                     &self.cfg,
-                    &self.sink,
+                    &mut self.deliveries,
                     &mut self.temp_queues,
                     &mut self.subs,
                     &mut self.by_consumer,
@@ -713,7 +714,7 @@ impl Session {
             } else {
                 Exclusivity::Shared
             },
-            sink: self.sink.clone(),
+            sink: self.deliveries.sink().clone(),
             selector: if sq.filtered { None } else { selector },
         };
         let handle = conn.consume(&sq.name, spec)?;
@@ -948,7 +949,7 @@ fn requeue_all(items: Vec<(Arc<Queue>, u64)>) {
 fn temp_queue(
     conn: &Connection,
     cfg: &StompConfig,
-    sink: &Sink,
+    deliveries: &mut LazyChannel,
     temps: &mut HashMap<ByteString, ByteString>,
     subs: &mut HashMap<ByteString, Subscription>,
     by_consumer: &mut HashMap<u64, ByteString>,
@@ -980,7 +981,7 @@ fn temp_queue(
         gate: CreditGate::new(conn.broker().limits().consumer_unacked_max),
         priority: 0,
         exclusive: Exclusivity::Sole,
-        sink: sink.clone(),
+        sink: deliveries.sink().clone(),
         selector: None,
     };
     let handle = conn.consume(q.name(), spec)?;

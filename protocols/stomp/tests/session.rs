@@ -8,7 +8,7 @@ use ferromq_stomp::codec::{encode_parts, Command, Decoder, Frame, Headers, Item,
 use ferromq_stomp::session::{Flow, Session};
 use ferromq_stomp::StompConfig;
 
-fn setup(cfg: StompConfig) -> (Session, ferromq_core::EventReceiver) {
+fn setup(cfg: StompConfig) -> Session {
     let config = BrokerConfig {
         allow_anonymous: true,
         ..Default::default()
@@ -47,7 +47,7 @@ fn connect(s: &mut Session, hb: &str, now: u64) -> Frame {
 
 #[test]
 fn connect_must_come_in_time() {
-    let (mut s, _rx) = setup(StompConfig {
+    let mut s = setup(StompConfig {
         connect_timeout_ms: 500,
         ..Default::default()
     });
@@ -60,7 +60,7 @@ fn connect_must_come_in_time() {
 
 #[test]
 fn negotiates_version_and_heartbeats() {
-    let (mut s, _rx) = setup(StompConfig {
+    let mut s = setup(StompConfig {
         heartbeat_send_ms: 100,
         heartbeat_receive_ms: 300,
         ..Default::default()
@@ -82,14 +82,14 @@ fn negotiates_version_and_heartbeats() {
 
 #[test]
 fn no_heartbeats_when_either_side_declines() {
-    let (mut s, _rx) = setup(StompConfig::default());
+    let mut s = setup(StompConfig::default());
     connect(&mut s, "0,0", 0);
     assert_eq!(s.next_deadline_ms(), None);
 }
 
 #[test]
 fn frames_before_connect_and_server_frames_are_errors() {
-    let (mut s, _rx) = setup(StompConfig::default());
+    let mut s = setup(StompConfig::default());
     let mut out = BytesMut::new();
     assert_eq!(
         s.on_item(
@@ -103,7 +103,7 @@ fn frames_before_connect_and_server_frames_are_errors() {
         frames(&mut out)[0].headers.get("message"),
         Some("Not connected")
     );
-    let (mut s, _rx) = setup(StompConfig::default());
+    let mut s = setup(StompConfig::default());
     connect(&mut s, "0,0", 0);
     assert_eq!(
         s.on_item(frame(Command::Message, &[]), 0, &mut out),
@@ -121,7 +121,7 @@ fn frames_before_connect_and_server_frames_are_errors() {
 
 #[test]
 fn error_carries_receipt_id_of_the_offending_frame() {
-    let (mut s, _rx) = setup(StompConfig::default());
+    let mut s = setup(StompConfig::default());
     connect(&mut s, "0,0", 0);
     let mut out = BytesMut::new();
     let flow = s.on_item(
@@ -140,7 +140,7 @@ fn error_carries_receipt_id_of_the_offending_frame() {
 
 #[test]
 fn subscription_limit_is_enforced() {
-    let (mut s, _rx) = setup(StompConfig {
+    let mut s = setup(StompConfig {
         subscriptions_max: 2,
         ..Default::default()
     });

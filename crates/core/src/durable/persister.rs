@@ -78,6 +78,10 @@ struct Unsynced {
 /// it is written again (a rewrite), and its ticket. Never empty.
 struct InFlight {
     ops: Vec<(Op, bool, Submitted)>,
+    /// It starts with ops written again: nothing starts behind it until it has its outcome
+    /// (it is the first try after a refusal; if the disk is still full, what came behind
+    /// would be refused with it).
+    rewrites: bool,
 }
 
 /// The persister task; run it with [`Persister::run`] on the runtime that serves clients.
@@ -254,6 +258,7 @@ impl Persister {
             let may_start = writing.is_empty()
                 || (self.fence.is_some()
                     && self.rewrites.is_empty()
+                    && !writing.back().is_some_and(|b| b.rewrites)
                     && moves.is_none()
                     && inflight_ops < INFLIGHT_OPS_MAX);
             if may_start && !pending.is_empty() {
@@ -367,6 +372,7 @@ impl Persister {
     /// accepted.
     async fn start(&mut self, batch: Vec<Op>) -> Option<InFlight> {
         let rewrites = std::mem::take(&mut self.rewrites);
+        let rewriting = !rewrites.is_empty();
         self.resettles = 0;
         let journal = &self.journal;
         let fence = *self.fence.get_or_insert_with(|| journal.fence());
@@ -393,7 +399,10 @@ impl Persister {
         if self.written_since_check >= self.recheck_after_bytes {
             self.check_disk();
         }
-        (!tickets.is_empty()).then_some(InFlight { ops: tickets })
+        (!tickets.is_empty()).then_some(InFlight {
+            ops: tickets,
+            rewrites: rewriting,
+        })
     }
 
     /// Applies the outcome of each op of a batch whose last record's outcome is `last`

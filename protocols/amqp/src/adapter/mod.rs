@@ -13,16 +13,17 @@ mod topology;
 pub(crate) mod wire;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use amq_protocol::types::{AMQPValue, FieldTable as AmqpTable};
 use bytestring::ByteString;
-use ferromq_core::{AckMode, Connection, ConsumerSpec, Exclusivity, QueueOptions};
+use ferromq_core::{AckMode, Connection, ConsumerSpec, Exclusivity, LazyChannel, QueueOptions};
 
 pub(crate) use ferromq_core::clock::sleep_until;
 pub(crate) use ferromq_core::{
     Broker, ConsumerHandle, CreditGate, Delivery, Event, EventReceiver, Message, Peer, Principal,
-    PublishOutcome, Queue, Sink, SyncTicket, SyncWaiter, Transaction,
+    PublishOutcome, Queue, SyncTicket, SyncWaiter, Transaction,
 };
 pub(crate) use properties::message_from_publish;
 
@@ -34,11 +35,6 @@ use crate::error::{code, AmqpError};
 pub(crate) const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// The prefix of the reply addresses handed out for it.
 pub(crate) const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
-
-/// The delivery channel of one connection.
-pub(crate) fn event_channel() -> (Sink, EventReceiver) {
-    ferromq_core::channel()
-}
 
 /// Checks a login made with SASL `mechanism`. Unknown users and wrong passwords get
 /// RabbitMQ's one text for both.
@@ -145,18 +141,22 @@ pub(crate) struct ConsumeRequest<'a> {
 /// One client connection's handle on the core, after `connection.open`.
 pub(crate) struct Link {
     conn: Connection,
-    sink: Sink,
+    /// The delivery channel, made at the first `basic.consume` (locked only there and
+    /// when the connection task takes the receiver).
+    deliveries: Mutex<LazyChannel>,
+    /// Set once the channel is made: until then the connection task, which asks after
+    /// every batch of frames, need not take the lock.
+    channel_made: AtomicBool,
     sync: Option<ferromq_core::SyncWaiter>,
 }
 
 impl Link {
-    /// Opens `vhost` for `principal`; deliveries go to `sink`. Refusals are 530, as
-    /// RabbitMQ answers `connection.open`.
+    /// Opens `vhost` for `principal`. Refusals are 530, as RabbitMQ answers
+    /// `connection.open`.
     pub(crate) fn open(
         broker: &Broker,
         principal: Principal,
         vhost: &str,
-        sink: Sink,
     ) -> Result<Self, AmqpError> {
         if broker.vhost(vhost).is_none() {
             return Err(AmqpError::new(
@@ -173,9 +173,18 @@ impl Link {
         })?;
         Ok(Self {
             conn,
-            sink,
+            deliveries: Mutex::new(LazyChannel::default()),
+            channel_made: AtomicBool::new(false),
             sync: broker.sync_waiter(),
         })
+    }
+
+    /// Where deliveries arrive, once a consumer made the channel; handed over once.
+    pub(crate) fn take_events(&self) -> Option<EventReceiver> {
+        if !self.channel_made.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.deliveries).take_events()
     }
 
     /// Whether a journaled publish is synced: `Some(true)` synced, `Some(false)` never will
@@ -240,7 +249,11 @@ impl Link {
             } else {
                 Exclusivity::Shared
             },
-            sink: self.sink.clone(),
+            sink: {
+                let sink = lock(&self.deliveries).sink().clone();
+                self.channel_made.store(true, Ordering::Release);
+                sink
+            },
             selector: None,
         };
         match self.conn.consume(queue, spec) {
@@ -407,6 +420,11 @@ impl From<AuthError> for AmqpError {
             ),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data; a panic elsewhere while holding it leaves it usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
