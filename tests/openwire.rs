@@ -395,3 +395,187 @@ async fn amqp_recv(server: &Server, queue: &str) -> Result<(), String> {
     let _ = ch.close(200, "bye".into()).await;
     Ok(())
 }
+
+/// A raw OpenWire client: a socket, its decoder and what it has read but not decoded.
+struct RawClient {
+    sock: tokio::net::TcpStream,
+    dec: ferromq_openwire::codec::Decoder,
+    buf: bytes::BytesMut,
+}
+
+impl RawClient {
+    /// Connects, reads the broker's WireFormatInfo and answers with one announcing
+    /// `period_ms` and `delay_ms`; returns when that was sent.
+    async fn negotiate(
+        server: &Server,
+        period_ms: i64,
+        delay_ms: i64,
+    ) -> (Self, std::time::Instant) {
+        use ferromq_core::{FieldTable, FieldValue};
+        use ferromq_openwire::command::{Body, Command, WireFormatInfo};
+        use tokio::io::AsyncReadExt;
+        let sock = tokio::net::TcpStream::connect(server.openwire_addr().expect("openwire"))
+            .await
+            .expect("connect");
+        let mut c = RawClient {
+            sock,
+            dec: ferromq_openwire::codec::Decoder::new(1 << 20, Default::default()),
+            buf: bytes::BytesMut::new(),
+        };
+        let first = loop {
+            if let Some(f) = c.dec.decode(&mut c.buf).expect("decodes") {
+                break f;
+            }
+            let n = timeout(c.sock.read_buf(&mut c.buf))
+                .await
+                .expect("broker speaks");
+            assert!(n.expect("read") > 0, "closed before its WireFormatInfo");
+        };
+        let Body::WireFormatInfo(theirs) = first.body else {
+            panic!("first frame is {}", first.body.name());
+        };
+        assert_eq!(
+            theirs
+                .properties
+                .get("MaxInactivityDurationInitalDelay")
+                .and_then(FieldValue::as_i64),
+            Some(10_000)
+        );
+        let mut p = FieldTable::new();
+        p.insert("TightEncodingEnabled", FieldValue::Bool(false));
+        p.insert("CacheEnabled", FieldValue::Bool(false));
+        p.insert("MaxInactivityDuration", FieldValue::I64(period_ms));
+        p.insert(
+            "MaxInactivityDurationInitalDelay",
+            FieldValue::I64(delay_ms),
+        );
+        let wf = WireFormatInfo {
+            version: 12,
+            properties: p,
+        };
+        c.send(Command::new(0, Body::WireFormatInfo(wf))).await;
+        let sent = std::time::Instant::now();
+        (c, sent)
+    }
+
+    async fn send(&mut self, c: ferromq_openwire::command::Command) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        ferromq_openwire::codec::encode(&mut out, &Default::default(), &c);
+        self.sock.write_all(&out).await.expect("connection open");
+    }
+
+    /// Reads frames until the broker closes the socket (or `bound` passes: a failure);
+    /// returns each with the time it was decoded.
+    async fn until_closed(
+        &mut self,
+        bound: std::time::Duration,
+    ) -> Vec<(std::time::Instant, ferromq_openwire::command::Body)> {
+        use tokio::io::AsyncReadExt;
+        let mut bodies = Vec::new();
+        let closed = tokio::time::timeout(bound, async {
+            loop {
+                while let Some(c) = self
+                    .dec
+                    .decode(&mut self.buf)
+                    .expect("broker frames decode")
+                {
+                    bodies.push((std::time::Instant::now(), c.body));
+                }
+                if self.sock.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a silent client is still connected after {bound:?}; it got {:?}",
+            bodies.iter().map(|(_, b)| b.name()).collect::<Vec<_>>()
+        );
+        bodies
+    }
+}
+
+/// A client negotiates a 300 ms MaxInactivityDuration with a 200 ms initial delay over a
+/// raw socket and keeps the connection alive with KeepAliveInfo for a while (it gets the
+/// broker's), then goes silent: the broker closes it with a ConnectionError, no sooner than
+/// a whole read-check period after its last byte, and within a bounded time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_is_closed_after_the_negotiated_inactivity() {
+    use ferromq_openwire::command::{Body, Command};
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncReadExt;
+
+    let server = common::broker(|_| {}).await;
+    let (mut c, _) = RawClient::negotiate(&server, 300, 200).await;
+    // Alive: a KeepAliveInfo every 100 ms or so for 1.5 s (five read-check periods).
+    let mut keep_alives = 0;
+    let mut last_sent = Instant::now();
+    let alive_until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < alive_until {
+        last_sent = Instant::now();
+        c.send(Command::new(0, Body::KeepAliveInfo)).await;
+        if let Ok(read) =
+            tokio::time::timeout(Duration::from_millis(100), c.sock.read_buf(&mut c.buf)).await
+        {
+            assert!(read.expect("read") > 0, "closed while the client was alive");
+        }
+        while let Some(f) = c.dec.decode(&mut c.buf).expect("decodes") {
+            match f.body {
+                Body::KeepAliveInfo => keep_alives += 1,
+                Body::BrokerInfo(_) => {}
+                other => panic!("unexpected {} while alive", other.name()),
+            }
+        }
+    }
+    assert!(keep_alives > 0, "the broker sent no KeepAliveInfo in 1.5 s");
+
+    let bodies = c.until_closed(Duration::from_secs(10)).await;
+    let silent_for = last_sent.elapsed();
+    assert!(
+        silent_for >= Duration::from_millis(290),
+        "closed {silent_for:?} after the last byte, before a whole period"
+    );
+    assert!(
+        matches!(bodies.last(), Some((_, Body::ConnectionError { .. }))),
+        "closed with {:?}",
+        bodies.iter().map(|(_, b)| b.name()).collect::<Vec<_>>()
+    );
+    server.shutdown().await;
+}
+
+/// Silent from negotiation with a 300 ms period and a 600 ms initial delay: the broker
+/// neither checks nor sends before the initial delay is over, writes KeepAliveInfo after
+/// it, and closes the connection once a whole period after it passed without a byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactivity_monitoring_waits_for_the_initial_delay() {
+    use ferromq_openwire::command::Body;
+    use std::time::Duration;
+
+    let server = common::broker(|_| {}).await;
+    let (mut c, sent) = RawClient::negotiate(&server, 300, 600).await;
+    let bodies = c.until_closed(Duration::from_secs(10)).await;
+    let closed_after = sent.elapsed();
+    let names: Vec<&str> = bodies.iter().map(|(_, b)| b.name()).collect();
+    assert!(
+        closed_after >= Duration::from_millis(890),
+        "closed {closed_after:?} after negotiation, before the initial delay and a period"
+    );
+    assert!(
+        matches!(bodies.last(), Some((_, Body::ConnectionError { .. }))),
+        "closed with {names:?}"
+    );
+    let keep_alives: Vec<Duration> = bodies
+        .iter()
+        .filter(|(_, b)| matches!(b, Body::KeepAliveInfo))
+        .map(|(at, _)| at.duration_since(sent))
+        .collect();
+    assert!(!keep_alives.is_empty(), "no KeepAliveInfo: {names:?}");
+    assert!(
+        keep_alives[0] >= Duration::from_millis(590),
+        "a KeepAliveInfo {:?} after negotiation, within the initial delay",
+        keep_alives[0]
+    );
+    server.shutdown().await;
+}

@@ -111,7 +111,7 @@ pub async fn serve_connection<S>(
                 match read {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        session.on_read(now());
+                        session.on_read();
                         loop {
                             match decoder.decode(&mut rbuf) {
                                 Ok(Some(cmd)) => {

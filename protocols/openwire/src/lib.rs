@@ -12,6 +12,8 @@
 //! - `body.rs`: JMS message bodies (text, map, stream, compression) <-> bytes.
 //! - `destination.rs`: `queue://`/`topic://` names, wildcards, composites, virtual topics.
 //! - `selector` lives in the core (`ferromq_core::selector`), shared with STOMP.
+//! - `inactivity.rs`: the inactivity monitor (read checks, KeepAliveInfo), timed as
+//!   ActiveMQ's.
 //! - `session.rs`: the protocol state machine (no I/O); `adapter.rs` the only module
 //!   that translates between OpenWire messages and core messages.
 //! - `advisory.rs`: temporary-destination advisories (`ActiveMQ.Advisory.TempQueue`,
@@ -32,6 +34,7 @@ pub mod command;
 mod conn;
 pub mod destination;
 pub mod error;
+pub mod inactivity;
 pub mod marshal;
 pub mod primitive;
 pub mod session;
@@ -49,10 +52,15 @@ pub struct OpenWireConfig {
     /// Largest frame accepted and announced (`MaxFrameSize`). ActiveMQ's default is
     /// 100 MB; 64 MiB keeps one hostile frame from taking more memory than a large message.
     pub frame_max_bytes: u64,
-    /// `MaxInactivityDuration` announced: a connection silent for this long is closed;
-    /// KeepAliveInfo is sent at a third of it. The lower of both sides' values wins;
-    /// 0 disables monitoring. ActiveMQ's default is 30 s.
+    /// `MaxInactivityDuration` announced. The lower of both sides' values is the read
+    /// check period: after the initial delay, a connection that sent nothing for a whole
+    /// period is closed, and KeepAliveInfo is written after a third of one without
+    /// writes (`inactivity.rs`). 0 on either side disables monitoring. ActiveMQ's default
+    /// is 30 s.
     pub inactivity_ms: u64,
+    /// `MaxInactivityDurationInitalDelay` announced: the lower of both sides' values is
+    /// how long after negotiation monitoring starts. ActiveMQ's default is 10 s.
+    pub inactivity_initial_delay_ms: u64,
     /// Time a new connection has to complete WireFormatInfo and ConnectionInfo.
     pub connect_timeout_ms: u64,
     /// A write that makes no progress for this long ends the connection (slow readers).
@@ -98,6 +106,7 @@ impl Default for OpenWireConfig {
         Self {
             frame_max_bytes: 64 * 1024 * 1024,
             inactivity_ms: 30_000,
+            inactivity_initial_delay_ms: 10_000,
             connect_timeout_ms: 30_000,
             write_stall_timeout_ms: 30_000,
             connections_max: 10_000,

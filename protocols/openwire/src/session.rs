@@ -32,6 +32,7 @@ use crate::destination::{
     self, binding_key, elements, has_wildcards, is_advisory, virtual_topic_of, DLQ,
 };
 use crate::error::{CommandError, DecodeError};
+use crate::inactivity::{Due, Monitor};
 use crate::marshal::Format;
 use crate::shared::Shared;
 use crate::OpenWireConfig;
@@ -127,9 +128,7 @@ pub struct Session {
     /// Consumers watching advisory topics.
     watchers: usize,
     next_seq: u64,
-    inactivity_ms: u64,
-    last_read_ms: u64,
-    last_write_ms: u64,
+    inactivity: Monitor,
     identity: Option<(u64, String)>,
     sync: Option<SyncWaiter>,
     /// Responses held until their ticket is synced, in order.
@@ -180,9 +179,7 @@ impl Session {
             temp_dests: HashSet::new(),
             watchers: 0,
             next_seq: 1,
-            inactivity_ms: 0,
-            last_read_ms: now_ms,
-            last_write_ms: now_ms,
+            inactivity: Monitor::off(),
             identity: None,
             sync,
             pending_responses: VecDeque::new(),
@@ -207,7 +204,10 @@ impl Session {
             "MaxInactivityDuration",
             FieldValue::I64(self.cfg.inactivity_ms as i64),
         );
-        p.insert("MaxInactivityDurationInitalDelay", FieldValue::I64(10_000));
+        p.insert(
+            "MaxInactivityDurationInitalDelay",
+            FieldValue::I64(self.cfg.inactivity_initial_delay_ms as i64),
+        );
         let wf = WireFormatInfo {
             version: VERSION_MAX,
             properties: p,
@@ -299,13 +299,13 @@ impl Session {
     }
 
     /// Bytes arrived.
-    pub fn on_read(&mut self, now_ms: u64) {
-        self.last_read_ms = now_ms;
+    pub fn on_read(&mut self) {
+        self.inactivity.on_read();
     }
 
     /// Bytes were written.
     pub fn on_write(&mut self, now_ms: u64) {
-        self.last_write_ms = now_ms;
+        self.inactivity.on_write(now_ms);
     }
 
     fn write(&self, out: &mut BytesMut, c: &Command) {
@@ -323,9 +323,8 @@ impl Session {
             None
         };
         let mut fold = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
-        if self.inactivity_ms > 0 {
-            fold(self.last_read_ms + self.inactivity_ms);
-            fold(self.last_write_ms + self.inactivity_ms / 3);
+        if let Some(d) = self.inactivity.next_deadline_ms() {
+            fold(d);
         }
         for c in self.consumers.values() {
             if let Some(d) = c.pull_deadline_ms {
@@ -344,17 +343,15 @@ impl Session {
             tracing::debug!(peer = ?self.peer, "OpenWire connection not established in time");
             return self.fail_connection("connection was not established in time", out);
         }
-        if self.inactivity_ms > 0 {
-            if now_ms >= self.last_read_ms + self.inactivity_ms {
+        match self.inactivity.poll(now_ms) {
+            Due::Nothing => {}
+            Due::KeepAlive => self.write(out, &Command::new(0, Body::KeepAliveInfo)),
+            Due::Inactive => {
                 tracing::debug!(peer = ?self.peer, "OpenWire inactivity timeout");
                 return self.fail_connection(
-                    "Channel was inactive for too long (no data within the negotiated MaxInactivityDuration)",
+                    "Channel was inactive for too long (nothing received within the negotiated MaxInactivityDuration)",
                     out,
                 );
-            }
-            if now_ms >= self.last_write_ms + self.inactivity_ms / 3 {
-                self.write(out, &Command::new(0, Body::KeepAliveInfo));
-                self.last_write_ms = now_ms;
             }
         }
         let expired: Vec<ConsumerId> = self
@@ -522,19 +519,14 @@ impl Session {
                 self.frame_max_bytes = self.frame_max_bytes.min(max as u64);
             }
         }
-        let theirs = w
-            .properties
-            .get("MaxInactivityDuration")
-            .and_then(FieldValue::as_i64)
-            .unwrap_or(0)
-            .max(0) as u64;
-        self.inactivity_ms = if theirs == 0 || self.cfg.inactivity_ms == 0 {
-            0
-        } else {
-            theirs.min(self.cfg.inactivity_ms)
-        };
-        // ActiveMQ starts monitoring after an initial delay; the first read counts as now.
-        self.last_read_ms = now_ms;
+        let announced = |k: &str| w.properties.get(k).and_then(FieldValue::as_i64);
+        self.inactivity = Monitor::negotiated(
+            self.cfg.inactivity_ms,
+            self.cfg.inactivity_initial_delay_ms,
+            announced("MaxInactivityDuration"),
+            announced("MaxInactivityDurationInitalDelay"),
+            now_ms,
+        );
         self.negotiated = true;
         let info = BrokerInfo {
             broker_id: Some(format!("ID:{}", self.cfg.broker_name).into()),
