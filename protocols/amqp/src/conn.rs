@@ -29,10 +29,12 @@ use ferromq_core::next_event;
 const EVENT_BATCH_MAX: usize = 256;
 /// Once this much output is buffered it is written before more deliveries are encoded.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
-/// Buffers handed to one vectored write: a batch of large deliveries is two per body
-/// (the frames before it, the body), so 64 covers a write batch of them; a longer output
-/// (one body of many frames) takes several writes.
-const WRITE_SLICES_MAX: usize = 64;
+/// Buffers handed to one vectored write. A write batch of large deliveries is about three
+/// per body piece (the frames before it, the piece, its frame-end and what follows), so 8
+/// take a batch's one or two large bodies in one call; a longer output (one body of many
+/// frames) takes several. The array lives in every connection's task (the write is part
+/// of its future), 16 bytes a buffer: 64 of them cost an idle connection 800 bytes more.
+const WRITE_SLICES_MAX: usize = 8;
 /// How long the last frames (`connection.close` at shutdown) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The read buffer starts with room for the handshake (a `connection.start-ok` with
