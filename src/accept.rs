@@ -133,6 +133,26 @@ impl AsyncWrite for Transport {
         }
     }
 
+    // Forwarded so that a protocol writing large bodies by reference (AMQP) gets one
+    // `writev` for frames and bodies; the trait's default would write one buffer per call.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -145,5 +165,31 @@ impl AsyncWrite for Transport {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A plain socket keeps its vectored writes through the wrapper: AMQP decides from
+    /// `is_write_vectored` whether to splice large bodies or copy them.
+    #[tokio::test]
+    async fn plain_transport_writes_vectored() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let ((server, _), mut client) =
+            tokio::join!(async { listener.accept().await.unwrap() }, async {
+                client.await.unwrap()
+            });
+        let mut t = Transport::Plain(server);
+        assert!(t.is_write_vectored());
+        let parts = [io::IoSlice::new(b"ab"), io::IoSlice::new(b"cde")];
+        let n = t.write_vectored(&parts).await.unwrap();
+        assert_eq!(n, 5, "both buffers in one write");
+        let mut got = [0u8; 5];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"abcde");
     }
 }

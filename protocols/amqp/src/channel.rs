@@ -25,11 +25,12 @@ use crate::codec::{encode_method, short};
 use crate::confirms::Confirms;
 use crate::error::{code, AmqpError};
 use crate::limits::{Limits, BODY_RESERVE_MAX_BYTES};
+use crate::out::Out;
 
 /// What a channel operation needs from its connection.
 pub(crate) struct Ctx<'a> {
     pub(crate) link: &'a Link,
-    pub(crate) out: &'a mut BytesMut,
+    pub(crate) out: &'a mut Out,
     pub(crate) scratch: &'a mut Vec<u8>,
     pub(crate) frame_max: u32,
     pub(crate) limits: &'a Limits,

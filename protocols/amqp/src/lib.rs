@@ -12,6 +12,8 @@
 //!   in-order publisher confirm list.
 //! - `adapter/`: the only modules that import the core: topology calls, properties in,
 //!   deliveries out (`wire.rs`), direct reply-to.
+//! - `out.rs`: what a connection has to write: frames in a buffer, large bodies spliced
+//!   in by reference for one vectored write.
 //! - `conn.rs`: the tokio glue for one connection.
 //! - `error.rs`: reply codes, and errors typed by blast radius (channel or connection).
 //! - `limits.rs`: every bound, with reasons.
@@ -30,6 +32,7 @@ pub mod error;
 pub mod handshake;
 pub mod limits;
 mod nesting;
+pub mod out;
 pub mod session;
 
 pub use conn::serve_connection;

@@ -20,13 +20,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{channel, connection, AMQPClass};
-use bytes::BytesMut;
 
 use crate::adapter::{self, Broker, Event, EventReceiver, Link, Principal};
 use crate::channel::{Channel, Ctx};
 use crate::codec::{encode_heartbeat, encode_method, short, DecodeError, Frame, PROTOCOL_HEADER};
 use crate::error::{code, AmqpError, Scope};
 use crate::handshake::{self, ClientCaps, Tuned};
+use crate::out::Out;
 use crate::AmqpConfig;
 
 /// What the connection should do after a step.
@@ -154,7 +154,7 @@ impl Session {
         self.last_write_ms = now_ms;
     }
 
-    fn send(&mut self, out: &mut BytesMut, channel: u16, m: AMQPClass) {
+    fn send(&mut self, out: &mut Out, channel: u16, m: AMQPClass) {
         encode_method(out, &mut self.scratch, channel, &m);
     }
 
@@ -180,7 +180,7 @@ impl Session {
 
     /// Time passed: send a heartbeat, give up on a silent client or a handshake that
     /// takes too long, or stop waiting for `close-ok`.
-    pub fn on_timer(&mut self, now_ms: u64, out: &mut BytesMut) -> Flow {
+    pub fn on_timer(&mut self, now_ms: u64, out: &mut Out) -> Flow {
         self.now_ms = now_ms;
         match self.phase {
             Phase::Closed => Flow::Close,
@@ -221,7 +221,7 @@ impl Session {
     /// The bytes cannot be read on: `connection.close` (or, for a wrong protocol
     /// header, ours), then the socket closes. There is no waiting for `close-ok`: the
     /// stream can no longer be framed.
-    pub fn on_decode_error(&mut self, e: DecodeError, out: &mut BytesMut) -> Flow {
+    pub fn on_decode_error(&mut self, e: DecodeError, out: &mut Out) -> Flow {
         match e {
             DecodeError::ProtocolHeader => out.extend_from_slice(&PROTOCOL_HEADER),
             DecodeError::Frame(e) => {
@@ -233,7 +233,7 @@ impl Session {
     }
 
     /// The server is shutting down: `connection.close` 320, then close the socket.
-    pub fn on_shutdown(&mut self, out: &mut BytesMut) -> Flow {
+    pub fn on_shutdown(&mut self, out: &mut Out) -> Flow {
         if matches!(self.phase, Phase::Running | Phase::Open | Phase::TuneOk) {
             self.fail(
                 AmqpError::new(
@@ -249,7 +249,7 @@ impl Session {
 
     /// The broker applies (`Some(reason)`) or lifts (`None`) flow control on publishers:
     /// `connection.blocked` / `unblocked`, to clients that announced the capability.
-    pub fn set_blocked(&mut self, reason: Option<&str>, out: &mut BytesMut) {
+    pub fn set_blocked(&mut self, reason: Option<&str>, out: &mut Out) {
         if self.phase != Phase::Running || !self.caps.connection_blocked {
             return;
         }
@@ -270,7 +270,7 @@ impl Session {
 
     /// A connection error: `connection.close` with it, release everything, and wait for
     /// `close-ok` (briefly).
-    fn fail(&mut self, e: AmqpError, out: &mut BytesMut) -> Flow {
+    fn fail(&mut self, e: AmqpError, out: &mut Out) -> Flow {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Closed) {
             return Flow::Close;
         }
@@ -308,7 +308,7 @@ impl Session {
     }
 
     /// Sends what became ready while frames were processed (publisher confirms).
-    pub fn flush(&mut self, out: &mut BytesMut) {
+    pub fn flush(&mut self, out: &mut Out) {
         let Some(link) = &self.link else {
             self.dirty.clear();
             return;
@@ -333,7 +333,7 @@ impl Session {
     }
 
     /// The journal's synced point moved: sends the confirms that became due.
-    pub fn on_synced(&mut self, out: &mut BytesMut) {
+    pub fn on_synced(&mut self, out: &mut Out) {
         let Some(link) = &self.link else {
             return;
         };
@@ -350,7 +350,7 @@ impl Session {
     }
 
     /// Closes channel `ch_id` with `e` (a channel-scoped error), releasing what it holds.
-    fn channel_error(&mut self, ch_id: u16, e: AmqpError, out: &mut BytesMut) {
+    fn channel_error(&mut self, ch_id: u16, e: AmqpError, out: &mut Out) {
         let (Some(ch), Some(link)) = (self.channels.get_mut(&ch_id), &self.link) else {
             return;
         };
@@ -369,7 +369,7 @@ impl Session {
     }
 
     /// A delivery or cancellation from the core.
-    pub fn on_event(&mut self, ev: Event, out: &mut BytesMut) -> Flow {
+    pub fn on_event(&mut self, ev: Event, out: &mut Out) -> Flow {
         if self.phase != Phase::Running {
             return Flow::Continue;
         }
@@ -405,7 +405,7 @@ impl Session {
     }
 
     /// A frame from the client.
-    pub fn on_frame(&mut self, frame: Frame, now_ms: u64, out: &mut BytesMut) -> Flow {
+    pub fn on_frame(&mut self, frame: Frame, now_ms: u64, out: &mut Out) -> Flow {
         self.now_ms = now_ms;
         let result = match self.phase {
             Phase::Closed => return Flow::Close,
@@ -419,7 +419,7 @@ impl Session {
         }
     }
 
-    fn on_frame_closing(&mut self, frame: Frame, out: &mut BytesMut) -> Flow {
+    fn on_frame_closing(&mut self, frame: Frame, out: &mut Out) -> Flow {
         match frame {
             Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => {
                 self.phase = Phase::Closed;
@@ -439,7 +439,7 @@ impl Session {
         AmqpError::command_invalid(format!("expected '{what}'"))
     }
 
-    fn on_handshake(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, AmqpError> {
+    fn on_handshake(&mut self, frame: Frame, out: &mut Out) -> Result<Flow, AmqpError> {
         match (self.phase, frame) {
             (Phase::Header, Frame::ProtocolHeader) => {
                 let mut m = handshake::start(&self.cfg.product, &self.cfg.version);
@@ -502,11 +502,7 @@ impl Session {
         }
     }
 
-    fn on_start_ok(
-        &mut self,
-        s: connection::StartOk,
-        out: &mut BytesMut,
-    ) -> Result<Flow, AmqpError> {
+    fn on_start_ok(&mut self, s: connection::StartOk, out: &mut Out) -> Result<Flow, AmqpError> {
         self.caps = handshake::client_caps(&s.client_properties);
         let mechanism = s.mechanism.as_str();
         let principal = match (mechanism, &self.verified_user) {
@@ -551,7 +547,7 @@ impl Session {
         }
     }
 
-    fn on_frame_running(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Flow, AmqpError> {
+    fn on_frame_running(&mut self, frame: Frame, out: &mut Out) -> Result<Flow, AmqpError> {
         let ch_id = match &frame {
             Frame::Heartbeat | Frame::ProtocolHeader => return Ok(Flow::Continue),
             Frame::Method(0, AMQPClass::Connection(_)) => {
@@ -641,7 +637,7 @@ impl Session {
         }
     }
 
-    fn open_channel(&mut self, id: u16, out: &mut BytesMut) -> Result<Flow, AmqpError> {
+    fn open_channel(&mut self, id: u16, out: &mut Out) -> Result<Flow, AmqpError> {
         if self.channels.contains_key(&id) {
             return Err(
                 AmqpError::new(code::CHANNEL_ERROR, "second 'channel.open' seen").at(20, 10),
@@ -666,7 +662,7 @@ impl Session {
     fn on_connection_method(
         &mut self,
         m: connection::AMQPMethod,
-        out: &mut BytesMut,
+        out: &mut Out,
     ) -> Result<Flow, AmqpError> {
         match m {
             connection::AMQPMethod::Close(c) => {

@@ -8,6 +8,7 @@ use amq_protocol::protocol::{basic, channel, connection, queue, AMQPClass, Basic
 use amq_protocol::types::FieldTable;
 use bytes::{Bytes, BytesMut};
 use ferromq_amqp::codec::{DecodeError, Decoder, Frame, PROTOCOL_HEADER};
+use ferromq_amqp::out::Out;
 use ferromq_amqp::session::{Flow, Session};
 use ferromq_amqp::{AmqpConfig, AmqpError};
 use ferromq_core::{Broker, BrokerConfig, Event, EventReceiver, ManualClock};
@@ -46,7 +47,7 @@ impl Harness {
 
     /// Feeds a frame; returns the flow and the frames the server wrote.
     fn feed(&mut self, f: Frame) -> (Flow, Vec<Frame>) {
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         self.session.on_read(self.now);
         let flow = self.session.on_frame(f, self.now, &mut out);
         self.session.flush(&mut out);
@@ -59,7 +60,7 @@ impl Harness {
 
     fn advance(&mut self, ms: u64) -> (Flow, Vec<Frame>) {
         self.now += ms;
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         let flow = self.session.on_timer(self.now, &mut out);
         (flow, decode(&out))
     }
@@ -263,7 +264,7 @@ fn unknown_vhost_is_530() {
 #[test]
 fn bad_protocol_header_gets_ours_back() {
     let mut h = Harness::new(config(|_| {}));
-    let mut out = BytesMut::new();
+    let mut out = Out::copying();
     let flow = h
         .session
         .on_decode_error(DecodeError::ProtocolHeader, &mut out);
@@ -523,7 +524,7 @@ fn publishes_confirm_in_order_and_deliveries_arrive() {
     );
     let mut delivered = 0;
     while let Some(ev) = h.try_event() {
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         h.session.on_event(ev, &mut out);
         let frames = decode(&out);
         assert!(
@@ -577,7 +578,7 @@ fn blocked_and_unblocked_go_to_clients_that_understand_them() {
             virtual_host: "/".into(),
         })),
     );
-    let mut out = BytesMut::new();
+    let mut out = Out::copying();
     h.session.set_blocked(Some("low on memory"), &mut out);
     h.session.set_blocked(Some("still"), &mut out);
     h.session.set_blocked(None, &mut out);
@@ -595,7 +596,7 @@ fn blocked_and_unblocked_go_to_clients_that_understand_them() {
     ));
 
     let mut plain = Harness::open(0);
-    let mut out = BytesMut::new();
+    let mut out = Out::copying();
     plain.session.set_blocked(Some("x"), &mut out);
     assert!(out.is_empty(), "not announced, not sent");
 }
@@ -675,7 +676,7 @@ fn garbage_after_the_handshake_never_panics() {
         buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         buf.extend_from_slice(&payload);
         buf.extend_from_slice(&[0xCE]);
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         let flow = match decoder.decode(&mut buf) {
             Ok(Some(f)) => h.session.on_frame(f, h.now, &mut out),
             Ok(None) => unreachable!("a whole frame was buffered"),

@@ -11,8 +11,9 @@ use bytes::{BufMut, BytesMut};
 use ferromq_core::{Death, FieldTable, FieldValue, Message};
 
 use crate::codec::{
-    begin_frame, end_frame, FRAME_BODY, FRAME_HEADER, FRAME_METHOD, FRAME_OVERHEAD,
+    begin_frame, end_frame, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, FRAME_OVERHEAD,
 };
+use crate::out::Out;
 
 const CLASS_BASIC: u16 = 60;
 
@@ -38,7 +39,7 @@ fn put_long(out: &mut BytesMut, b: &[u8]) {
 /// [`crate::codec::encode_deliver`]) only so that the micro-benchmarks can time it.
 #[allow(clippy::too_many_arguments)]
 pub fn deliver(
-    out: &mut BytesMut,
+    out: &mut Out,
     channel: u16,
     frame_max: u32,
     consumer_tag: &str,
@@ -61,7 +62,7 @@ pub fn deliver(
 
 /// `basic.get-ok` and the message's content.
 pub(crate) fn get_ok(
-    out: &mut BytesMut,
+    out: &mut Out,
     channel: u16,
     frame_max: u32,
     delivery_tag: u64,
@@ -84,7 +85,7 @@ pub(crate) fn get_ok(
 /// `basic.return` (312 NO_ROUTE) and the message's content. `routing_key` is the key the
 /// client published with.
 pub(crate) fn returned(
-    out: &mut BytesMut,
+    out: &mut Out,
     channel: u16,
     frame_max: u32,
     routing_key: &str,
@@ -102,7 +103,7 @@ pub(crate) fn returned(
 }
 
 /// The content header and body frames of `msg`.
-pub(crate) fn content(out: &mut BytesMut, channel: u16, frame_max: u32, msg: &Message) {
+pub(crate) fn content(out: &mut Out, channel: u16, frame_max: u32, msg: &Message) {
     let p = &msg.properties;
     let start = begin_frame(out, FRAME_HEADER, channel);
     out.put_u16(CLASS_BASIC);
@@ -160,12 +161,19 @@ pub(crate) fn content(out: &mut BytesMut, channel: u16, frame_max: u32, msg: &Me
     short_opt(out, &p.app_id);
     end_frame(out, start);
 
+    // Body frames: the framing goes into the buffer, the pieces through `put_body`, which
+    // keeps large ones by reference (see `out.rs`).
     let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
-    out.reserve(msg.body.len() + msg.body.len().div_ceil(chunk) * FRAME_OVERHEAD);
-    for piece in msg.body.chunks(chunk) {
-        let start = begin_frame(out, FRAME_BODY, channel);
-        out.put_slice(piece);
-        end_frame(out, start);
+    let len = msg.body.len();
+    let mut at = 0;
+    while at < len {
+        let end = len.min(at + chunk);
+        out.put_u8(FRAME_BODY);
+        out.put_u16(channel);
+        out.put_u32((end - at) as u32);
+        out.put_body(msg.body.slice(at..end));
+        out.put_u8(FRAME_END);
+        at = end;
     }
 }
 
@@ -397,7 +405,7 @@ mod tests {
     #[test]
     fn deliver_parses_back_with_amq_protocol() {
         let m = sample();
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         deliver(&mut out, 3, 4096, "ctag", 42, true, "", &m);
         let frames = decode_all(&out);
         let Frame::Method(3, AMQPClass::Basic(basic::AMQPMethod::Deliver(d))) = &frames[0] else {
@@ -438,6 +446,35 @@ mod tests {
     }
 
     #[test]
+    fn large_bodies_are_spliced_into_the_same_frames() {
+        let body: Bytes = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let m = Message::new("ex", "rk", body.clone());
+        for frame_max in [4096, 131_072] {
+            let mut copied = Out::copying();
+            deliver(&mut copied, 1, frame_max, "c", 7, false, "", &m);
+            let mut spliced = Out::splicing();
+            deliver(&mut spliced, 1, frame_max, "c", 7, false, "", &m);
+            let stream = spliced.to_contiguous();
+            assert_eq!(stream, copied.to_contiguous(), "frame_max {frame_max}");
+            let frames = decode_all(&stream);
+            let mut got = BytesMut::new();
+            for f in &frames[2..] {
+                let Frame::Body(1, b) = f else {
+                    panic!("{f:?}")
+                };
+                assert!(b.len() + 8 <= frame_max as usize);
+                got.extend_from_slice(b);
+            }
+            assert_eq!(got, body);
+            if frame_max as usize - 8 >= crate::out::SPLICE_MIN_BYTES {
+                assert!(spliced.buf_mut().len() < 1024, "bodies by reference");
+            } else {
+                assert_eq!(spliced.buf_mut().len(), stream.len(), "small pieces copied");
+            }
+        }
+    }
+
+    #[test]
     fn deaths_become_x_death() {
         let mut m = Message::new("dlx", "k", Bytes::new());
         m.deaths.push(Death {
@@ -449,7 +486,7 @@ mod tests {
             time_ms: 5_000,
             original_expiration_ms: None,
         });
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         get_ok(&mut out, 1, 4096, 1, false, 0, &m);
         let frames = decode_all(&out);
         let Frame::Header(_, h) = &frames[1] else {
@@ -474,7 +511,7 @@ mod tests {
     #[test]
     fn long_names_are_cut_not_fatal() {
         let m = Message::new("", "k".repeat(300), Bytes::new());
-        let mut out = BytesMut::new();
+        let mut out = Out::copying();
         returned(&mut out, 1, 4096, &"k".repeat(300), &m);
         deliver(
             &mut out,
