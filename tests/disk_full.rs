@@ -56,16 +56,33 @@ fn config(data: &Path) -> Config {
     c
 }
 
-/// Sends persistent messages with receipts from `next` on until one is refused; returns
-/// the number receipted and the refusal's message header.
+/// Sends persistent messages with receipts to the test queue from `next` on until one is
+/// refused; returns the number receipted and the refusal's message header.
 async fn fill(c: &mut Client, next: &mut u64) -> String {
+    send_until_refused(
+        c,
+        QUEUE,
+        &[("persistent", "true")],
+        next,
+        "the disk never filled",
+    )
+    .await
+}
+
+/// Sends messages with receipts (and `extra` headers) to `dest` from `next` on until one is
+/// refused; returns the refusal's message header and body. Panics with `never` if none is
+/// refused within 10,000 messages.
+async fn send_until_refused(
+    c: &mut Client,
+    dest: &str,
+    extra: &[(&str, &str)],
+    next: &mut u64,
+    never: &str,
+) -> String {
     loop {
         let receipt = next.to_string();
-        let hs = [
-            ("destination", QUEUE),
-            ("persistent", "true"),
-            ("receipt", receipt.as_str()),
-        ];
+        let mut hs = vec![("destination", dest), ("receipt", receipt.as_str())];
+        hs.extend_from_slice(extra);
         c.send_frame(Command::Send, &hs, &body(*next)).await;
         let f = c.frame().await;
         match f.command {
@@ -79,7 +96,7 @@ async fn fill(c: &mut Client, next: &mut u64) -> String {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(*next < 10_000, "the disk never filled");
+        assert!(*next < 10_000, "{never}");
     }
 }
 
@@ -351,24 +368,7 @@ async fn enospc_in_the_journal_nacks_publishes_and_the_broker_carries_on() {
 /// Sends transient messages with receipts to `dest` from `next` on until one is refused;
 /// returns the refusal's message header and body.
 async fn fill_transient(c: &mut Client, dest: &str, next: &mut u64) -> String {
-    loop {
-        let receipt = next.to_string();
-        let hs = [("destination", dest), ("receipt", receipt.as_str())];
-        c.send_frame(Command::Send, &hs, &body(*next)).await;
-        let f = c.frame().await;
-        match f.command {
-            Command::Receipt => *next += 1,
-            Command::Error => {
-                return format!(
-                    "{}: {}",
-                    f.headers.get("message").unwrap_or(""),
-                    String::from_utf8_lossy(&f.body)
-                )
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(*next < 10_000, "publishes were never refused");
-    }
+    send_until_refused(c, dest, &[], next, "publishes were never refused").await
 }
 
 /// Subscribes to `dest` and takes messages `from..to` in order, acking each; then

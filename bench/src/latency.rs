@@ -328,6 +328,20 @@ impl Pacing {
     }
 }
 
+/// The ` rate=… lat_… pace_…` fields of a result line for a fixed-rate run, or nothing
+/// when `rate` is 0 (a throughput run).
+pub fn rate_fields(rate: u64, latency: &Recorder, pacing: &Pacing) -> String {
+    if rate == 0 {
+        return String::new();
+    }
+    format!(
+        " rate={} {} {}",
+        rate,
+        latency.summary().fields("lat"),
+        pacing.fields()
+    )
+}
+
 /// Calls `send` with each message of a `rate_per_s` schedule at its due time, on the
 /// calling thread, until `keep_going()` says no (checked before every message); returns
 /// how many it sent. Blocks; `send` may block too (that is back-pressure, and it shows

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::error::{IoOp, StoreError};
-use crate::fault::{FaultInjector, WriteFault};
+use crate::fault::FaultInjector;
 use crate::segment;
 
 use crate::error::ENOSPC;
@@ -60,26 +60,11 @@ pub(crate) fn write_all(
     buf: &[u8],
     faults: &FaultInjector,
 ) -> Result<(), StoreError> {
-    match faults.on_write() {
-        None => {}
-        Some(WriteFault::Eio) => {
-            return Err(StoreError::io(
-                IoOp::Write,
-                path,
-                io::Error::from_raw_os_error(EIO),
-            ))
-        }
-        Some(WriteFault::DiskFull) => {
-            // A full disk accepts part of a write; leave the torn record recovery must handle.
-            let half = &buf[..buf.len() / 2];
-            file.write_all(half)
-                .map_err(|e| StoreError::io(IoOp::Write, path, e))?;
-            return Err(StoreError::io(
-                IoOp::Write,
-                path,
-                io::Error::from_raw_os_error(ENOSPC),
-            ));
-        }
+    if let Some((written, err)) = faults.write_fault(buf.len()) {
+        // A full disk accepts part of a write; leave the torn record recovery must handle.
+        file.write_all(&buf[..written])
+            .map_err(|e| StoreError::io(IoOp::Write, path, e))?;
+        return Err(StoreError::io(IoOp::Write, path, err));
     }
     file.write_all(buf)
         .map_err(|e| StoreError::io(IoOp::Write, path, e))
@@ -96,21 +81,14 @@ pub(crate) fn cut(
 ) -> Result<(), StoreError> {
     file.set_len(len)
         .map_err(|e| StoreError::io(IoOp::Truncate, path, e))?;
-    if faults.on_fsync() {
-        return Err(StoreError::io(
-            IoOp::Sync,
-            path,
-            io::Error::from_raw_os_error(EIO),
-        ));
-    }
+    injected_fsync_failure(faults, path)?;
     // A full fsync, not fdatasync: the new length is the point.
     file.sync_all()
         .map_err(|e| StoreError::io(IoOp::Sync, path, e))
 }
 
-/// fsync of a segment's data (and the size change that makes it readable).
-pub(crate) fn sync(file: &File, path: &Path, faults: &FaultInjector) -> Result<(), StoreError> {
-    faults.wait_while_held();
+/// The failure the [`FaultInjector`] asks of the next fsync, if any.
+fn injected_fsync_failure(faults: &FaultInjector, path: &Path) -> Result<(), StoreError> {
     if faults.on_fsync() {
         return Err(StoreError::io(
             IoOp::Sync,
@@ -118,6 +96,13 @@ pub(crate) fn sync(file: &File, path: &Path, faults: &FaultInjector) -> Result<(
             io::Error::from_raw_os_error(EIO),
         ));
     }
+    Ok(())
+}
+
+/// fsync of a segment's data (and the size change that makes it readable).
+pub(crate) fn sync(file: &File, path: &Path, faults: &FaultInjector) -> Result<(), StoreError> {
+    faults.wait_while_held();
+    injected_fsync_failure(faults, path)?;
     file.sync_data()
         .map_err(|e| StoreError::io(IoOp::Sync, path, e))
 }

@@ -124,6 +124,19 @@ impl Live {
             .get_or_init(|| CreditGate::new(u32::from(self.receive_max)))
             .clone()
     }
+
+    /// How this session consumes a queue: manual acks, gated by its Receive Maximum.
+    fn consumer_spec(&self, tag: ByteString, sink: Sink) -> ConsumerSpec {
+        ConsumerSpec {
+            tag,
+            ack_mode: AckMode::Manual,
+            gate: self.gate(),
+            priority: 0,
+            exclusive: Exclusivity::Shared,
+            sink,
+            selector: None,
+        }
+    }
 }
 
 /// The tables of a session that publishes or receives messages.
@@ -250,18 +263,9 @@ impl Session {
         let name = adapter::session_queue_name(&live.client_id);
         let options = adapter::session_queue_options(&self.cfg, live.expiry_secs);
         let (queue, _) = adapter::open_session_queue(&live.conn, &name, options)?;
-        let consumer = live.conn.consume(
-            &name,
-            ConsumerSpec {
-                tag: live.client_id.clone(),
-                ack_mode: AckMode::Manual,
-                gate: live.gate(),
-                priority: 0,
-                exclusive: Exclusivity::Shared,
-                sink,
-                selector: None,
-            },
-        )?;
+        let consumer = live
+            .conn
+            .consume(&name, live.consumer_spec(live.client_id.clone(), sink))?;
         live.queue = Some(queue.clone());
         live.consumer = Some(consumer);
         Ok(queue)
@@ -1068,18 +1072,8 @@ impl Session {
                     live.conn.declare_queue(&name, options, false)?;
                 }
                 vhost.bind_queue(&name, TOPIC_EXCHANGE, &key, FieldTable::new(), owner)?;
-                live.conn.consume(
-                    &name,
-                    ConsumerSpec {
-                        tag: filter.clone(),
-                        ack_mode: AckMode::Manual,
-                        gate: live.gate(),
-                        priority: 0,
-                        exclusive: Exclusivity::Shared,
-                        sink,
-                        selector: None,
-                    },
-                )
+                live.conn
+                    .consume(&name, live.consumer_spec(filter.clone(), sink))
             })()
             .map_err(|e| {
                 tracing::debug!(error = %e, "MQTT shared subscription failed");

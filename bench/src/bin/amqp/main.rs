@@ -844,16 +844,7 @@ async fn main() {
         redelivered,
         shared.nacked.load(Ordering::Relaxed),
         stall_max.as_millis(),
-        if a.rate > 0 {
-            format!(
-                " rate={} {} {}",
-                a.rate,
-                shared.latency.summary().fields("lat"),
-                shared.pacing.fields()
-            )
-        } else {
-            String::new()
-        },
+        latency::rate_fields(a.rate, &shared.latency, &shared.pacing),
         shared.error.field(),
     );
     if failed_early || error.is_some() || lost > 0 || duplicates > 0 || corrupt > 0 {

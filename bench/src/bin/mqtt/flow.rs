@@ -465,16 +465,7 @@ pub async fn run(a: &Args, qos_n: u8, producers: usize, consumers: usize) -> boo
         corrupt,
         unacked,
         stall_max.as_millis(),
-        if a.rate > 0 {
-            format!(
-                " rate={} {} {}",
-                a.rate,
-                shared.latency.summary().fields("lat"),
-                shared.pacing.fields()
-            )
-        } else {
-            String::new()
-        },
+        latency::rate_fields(a.rate, &shared.latency, &shared.pacing),
         usage_line,
         shared.error.field(),
     );
