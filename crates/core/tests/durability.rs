@@ -47,6 +47,24 @@ fn start_with(cfg: DurableConfig) -> Node {
 }
 
 impl Node {
+    /// Publishes, acks and syncs 500 messages of 1,000 bytes on a queue `churn`, with
+    /// pauses, so that the 64 KiB segments fill and compaction moves the live records.
+    async fn churn(&self) {
+        self.durable_queue("churn");
+        let mut sub = self.sub("churn");
+        let body = "x".repeat(1000);
+        let mut waiter = self.broker.sync_waiter().unwrap();
+        let mut last = None;
+        for _ in 0..5 {
+            for _ in 0..100 {
+                last = self.persistent("", "churn", &body).ticket;
+            }
+            ack_all(&sub.drain());
+            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        }
+        waiter.wait(last.unwrap()).await.unwrap();
+    }
+
     async fn stop(self) {
         self.broker.close().await.expect("clean close");
         drop(self.conn);
@@ -387,20 +405,7 @@ async fn a_changed_queue_expiry_survives_restarts_and_compaction() {
     n.persistent("", "s", "kept");
     q.set_expires(Some(120_000));
     // Churn through 64 KiB segments so that compaction moves the live records.
-    n.durable_queue("churn");
-    let mut sub = n.sub("churn");
-    let body = "x".repeat(1000);
-    let mut waiter = n.broker.sync_waiter().unwrap();
-    let mut last = None;
-    for _ in 0..5 {
-        for _ in 0..100 {
-            last = n.persistent("", "churn", &body).ticket;
-        }
-        ack_all(&sub.drain());
-        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-    }
-    waiter.wait(last.unwrap()).await.unwrap();
-    drop(sub);
+    n.churn().await;
     n.stop().await;
 
     let n = start(&dir.0);
@@ -850,20 +855,7 @@ async fn run_time_users_survive_restarts_and_compaction() {
     ));
     assert!(b.authenticate("alice", "two", None).is_ok());
     // Churn through 64 KiB segments so that compaction moves the user records.
-    n.durable_queue("churn");
-    let mut sub = n.sub("churn");
-    let body = "x".repeat(1000);
-    let mut waiter = n.broker.sync_waiter().unwrap();
-    let mut last = None;
-    for _ in 0..5 {
-        for _ in 0..100 {
-            last = n.persistent("", "churn", &body).ticket;
-        }
-        ack_all(&sub.drain());
-        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-    }
-    waiter.wait(last.unwrap()).await.unwrap();
-    drop(sub);
+    n.churn().await;
     n.stop().await;
 
     for _ in 0..2 {
