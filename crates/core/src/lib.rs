@@ -15,6 +15,7 @@
 //! - `message.rs`: the message model. `txn.rs`: transactions. `auth.rs`: users.
 //! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
 //! - `buffers.rs`: how connection tasks size their read and write buffers.
+//! - `idmap.rs`: hash maps keyed by ids the broker assigns (tags, consumer ids).
 //!
 //! - `durable/`: journaling durable state through `crates/store`, and restoring it.
 //! - `paging.rs`: spill files for ready messages beyond the memory budget.
@@ -32,6 +33,7 @@ mod consumer;
 mod durable;
 mod error;
 mod exchange;
+pub mod idmap;
 mod limits;
 mod message;
 mod paging;
@@ -53,6 +55,7 @@ pub use durable::{DurableConfig, Persister, RecoveryReport, SyncTicket, SyncWait
 pub use error::{AuthError, CoreError};
 pub use exchange::{BindingInfo, Exchange, ExchangeKind, ExchangeOptions};
 pub use ferromq_store::{FaultInjector, StoreStats};
+pub use idmap::{IdMap, IdSet};
 pub use limits::CoreLimits;
 pub use message::{Death, DeathReason, FieldTable, FieldValue, Message, Properties};
 pub use paging::PagingConfig;

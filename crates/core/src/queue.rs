@@ -29,7 +29,7 @@
 //! the memory budget (or the scan bound) hides newer matching messages until it drains,
 //! as ActiveMQ's paging cursor does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -43,6 +43,7 @@ use crate::consumer::{
 };
 use crate::durable::{codec, Durable, Meta};
 use crate::error::CoreError;
+use crate::idmap::IdMap;
 use crate::message::{DeathReason, FieldTable, Message};
 use crate::paging::{Pager, Spill};
 use crate::queue_args::{Overflow, QueueArgs};
@@ -164,7 +165,7 @@ struct State {
     ready_bytes: u64,
     /// Body bytes of ready entries held in memory (not paged).
     resident: u64,
-    unacked: HashMap<u64, Unacked>,
+    unacked: IdMap<u64, Unacked>,
     /// Sorted by priority, highest first; insertion order within a priority.
     consumers: Vec<Slot>,
     /// Consumers with a selector.
@@ -302,7 +303,7 @@ impl Queue {
                 ready_len: 0,
                 ready_bytes: 0,
                 resident: 0,
-                unacked: HashMap::new(),
+                unacked: IdMap::default(),
                 consumers: Vec::new(),
                 selective: 0,
                 rr: 0,
@@ -822,7 +823,9 @@ impl Queue {
         rr: &mut usize,
         entry: Option<&Entry>,
     ) -> Option<usize> {
-        let me = self.arc();
+        // Made only when a gate has to remember this queue: an upgrade is two contended
+        // atomic operations, and most picks find credit at once.
+        let me = || self.arc();
         let selects = |c: &Slot| entry.is_none_or(|e| c.selects(e));
         let active = if self.args.single_active_consumer {
             Some(0)
@@ -840,7 +843,7 @@ impl Queue {
             if gate.try_acquire() {
                 return Some(i);
             }
-            gate.wait(&me);
+            gate.wait(&me());
             return gate.try_acquire().then_some(i);
         }
         let n = consumers.len();
@@ -862,7 +865,7 @@ impl Queue {
                     *rr = (i - start + 1) % len;
                     return Some(i);
                 }
-                gate.wait(&me);
+                gate.wait(&me());
                 // Re-check after registering so a concurrent release is not missed.
                 if gate.try_acquire() {
                     *rr = (i - start + 1) % len;

@@ -19,6 +19,7 @@ use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::{access, channel, confirm, exchange, queue, tx, AMQPClass};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
+use ferromq_core::IdMap;
 
 use crate::adapter::{self, ConsumerHandle, CreditGate, Link, Message, Transaction, Unacked};
 use crate::codec::{encode_method, short};
@@ -35,7 +36,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) frame_max: u32,
     pub(crate) limits: &'a Limits,
     /// Core consumer id -> channel, for routing deliveries.
-    pub(crate) consumers: &'a mut HashMap<u64, u16>,
+    pub(crate) consumers: &'a mut IdMap<u64, u16>,
     /// The client asked for `basic.cancel` when the broker cancels a consumer.
     pub(crate) cancel_notify: bool,
 }
@@ -141,9 +142,9 @@ pub(crate) struct Channel {
     pub(crate) incoming: Option<Incoming>,
     pub(crate) next_delivery_tag: u64,
     pub(crate) unacked: BTreeMap<u64, Unacked>,
-    pub(crate) consumers: HashMap<u64, Consumer>,
+    pub(crate) consumers: IdMap<u64, Consumer>,
     pub(crate) tags: HashMap<ByteString, u64>,
-    pub(crate) retired: HashMap<u64, Retired>,
+    pub(crate) retired: IdMap<u64, Retired>,
     /// Per-consumer prefetch (`basic.qos`, global = false); 0 = the broker's bound.
     pub(crate) prefetch: u16,
     /// Channel-wide prefetch (`basic.qos`, global = true), shared by later consumers.
@@ -170,9 +171,9 @@ impl Channel {
             incoming: None,
             next_delivery_tag: 1,
             unacked: BTreeMap::new(),
-            consumers: HashMap::new(),
+            consumers: IdMap::default(),
             tags: HashMap::new(),
-            retired: HashMap::new(),
+            retired: IdMap::default(),
             prefetch: 0,
             global_gate: None,
             mode: Mode::Plain,
@@ -615,7 +616,7 @@ impl Channel {
 
     /// Ends the channel's use of the core: a transaction is rolled back, unacked
     /// deliveries are requeued (in delivery order), consumers are cancelled.
-    pub(crate) fn release(&mut self, index: &mut HashMap<u64, u16>) {
+    pub(crate) fn release(&mut self, index: &mut IdMap<u64, u16>) {
         self.incoming = None;
         if let Mode::Tx(t) = &mut self.mode {
             t.txn.rollback();

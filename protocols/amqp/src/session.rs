@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{channel, connection, AMQPClass};
+use ferromq_core::IdMap;
 
 use crate::adapter::{self, Broker, Event, EventReceiver, Link, Principal};
 use crate::channel::{Channel, Ctx};
@@ -64,7 +65,7 @@ pub struct Session {
     tuned: Tuned,
     link: Option<Link>,
     channels: HashMap<u16, Channel>,
-    consumers: HashMap<u64, u16>,
+    consumers: IdMap<u64, u16>,
     /// Channels with confirms ready to send.
     dirty: Vec<u16>,
     last_read_ms: u64,
@@ -106,7 +107,7 @@ impl Session {
             tuned,
             link: None,
             channels: HashMap::new(),
-            consumers: HashMap::new(),
+            consumers: IdMap::default(),
             dirty: Vec::new(),
             last_read_ms: now_ms,
             last_write_ms: now_ms,

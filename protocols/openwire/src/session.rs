@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
+use ferromq_core::IdMap;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
     EventReceiver, Exclusivity, FieldTable, FieldValue, Message, Queue, QueueOptions, Selector,
@@ -122,7 +123,7 @@ pub struct Session {
     sessions: HashSet<i64>,
     producers: HashMap<ProducerId, i32>,
     consumers: HashMap<ConsumerId, Consumer>,
-    by_core: HashMap<u64, ConsumerId>,
+    by_core: IdMap<u64, ConsumerId>,
     txns: HashMap<i64, Txn>,
     temp_dests: HashSet<Destination>,
     /// Consumers watching advisory topics.
@@ -174,7 +175,7 @@ impl Session {
             sessions: HashSet::new(),
             producers: HashMap::new(),
             consumers: HashMap::new(),
-            by_core: HashMap::new(),
+            by_core: IdMap::default(),
             txns: HashMap::new(),
             temp_dests: HashSet::new(),
             watchers: 0,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
+use ferromq_core::IdMap;
 use ferromq_core::{
     AckMode, Broker, Connection, ConsumerHandle, ConsumerSpec, CreditGate, Delivery, Event,
     EventReceiver, Exclusivity, LazyChannel, Queue, QueueOptions, SyncTicket, SyncWaiter,
@@ -85,8 +86,8 @@ pub struct Session {
     connect_deadline_ms: u64,
     client_id: Option<String>,
     subs: HashMap<ByteString, Subscription>,
-    by_consumer: HashMap<u64, ByteString>,
-    acks: HashMap<u64, ByteString>,
+    by_consumer: IdMap<u64, ByteString>,
+    acks: IdMap<u64, ByteString>,
     next_message_id: u64,
     txns: HashMap<ByteString, Txn>,
     /// `/temp-queue/x` name -> generated queue name.
@@ -132,8 +133,8 @@ impl Session {
             connect_deadline_ms,
             client_id: None,
             subs: HashMap::new(),
-            by_consumer: HashMap::new(),
-            acks: HashMap::new(),
+            by_consumer: IdMap::default(),
+            acks: IdMap::default(),
             next_message_id: 1,
             txns: HashMap::new(),
             temp_queues: HashMap::new(),
@@ -952,7 +953,7 @@ fn temp_queue(
     deliveries: &mut LazyChannel,
     temps: &mut HashMap<ByteString, ByteString>,
     subs: &mut HashMap<ByteString, Subscription>,
-    by_consumer: &mut HashMap<u64, ByteString>,
+    by_consumer: &mut IdMap<u64, ByteString>,
     name: &str,
 ) -> Result<ByteString, StompError> {
     if let Some(q) = temps.get(name) {

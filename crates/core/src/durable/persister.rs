@@ -38,6 +38,7 @@ use tracing::{debug, error, warn};
 use super::codec::kind;
 use super::recovery::{binding_ends_with, ObjectKey, Recovered, Tomb};
 use super::{Command, Durable, Meta, Op, SyncState};
+use crate::idmap::IdMap;
 use ferromq_store::{Journal, Lsn, Moved, Store, StoreError, Submitted};
 
 /// Ops taken from the channel per batch: bounds the LSN tickets held at once.
@@ -106,7 +107,7 @@ pub struct Persister {
     /// Run-time users (keyed with an empty vhost).
     users: HashMap<ObjectKey, Lsn>,
     bindings: HashMap<Bytes, BindingBook>,
-    messages: HashMap<u64, MessageBook>,
+    messages: IdMap<u64, MessageBook>,
     tombs: Vec<Tomb>,
     /// Declarations, deletions, bindings and user changes the journal refused for lack of
     /// space, in submission order, to be written again ahead of everything else.
@@ -121,7 +122,7 @@ pub struct Persister {
     /// taken, to forget them once synced. Both hold at most the publishes taken and not
     /// yet synced: bounded by `PENDING_OPS_MAX` and `BATCH_OPS_MAX` plus what the journal
     /// writer holds unsynced (its append queue and `sync_batch_max_bytes`).
-    unsynced: HashMap<u64, Unsynced>,
+    unsynced: IdMap<u64, Unsynced>,
     unsynced_order: VecDeque<(u64, u64)>,
     /// Publishes found consumed in the ops being taken.
     consumed: Vec<u64>,
@@ -220,7 +221,7 @@ impl Persister {
             resettles: 0,
             fence: None,
             failed: false,
-            unsynced: HashMap::new(),
+            unsynced: IdMap::default(),
             unsynced_order: VecDeque::new(),
             consumed: Vec::new(),
         }

@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 
 use super::codec::{kind, Dec, Malformed};
 use crate::exchange::{ExchangeKind, ExchangeOptions};
+use crate::idmap::IdMap;
 use crate::message::{FieldTable, FieldValue, Message};
 use ferromq_store::{Lsn, Record};
 
@@ -106,7 +107,7 @@ pub(crate) struct Recovered {
     pub queues: HashMap<ObjectKey, RQueue>,
     /// By record payload, which identifies a binding.
     pub bindings: HashMap<Bytes, RBinding>,
-    pub messages: HashMap<u64, RMessage>,
+    pub messages: IdMap<u64, RMessage>,
     /// Run-time users by name.
     pub users: HashMap<String, RUser>,
     pub tombs: Vec<Tomb>,
