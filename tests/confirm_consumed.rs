@@ -1,12 +1,23 @@
 //! A persistent publish is confirmed once its message is consumed, even while its journal
 //! record waits for an fsync (see `crates/core/src/durable/mod.rs`), end to end over
-//! STOMP: the receipt of a persistent SEND arrives after the consumer's ACK although every
-//! fsync is held; a message that is delivered but not acknowledged still waits for one.
+//! STOMP and over AMQP with a third-party client (lapin): the receipt of a persistent SEND,
+//! or the publisher confirm of a persistent publish, arrives after the consumer's
+//! acknowledgement although every fsync is held; a message that is delivered but not
+//! acknowledged still waits for one.
 
 mod common;
 
-use common::Client;
+use std::time::Duration;
+
+use common::amqp::{deliveries, next};
+use common::{Client, WAIT};
 use ferromq_stomp::codec::{Command, Frame};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
 
 const QUEUE: &str = "/queue/confirm-consumed";
 
@@ -58,5 +69,91 @@ async fn a_receipt_follows_the_consumers_ack_while_fsyncs_are_held() {
     let r = producer.frame().await;
     assert_eq!(r.headers.get("receipt-id"), Some("r2"), "{r:?}");
     ack_without_receipt(&mut consumer, &m).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_confirm_follows_the_consumers_ack_while_fsyncs_are_held() {
+    let faults = ferromq_core::FaultInjector::new();
+    let server = common::broker(|c| c.store.faults = faults.clone()).await;
+    let addr = server.amqp_addr().unwrap();
+    let queue = "confirm-consumed-amqp";
+    let consumer_conn = common::amqp::connect(addr).await;
+    let cch = consumer_conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    cch.queue_declare(queue.into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let consumer = cch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut rx = deliveries(&consumer);
+    let producer_conn = common::amqp::connect(addr).await;
+    let pch = producer_conn.create_channel().await.unwrap();
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publish = |body: &'static [u8]| {
+        let pch = pch.clone();
+        async move {
+            pch.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("published")
+        }
+    };
+    // A synced persistent publish first: the queue and the connections are settled.
+    let warm = publish(b"warm-up").await;
+    let d = next(&mut rx).await;
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    assert!(tokio::time::timeout(WAIT, warm)
+        .await
+        .unwrap()
+        .unwrap()
+        .is_ack());
+
+    faults.hold_fsyncs(true);
+    let one = publish(b"one").await;
+    let d = next(&mut rx).await;
+    assert_eq!(&d.data[..], b"one");
+    d.ack(BasicAckOptions::default()).await.unwrap();
+    let confirm = tokio::time::timeout(WAIT, one)
+        .await
+        .expect("confirmed while every fsync is held")
+        .unwrap();
+    assert!(confirm.is_ack(), "{confirm:?}");
+
+    // Delivered, not acknowledged: its confirm waits for the fsync.
+    let two = publish(b"two").await;
+    let mut two = std::pin::pin!(two);
+    let d = next(&mut rx).await;
+    assert_eq!(&d.data[..], b"two");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), two.as_mut())
+            .await
+            .is_err(),
+        "confirmed before its fsync although not consumed"
+    );
+    faults.hold_fsyncs(false);
+    let confirm = tokio::time::timeout(WAIT, two.as_mut())
+        .await
+        .expect("confirmed once synced")
+        .unwrap();
+    assert!(confirm.is_ack(), "{confirm:?}");
+    d.ack(BasicAckOptions::default()).await.unwrap();
     server.shutdown().await;
 }
