@@ -818,6 +818,67 @@ async fn a_full_disk_refuses_what_found_no_space_and_the_broker_carries_on() {
     n.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_behind_a_batch_in_flight_refuses_only_what_found_no_space() {
+    let dir = TempDir::new("disk-full-in-flight");
+    let cfg = config(&dir.0);
+    let faults = cfg.journal.faults.clone();
+    let n = start_with(cfg);
+    n.durable_queue("d");
+    let mut waiter = n.broker.sync_waiter().unwrap();
+    let warm = n.persistent("", "d", "warm-up").ticket.unwrap();
+    waiter.wait(warm).await.expect("synced");
+
+    // "a" is written and its fsync held: a batch in flight.
+    faults.hold_fsyncs(true);
+    let a = n.persistent("", "d", "a").ticket.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while faults.held_fsyncs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's fsync never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    // Behind it, with the disk full, more batches: two messages and a declaration.
+    faults.set_disk_full(true);
+    let b = n.persistent("", "d", "b").ticket.unwrap();
+    n.durable_queue("later");
+    let c = n.persistent("", "d", "c").ticket.unwrap();
+    faults.hold_fsyncs(false);
+    waiter
+        .wait(a)
+        .await
+        .expect("the batch in flight was synced");
+    for (name, t) in [("b", b), ("c", c)] {
+        let e = waiter.wait(t).await.expect_err("no space for it");
+        assert_eq!(e.reply_code(), 506, "{name}: {e}");
+    }
+
+    // Space is back: the declaration made meanwhile is written ahead of what follows.
+    faults.set_disk_full(false);
+    let after = n.persistent("", "later", "after").ticket.unwrap();
+    waiter.wait(after).await.expect("confirmed again");
+    assert_eq!(waiter.poll(a), Some(Ok(())), "a synced op stays synced");
+    let mut sub = n.sub("d");
+    assert_eq!(
+        sub.drain_bodies(),
+        ["warm-up", "a", "b", "c"],
+        "all in memory"
+    );
+    drop(sub);
+    n.stop().await;
+
+    // Only what was confirmed comes back.
+    let n = start(&dir.0);
+    let mut sub = n.sub("d");
+    assert_eq!(sub.drain_bodies(), ["warm-up", "a"]);
+    let mut later = n.sub("later");
+    assert_eq!(later.drain_bodies(), ["after"]);
+    drop((sub, later));
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn run_time_users_survive_restarts_and_compaction() {
     use ferromq_core::{hash_password, CoreError, UserRecord};

@@ -23,6 +23,8 @@ struct Switches {
     /// While true, fsyncs wait (see [`FaultInjector::hold_fsyncs`]).
     held: Mutex<bool>,
     released: Condvar,
+    /// How many fsyncs are waiting for the release now.
+    waiting: AtomicU32,
 }
 
 /// What the store should do instead of a write.
@@ -69,6 +71,12 @@ impl FaultInjector {
         self.inner.released.notify_all();
     }
 
+    /// How many fsyncs are waiting for [`FaultInjector::hold_fsyncs`]'s release now: a test
+    /// that needs a batch to be in flight (written, its fsync not done) polls for it.
+    pub fn held_fsyncs(&self) -> u32 {
+        self.inner.waiting.load(Ordering::SeqCst)
+    }
+
     /// Disarms every fault.
     pub fn clear(&self) {
         self.fail_fsyncs(0);
@@ -102,12 +110,17 @@ impl FaultInjector {
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if !*held {
+            return;
+        }
+        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
         drop(
             self.inner
                 .released
                 .wait_while(held, |h| *h)
                 .unwrap_or_else(PoisonError::into_inner),
         );
+        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub(crate) fn on_write(&self) -> Option<WriteFault> {
