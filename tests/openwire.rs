@@ -507,7 +507,7 @@ async fn silent_client_is_closed_after_the_negotiated_inactivity() {
     use std::time::{Duration, Instant};
     use tokio::io::AsyncReadExt;
 
-    let server = common::broker(|_| {}).await;
+    let server = common::broker(|c| c.openwire.inactivity_min_ms = 100).await;
     let (mut c, _) = RawClient::negotiate(&server, 300, 200).await;
     // Alive: a KeepAliveInfo every 100 ms or so for 1.5 s (five read-check periods).
     let mut keep_alives = 0;
@@ -553,7 +553,7 @@ async fn inactivity_monitoring_waits_for_the_initial_delay() {
     use ferromq_openwire::command::Body;
     use std::time::Duration;
 
-    let server = common::broker(|_| {}).await;
+    let server = common::broker(|c| c.openwire.inactivity_min_ms = 100).await;
     let (mut c, sent) = RawClient::negotiate(&server, 300, 600).await;
     let bodies = c.until_closed(Duration::from_secs(10)).await;
     let closed_after = sent.elapsed();
@@ -576,6 +576,65 @@ async fn inactivity_monitoring_waits_for_the_initial_delay() {
         keep_alives[0] >= Duration::from_millis(590),
         "a KeepAliveInfo {:?} after negotiation, within the initial delay",
         keep_alives[0]
+    );
+    server.shutdown().await;
+}
+
+/// A client that announces a MaxInactivityDuration below `[openwire] inactivity_min_ms` is
+/// refused at negotiation with a ConnectionError naming both values (a 5 ms period would
+/// have the broker write a KeepAliveInfo every few milliseconds); 0, monitoring off, is
+/// accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inactivity_period_below_the_floor_is_refused_at_negotiation() {
+    use ferromq_openwire::command::{Body, Command};
+    use std::time::Duration;
+
+    let server = common::broker(|_| {}).await;
+    let (mut c, _) = RawClient::negotiate(&server, 5, 0).await;
+    let bodies = c.until_closed(Duration::from_secs(10)).await;
+    let Some((_, Body::ConnectionError { exception, .. })) = bodies.last() else {
+        panic!(
+            "closed with {:?}",
+            bodies.iter().map(|(_, b)| b.name()).collect::<Vec<_>>()
+        );
+    };
+    let message = exception
+        .as_ref()
+        .and_then(|e| e.message.as_deref())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("5 ms") && message.contains("1000 ms"),
+        "{message}"
+    );
+
+    // Off is not a short period: the connection stays and answers.
+    let (mut c, _) = RawClient::negotiate(&server, 0, 0).await;
+    c.send(Command {
+        response_required: true,
+        ..Command::new(7, Body::KeepAliveInfo)
+    })
+    .await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        loop {
+            while let Some(f) = c.dec.decode(&mut c.buf).expect("decodes") {
+                if !matches!(f.body, Body::BrokerInfo(_)) {
+                    return f.body;
+                }
+            }
+            assert!(
+                c.sock.read_buf(&mut c.buf).await.expect("read") > 0,
+                "closed"
+            );
+        }
+    })
+    .await
+    .expect("an answer");
+    assert!(
+        !matches!(answered, Body::ConnectionError { .. }),
+        "refused: {}",
+        answered.name()
     );
     server.shutdown().await;
 }

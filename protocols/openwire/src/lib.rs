@@ -58,6 +58,12 @@ pub struct OpenWireConfig {
     /// writes (`inactivity.rs`). 0 on either side disables monitoring. ActiveMQ's default
     /// is 30 s.
     pub inactivity_ms: u64,
+    /// The shortest `MaxInactivityDuration` a client may negotiate (other than 0, off): a
+    /// period of a few milliseconds would have the broker write a KeepAliveInfo every
+    /// millisecond on that connection. A client that asks for less is refused at
+    /// negotiation with a ConnectionError naming this bound. ActiveMQ has no floor; no
+    /// client keeps its 30 s default below one second.
+    pub inactivity_min_ms: u64,
     /// `MaxInactivityDurationInitalDelay` announced: the lower of both sides' values is
     /// how long after negotiation monitoring starts. ActiveMQ's default is 10 s.
     pub inactivity_initial_delay_ms: u64,
@@ -106,6 +112,7 @@ impl Default for OpenWireConfig {
         Self {
             frame_max_bytes: 64 * 1024 * 1024,
             inactivity_ms: 30_000,
+            inactivity_min_ms: 1_000,
             inactivity_initial_delay_ms: 10_000,
             connect_timeout_ms: 30_000,
             write_stall_timeout_ms: 30_000,

@@ -521,6 +521,18 @@ impl Session {
             }
         }
         let announced = |k: &str| w.properties.get(k).and_then(FieldValue::as_i64);
+        if let Some(theirs) = announced("MaxInactivityDuration") {
+            let floor = self.cfg.inactivity_min_ms;
+            if self.cfg.inactivity_ms > 0 && theirs > 0 && (theirs as u64) < floor {
+                let why = format!(
+                    "MaxInactivityDuration of {theirs} ms is below this broker's minimum of {floor} ms"
+                );
+                // The format is agreed on (ours went out at connect, theirs just came): the
+                // refusal can be written in it.
+                self.negotiated = true;
+                return self.fail_connection(&why, out);
+            }
+        }
         self.inactivity = Monitor::negotiated(
             self.cfg.inactivity_ms,
             self.cfg.inactivity_initial_delay_ms,
