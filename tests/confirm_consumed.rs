@@ -17,7 +17,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
+use lapin::{BasicProperties, Channel, PublisherConfirm};
 
 const QUEUE: &str = "/queue/confirm-consumed";
 
@@ -102,22 +102,8 @@ async fn an_amqp_confirm_follows_the_consumers_ack_while_fsyncs_are_held() {
     pch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let publish = |body: &'static [u8]| {
-        let pch = pch.clone();
-        async move {
-            pch.basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("published")
-        }
-    };
     // A synced persistent publish first: the queue and the connections are settled.
-    let warm = publish(b"warm-up").await;
+    let warm = publish(&pch, queue, b"warm-up").await;
     let d = next(&mut rx).await;
     d.ack(BasicAckOptions::default()).await.unwrap();
     assert!(tokio::time::timeout(WAIT, warm)
@@ -127,7 +113,7 @@ async fn an_amqp_confirm_follows_the_consumers_ack_while_fsyncs_are_held() {
         .is_ack());
 
     faults.hold_fsyncs(true);
-    let one = publish(b"one").await;
+    let one = publish(&pch, queue, b"one").await;
     let d = next(&mut rx).await;
     assert_eq!(&d.data[..], b"one");
     d.ack(BasicAckOptions::default()).await.unwrap();
@@ -138,7 +124,7 @@ async fn an_amqp_confirm_follows_the_consumers_ack_while_fsyncs_are_held() {
     assert!(confirm.is_ack(), "{confirm:?}");
 
     // Delivered, not acknowledged: its confirm waits for the fsync.
-    let two = publish(b"two").await;
+    let two = publish(&pch, queue, b"two").await;
     let mut two = std::pin::pin!(two);
     let d = next(&mut rx).await;
     assert_eq!(&d.data[..], b"two");
@@ -156,4 +142,17 @@ async fn an_amqp_confirm_follows_the_consumers_ack_while_fsyncs_are_held() {
     assert!(confirm.is_ack(), "{confirm:?}");
     d.ack(BasicAckOptions::default()).await.unwrap();
     server.shutdown().await;
+}
+
+/// A persistent publish to the default exchange; the confirm to wait for.
+async fn publish(ch: &Channel, queue: &str, body: &[u8]) -> PublisherConfirm {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("published")
 }
