@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::codec::kind;
 use super::recovery::{binding_ends_with, ObjectKey, Recovered, Tomb};
@@ -241,6 +241,8 @@ impl Persister {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         let mut compaction: Option<tokio::task::JoinHandle<Result<Vec<Moved>, StoreError>>> = None;
+        // The last attempt failed: the next failure is not logged as a warning again.
+        let mut compaction_failing = false;
         // The batches with the journal, oldest first, and the ops taken but not handed over.
         let mut writing: VecDeque<InFlight> = VecDeque::new();
         let mut inflight_ops = 0;
@@ -318,11 +320,28 @@ impl Persister {
                 }
                 done = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
                     compaction = None;
-                    match done {
-                        Ok(Ok(moved)) if !moved.is_empty() => moves = Some(moved),
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => warn!(dir = %self.dir.display(), %e, "journal compaction failed"),
-                        Err(e) => warn!(%e, "journal compaction task ended abnormally"),
+                    let failure = match done {
+                        Ok(Ok(moved)) => {
+                            if !moved.is_empty() {
+                                moves = Some(moved);
+                            }
+                            None
+                        }
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(e) => Some(format!("compaction task ended abnormally: {e}")),
+                    };
+                    // Once per episode: a full disk fails every attempt until space is back.
+                    match (failure, compaction_failing) {
+                        (Some(e), false) => {
+                            warn!(dir = %self.dir.display(), error = %e, "journal compaction failed; retrying every interval");
+                            compaction_failing = true;
+                        }
+                        (Some(e), true) => debug!(dir = %self.dir.display(), error = %e, "journal compaction failed again"),
+                        (None, true) => {
+                            info!(dir = %self.dir.display(), "journal compaction works again");
+                            compaction_failing = false;
+                        }
+                        (None, false) => {}
                     }
                 }
             }
