@@ -345,6 +345,7 @@ pub struct MqttSection {
     pub will_delay_max_secs: u32,
     pub session_sweep_interval_ms: u64,
     pub deadline_check_interval_ms: u64,
+    pub park_after_ms: u64,
 }
 
 impl Default for MqttSection {
@@ -373,6 +374,7 @@ impl Default for MqttSection {
             will_delay_max_secs: d.will_delay_max_secs,
             session_sweep_interval_ms: d.session_sweep_interval_ms,
             deadline_check_interval_ms: d.deadline_check_interval_ms,
+            park_after_ms: d.park_after_ms,
         }
     }
 }
@@ -407,6 +409,7 @@ impl MqttSection {
             will_delay_max_secs: self.will_delay_max_secs,
             session_sweep_interval_ms: self.session_sweep_interval_ms,
             deadline_check_interval_ms: self.deadline_check_interval_ms,
+            park_after_ms: self.park_after_ms,
         }
     }
 }

@@ -54,6 +54,13 @@ pub struct MqttConfig {
     /// (CONNECT timeout, Keep Alive, `write_stall_timeout_ms`): each is enforced up to
     /// this much late. A timer in every connection cost 136 bytes of each.
     pub deadline_check_interval_ms: u64,
+    /// A plain-TCP connection that has read nothing but PINGREQs for this long, and has
+    /// nothing under way (no subscription or consumer, no acknowledgement owed, nothing
+    /// buffered), is parked: its task ends, and the listener's parking lot answers its
+    /// PINGREQs and watches its socket and Keep Alive until anything else happens, when
+    /// it gets a task again (`park.rs`). 0: never park. Checked by the deadline ticker,
+    /// so a connection parks up to `deadline_check_interval_ms` later.
+    pub park_after_ms: u64,
 }
 
 impl Default for MqttConfig {
@@ -83,6 +90,10 @@ impl Default for MqttConfig {
             session_sweep_interval_ms: 60_000,
             // Keep Alive is counted in seconds; a scan of 50,000 deadlines costs ~0.1 ms.
             deadline_check_interval_ms: 500,
+            // Long enough that a client in the middle of an exchange (CONNECT then
+            // SUBSCRIBE, a burst of publishes) is not parked between its packets; short
+            // enough that a fleet of idle devices costs little shortly after it connects.
+            park_after_ms: 2_000,
         }
     }
 }

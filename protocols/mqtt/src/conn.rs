@@ -8,20 +8,26 @@
 //! Keep Alive, a write stall: the listener's ticker checks them, `expiry.rs`), so that an
 //! idle connection's task holds one small wait besides its read.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use ferromq_core::buffers::BufSizes;
-use ferromq_core::{next_event, Broker, Event, Peer, SyncWaiter};
+use ferromq_core::{next_event, Broker, Event, EventReceiver, Peer, SyncWaiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, ReusableBoxFuture};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::MqttConfig;
-use crate::session::{publish_will, DelayedWill, Flow, Session};
+use crate::park::{self, Context, Lot};
+use crate::session::{publish_will, DelayedWill, Flow, ParkedSession, Session};
 use crate::shared::Shared;
-use crate::Decoder;
+use crate::{Decoder, Packet};
 
 /// Deliveries encoded per wake-up before the socket is written.
 const EVENT_BATCH_MAX: usize = 256;
@@ -39,107 +45,288 @@ const BUF_SIZES: BufSizes = BufSizes {
     keep_bytes: 4 * 1024,
 };
 
+/// A connection's place in its listener, kept while the connection lives, parked or not.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// Its share of the listener's connection limit.
+    pub permit: Option<OwnedSemaphorePermit>,
+    /// Its entry in the connections the listener waits for at shutdown.
+    pub task: Option<TaskTrackerToken>,
+}
+
+/// What a parked connection's new task starts with (`park.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Resume {
+    /// Read by the lot and not handled: in front of everything read next.
+    pub rbuf: BytesMut,
+    /// Owed to the client (the rest of a PINGRESP).
+    pub wbuf: BytesMut,
+    /// The Keep Alive deadline passed while parked.
+    pub expired: bool,
+}
+
+/// How a connection may park while idle (`park.rs`).
+#[derive(Debug)]
+pub struct Parking<S> {
+    /// The connection's place in its listener, which it keeps while parked.
+    pub slot: Slot,
+    /// The plain TCP socket the stream is, for a stream that may be one; `None`: the
+    /// connection never parks (TLS, WebSocket).
+    pub into_tcp: Option<fn(S) -> Result<TcpStream, S>>,
+}
+
 /// Runs one MQTT connection over any byte stream until it closes or `shutdown` fires.
-pub async fn serve_connection<S>(
+pub fn serve_connection<S>(
     stream: S,
     peer: impl Into<Peer>,
     config: Arc<MqttConfig>,
     broker: Broker,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-) where
+    parking: Parking<S>,
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Peer {
         addr: peer,
         verified_user,
     } = peer.into();
-    let start = Instant::now();
-    let now = move || start.elapsed().as_millis() as u64;
     let mut session = Session::new(
         config.clone(),
         broker.clone(),
         shared.clone(),
         peer.map(|p| p.ip()),
-        now(),
+        0,
     );
     session.set_verified_user(verified_user);
     // Cancelled at shutdown and, once the client id is claimed, at a takeover: one wait
     // for both in every connection's task.
     let stop = shutdown.child_token();
     session.set_stop_token(stop.clone());
+    let cx = Context {
+        config,
+        broker,
+        shared,
+        shutdown,
+    };
+    run(
+        Conn {
+            stream,
+            peer,
+            session,
+            stop,
+            start: Instant::now(),
+            slot: parking.slot,
+            into_tcp: parking.into_tcp,
+        },
+        Resume::default(),
+        cx,
+    )
+}
+
+/// Runs a connection that leaves the parking lot, its last read at `last_read`.
+pub(crate) async fn resume(
+    tcp: TcpStream,
+    session: Box<ParkedSession>,
+    slot: Slot,
+    last_read: Instant,
+    resume: Resume,
+    cx: Context,
+) {
+    let peer = tcp.peer_addr().ok();
+    // Its clock starts at its last read.
+    let session = resumed_session(&cx, session, 0);
+    // The claim's token, a child of the shutdown token: already cancelled if the session
+    // was taken over or the server is stopping meanwhile.
+    let stop = session
+        .kicked()
+        .unwrap_or_else(|| cx.shutdown.child_token());
+    let conn = Conn {
+        stream: tcp,
+        peer,
+        session,
+        stop,
+        start: last_read,
+        slot,
+        into_tcp: Some(Ok),
+    };
+    run(conn, resume, cx).await;
+}
+
+/// The session of a parked connection again, its last read at `last_read_ms` on its new
+/// clock.
+pub(crate) fn resumed_session(
+    cx: &Context,
+    session: Box<ParkedSession>,
+    last_read_ms: u64,
+) -> Session {
+    Session::unpark(
+        session,
+        cx.config.clone(),
+        cx.broker.clone(),
+        cx.shared.clone(),
+        last_read_ms,
+    )
+}
+
+/// One connection's own parts, as `run` takes them.
+struct Conn<S> {
+    stream: S,
+    peer: Option<SocketAddr>,
+    session: Session,
+    stop: CancellationToken,
+    /// The session's clock starts here.
+    start: Instant,
+    slot: Slot,
+    into_tcp: Option<fn(S) -> Result<TcpStream, S>>,
+}
+
+async fn run<S>(conn: Conn<S>, resume: Resume, cx: Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Conn {
+        mut stream,
+        peer,
+        mut session,
+        stop,
+        start,
+        slot,
+        into_tcp,
+    } = conn;
+    let Context {
+        config,
+        broker,
+        shared,
+        shutdown,
+    } = &cx;
+    let now = move || start.elapsed().as_millis() as u64;
     // ... and when a deadline passes, which the listener's ticker checks (`expiry.rs`).
     let interval = Duration::from_millis(config.deadline_check_interval_ms);
     let deadline = shared.deadlines().watch(stop.clone(), interval);
     // No channel until the session has a consumer (see `Session::take_events`).
     let mut events = None;
     let mut journal = Journal::new(session.sync_waiter());
-    let mut decoder = Decoder::server(config.limits.clone());
+    let mut decoder = match session.version() {
+        Some(v) => Decoder::server_connected(v, config.limits.clone()),
+        None => Decoder::server(config.limits.clone()),
+    };
     // Not split into halves (that costs an allocation per connection): writes happen
     // between reads, never during one.
-    let mut stream = stream;
     let mut rbuf = BUF_SIZES.read_buf();
-    // Grows with what is written (see `BufSizes`).
-    let mut wbuf = BytesMut::new();
+    // Grows with what is written (see `BufSizes`); a resumed connection may owe bytes.
+    let Resume {
+        rbuf: unread,
+        mut wbuf,
+        expired,
+    } = resume;
+    // Parking (`park.rs`): after `park_after_ms` of nothing read but PINGREQs, counted
+    // from `quiet_ms` on the session's clock. A stream that is not a plain socket, or a
+    // listener without a lot, never parks.
+    let mut parkable = config.park_after_ms > 0 && into_tcp.is_some();
+    let mut quiet_ms = 0u64;
 
-    let mut flow = Flow::Continue;
-    while flow == Flow::Continue {
-        deadline.set(
-            session
-                .next_deadline_ms()
-                .map(|ms| start + Duration::from_millis(ms)),
+    let mut flow = if expired {
+        session.on_expired(&mut wbuf)
+    } else {
+        Flow::Continue
+    };
+    if !unread.is_empty() && flow == Flow::Continue {
+        // What the lot read and did not handle, decoded as if just read.
+        rbuf.extend_from_slice(&unread);
+        drop(unread);
+        let (t, q) = (now(), &mut quiet_ms);
+        flow = on_read(
+            &mut session,
+            &mut decoder,
+            &mut rbuf,
+            &mut events,
+            &mut wbuf,
+            t,
+            q,
         );
-        // Flow control: while the journal is behind, producers are not read from.
-        let may_read = broker.has_durable_capacity();
-        let acks_due = session.has_pending_acks();
-        let spare = rbuf.capacity() - rbuf.len();
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                flow = if shutdown.is_cancelled() {
-                    session.on_shutdown(&mut wbuf)
-                } else if deadline.expired() {
-                    session.on_expired(&mut wbuf)
-                } else {
-                    session.on_taken_over(&mut wbuf)
-                };
+    }
+    loop {
+        if wbuf.is_empty() {
+            if flow != Flow::Continue {
+                break;
             }
-            _ = journal.wait(&broker, acks_due), if acks_due || !may_read => {
-                if acks_due {
-                    flow = session.on_synced(&mut wbuf);
+            deadline.set(
+                session
+                    .next_deadline_ms()
+                    .map(|ms| start + Duration::from_millis(ms)),
+            );
+            let may_park = parkable && events.is_none() && session.may_park();
+            if may_park {
+                deadline.set_park(Some(
+                    start + Duration::from_millis(quiet_ms + config.park_after_ms),
+                ));
+            }
+            // Flow control: while the journal is behind, producers are not read from.
+            let may_read = broker.has_durable_capacity();
+            let acks_due = session.has_pending_acks();
+            let spare = rbuf.capacity() - rbuf.len();
+            let mut park_due = false;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    flow = if shutdown.is_cancelled() {
+                        session.on_shutdown(&mut wbuf)
+                    } else if deadline.expired() {
+                        session.on_expired(&mut wbuf)
+                    } else {
+                        session.on_taken_over(&mut wbuf)
+                    };
                 }
+                _ = journal.wait(broker, acks_due), if acks_due || !may_read => {
+                    if acks_due {
+                        flow = session.on_synced(&mut wbuf);
+                    }
+                }
+                read = stream.read_buf(&mut rbuf), if may_read => {
+                    match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let (t, q) = (now(), &mut quiet_ms);
+                            flow = on_read(&mut session, &mut decoder, &mut rbuf, &mut events, &mut wbuf, t, q);
+                            BUF_SIZES.after_read(&mut rbuf, n, spare);
+                        }
+                    }
+                }
+                ev = next_event(&mut events) => {
+                    if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                        flow = on_events(&mut session, ev, rx, &mut wbuf);
+                    }
+                }
+                _ = deadline.park_due(), if may_park => park_due = true,
             }
-            read = stream.read_buf(&mut rbuf), if may_read => {
-                match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        session.on_read(now());
-                        loop {
-                            match decoder.decode(&mut rbuf) {
-                                Ok(Some(p)) => {
-                                    flow = session.on_packet(p, now(), &mut wbuf);
-                                    if events.is_none() {
-                                        events = session.take_events();
-                                    }
-                                    if flow == Flow::Close {
-                                        break;
-                                    }
+            let idle = flow == Flow::Continue && rbuf.is_empty() && wbuf.is_empty();
+            if park_due && idle && events.is_none() && !stop.is_cancelled() {
+                match (shared.lot(|| cx.clone()), into_tcp) {
+                    (Some(lot), Some(into_tcp)) => {
+                        let last_read_ms = session.last_read_ms();
+                        if let Some(parked) = session.park() {
+                            match into_tcp(stream) {
+                                Ok(tcp) => {
+                                    let last_read = start + Duration::from_millis(last_read_ms);
+                                    park(lot, tcp, parked, slot, last_read, &cx);
+                                    return;
                                 }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    flow = session.on_decode_error(&e, decoder.version(), &mut wbuf);
-                                    break;
+                                Err(s) => {
+                                    stream = s;
+                                    parkable = false;
+                                    session = resumed_session(&cx, parked, last_read_ms);
                                 }
                             }
                         }
-                        BUF_SIZES.after_read(&mut rbuf, n, spare);
                     }
+                    _ => parkable = false,
                 }
             }
-            ev = next_event(&mut events) => {
-                if let (Some(ev), Some(rx)) = (ev, &mut events) {
-                    flow = on_events(&mut session, ev, rx, &mut wbuf);
-                }
+            if park_due {
+                // Not parked: try again after another quiet period.
+                quiet_ms = now();
             }
         }
         if !wbuf.is_empty() {
@@ -147,13 +334,13 @@ pub async fn serve_connection<S>(
                 // The last packets. The stop token cannot bound this write (it may be
                 // cancelled already), so it gets a timer of its own, boxed: it runs once
                 // per connection, and inline it would be room in every task.
-                let limit = write_timeout(&config).min(GOODBYE_TIMEOUT);
+                let limit = write_timeout(config).min(GOODBYE_TIMEOUT);
                 let last = tokio::time::timeout(limit, write_out(&mut stream, &wbuf));
                 Box::pin(last)
                     .await
                     .unwrap_or_else(|elapsed| Err(elapsed.into()))
             } else {
-                deadline.set(Some(Instant::now() + write_timeout(&config)));
+                deadline.set(Some(Instant::now() + write_timeout(config)));
                 tokio::select! {
                     biased;
                     r = write_out(&mut stream, &wbuf) => r,
@@ -183,7 +370,69 @@ pub async fn serve_connection<S>(
     }
     session.close();
     if let Some(will) = session.take_delayed_will() {
-        tokio::spawn(delayed_will(will, config, shared, shutdown));
+        tokio::spawn(delayed_will(
+            will,
+            config.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(slot);
+}
+
+/// Decodes and handles what `rbuf` holds. Anything but PINGREQ restarts the quiet
+/// period that parking waits for (`quiet_ms`).
+fn on_read(
+    session: &mut Session,
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+    events: &mut Option<EventReceiver>,
+    wbuf: &mut BytesMut,
+    now_ms: u64,
+    quiet_ms: &mut u64,
+) -> Flow {
+    session.on_read(now_ms);
+    loop {
+        match decoder.decode(rbuf) {
+            Ok(Some(p)) => {
+                if !matches!(p, Packet::PingReq) {
+                    *quiet_ms = now_ms;
+                }
+                let flow = session.on_packet(p, now_ms, wbuf);
+                if events.is_none() {
+                    *events = session.take_events();
+                }
+                if flow == Flow::Close {
+                    return flow;
+                }
+            }
+            Ok(None) => return Flow::Continue,
+            Err(e) => return session.on_decode_error(&e, decoder.version(), wbuf),
+        }
+    }
+}
+
+/// Hands a connection to the lot, or gives it a new task if the lot will not take it.
+fn park(
+    lot: &Lot,
+    tcp: TcpStream,
+    session: Box<ParkedSession>,
+    slot: Slot,
+    last_read: Instant,
+    cx: &Context,
+) {
+    // Out of tokio's reactor: the lot's epoll set watches it now.
+    let tcp = match tcp.into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            // The socket is gone: the session ends as if it had closed (Will included).
+            tracing::debug!(error = %e, "MQTT connection lost while parking");
+            drop(resumed_session(cx, session, 0));
+            return;
+        }
+    };
+    if let Err((tcp, session, slot)) = lot.park(tcp, session, slot, last_read) {
+        park::spawn(cx, tcp, session, slot, last_read, Resume::default());
     }
 }
 
@@ -216,7 +465,7 @@ async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8]) -> std::io
 fn on_events(
     session: &mut Session,
     first: Event,
-    events: &mut ferromq_core::EventReceiver,
+    events: &mut EventReceiver,
     wbuf: &mut BytesMut,
 ) -> Flow {
     let mut flow = session.on_event(first, wbuf);

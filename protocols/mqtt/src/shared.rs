@@ -9,13 +9,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytestring::ByteString;
 use ferromq_core::{CoreError, Message, SyncTicket, Vhost};
 use tokio_util::sync::CancellationToken;
 
 use crate::expiry::Deadlines;
+use crate::park::{Context, Lot};
 use crate::qos_store::{Kind, QosStore};
 use crate::retained::RetainedStore;
 use crate::QoS;
@@ -148,6 +149,9 @@ pub struct Shared {
     retained: RetainedStore,
     qos_store: QosStore,
     deadlines: Deadlines,
+    /// The parking lot of idle plain-TCP connections (`park.rs`), started by the first
+    /// to park; `None` if it could not be (no epoll set: nothing parks).
+    lot: OnceLock<Option<Arc<Lot>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -388,5 +392,26 @@ impl Shared {
     /// The deadlines of the connections (see `expiry.rs`).
     pub(crate) fn deadlines(&self) -> &Deadlines {
         &self.deadlines
+    }
+
+    /// The parking lot, started now (with `cx`) if it is not yet.
+    pub(crate) fn lot(&self, cx: impl FnOnce() -> Context) -> Option<&Arc<Lot>> {
+        self.lot
+            .get_or_init(|| match Lot::start(cx()) {
+                Ok(lot) => Some(lot),
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT parking lot not started; idle connections keep their tasks");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Connections parked now (`park.rs`): idle plain-TCP connections without a task.
+    pub fn parked_len(&self) -> usize {
+        self.lot
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, |l| l.len())
     }
 }
