@@ -346,6 +346,7 @@ pub struct MqttSection {
     pub session_sweep_interval_ms: u64,
     pub deadline_check_interval_ms: u64,
     pub park_after_ms: u64,
+    pub park_after_connect_ms: u64,
 }
 
 impl Default for MqttSection {
@@ -375,6 +376,7 @@ impl Default for MqttSection {
             session_sweep_interval_ms: d.session_sweep_interval_ms,
             deadline_check_interval_ms: d.deadline_check_interval_ms,
             park_after_ms: d.park_after_ms,
+            park_after_connect_ms: d.park_after_connect_ms,
         }
     }
 }
@@ -410,6 +412,7 @@ impl MqttSection {
             session_sweep_interval_ms: self.session_sweep_interval_ms,
             deadline_check_interval_ms: self.deadline_check_interval_ms,
             park_after_ms: self.park_after_ms,
+            park_after_connect_ms: self.park_after_connect_ms,
         }
     }
 }

@@ -61,6 +61,11 @@ pub struct MqttConfig {
     /// it gets a task again (`park.rs`). 0: never park. Checked by the deadline ticker,
     /// so a connection parks up to `deadline_check_interval_ms` later.
     pub park_after_ms: u64,
+    /// The same for a connection that has sent nothing but its CONNECT (and PINGREQs) so
+    /// far: its first quiet period. 0: it parks as soon as its CONNACK is written, if
+    /// nothing else is buffered (a client that goes on, SUBSCRIBE after CONNACK, is taken
+    /// out of the lot again at the cost of one task).
+    pub park_after_connect_ms: u64,
 }
 
 impl Default for MqttConfig {
@@ -94,6 +99,10 @@ impl Default for MqttConfig {
             // SUBSCRIBE, a burst of publishes) is not parked between its packets; short
             // enough that a fleet of idle devices costs little shortly after it connects.
             park_after_ms: 2_000,
+            // Most connections of a large fleet connect and go quiet. Parked at once, they
+            // never all hold a task together during a reconnection storm, whose peak the
+            // allocator would otherwise keep (freed tasks leave holes, not free pages).
+            park_after_connect_ms: 0,
         }
     }
 }

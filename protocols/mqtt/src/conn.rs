@@ -126,14 +126,14 @@ where
 }
 
 /// Runs a connection that leaves the parking lot, its last read at `last_read`.
-pub(crate) async fn resume(
+pub(crate) fn resume(
     tcp: TcpStream,
     session: Box<ParkedSession>,
     slot: Slot,
     last_read: Instant,
     resume: Resume,
     cx: Context,
-) {
+) -> impl Future<Output = ()> {
     let peer = tcp.peer_addr().ok();
     // Its clock starts at its last read.
     let session = resumed_session(&cx, session, 0);
@@ -151,7 +151,7 @@ pub(crate) async fn resume(
         slot,
         into_tcp: Some(Ok),
     };
-    run(conn, resume, cx).await;
+    run(conn, resume, cx)
 }
 
 /// The session of a parked connection again, its last read at `last_read_ms` on its new
@@ -182,206 +182,250 @@ struct Conn<S> {
     into_tcp: Option<fn(S) -> Result<TcpStream, S>>,
 }
 
-async fn run<S>(conn: Conn<S>, resume: Resume, cx: Context)
+// An `async` block, not an `async fn`: an `async fn` moves its arguments into locals,
+// which take room in the task beside the arguments themselves, and the session alone is
+// 472 bytes. For the same reason the connection's parts are used where they are, in
+// `conn` and `resume`, not moved out of them.
+fn run<S>(mut conn: Conn<S>, mut resume: Resume, cx: Context) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Conn {
-        mut stream,
-        peer,
-        mut session,
-        stop,
-        start,
-        slot,
-        into_tcp,
-    } = conn;
-    let Context {
-        config,
-        broker,
-        shared,
-        shutdown,
-    } = &cx;
-    let now = move || start.elapsed().as_millis() as u64;
-    // ... and when a deadline passes, which the listener's ticker checks (`expiry.rs`).
-    let interval = Duration::from_millis(config.deadline_check_interval_ms);
-    let deadline = shared.deadlines().watch(stop.clone(), interval);
-    // No channel until the session has a consumer (see `Session::take_events`).
-    let mut events = None;
-    let mut journal = Journal::new(session.sync_waiter());
-    let mut decoder = match session.version() {
-        Some(v) => Decoder::server_connected(v, config.limits.clone()),
-        None => Decoder::server(config.limits.clone()),
-    };
-    // Not split into halves (that costs an allocation per connection): writes happen
-    // between reads, never during one.
-    let mut rbuf = BUF_SIZES.read_buf();
-    // Grows with what is written (see `BufSizes`); a resumed connection may owe bytes.
-    let Resume {
-        rbuf: unread,
-        mut wbuf,
-        expired,
-    } = resume;
-    // Parking (`park.rs`): after `park_after_ms` of nothing read but PINGREQs, counted
-    // from `quiet_ms` on the session's clock. A stream that is not a plain socket, or a
-    // listener without a lot, never parks.
-    let mut parkable = config.park_after_ms > 0 && into_tcp.is_some();
-    let mut quiet_ms = 0u64;
+    async move {
+        let start = conn.start;
+        let Context {
+            config,
+            broker,
+            shared,
+            shutdown,
+        } = &cx;
+        let now = move || start.elapsed().as_millis() as u64;
+        // ... and when a deadline passes, which the listener's ticker checks (`expiry.rs`).
+        let interval = Duration::from_millis(config.deadline_check_interval_ms);
+        let deadline = shared.deadlines().watch(conn.stop.clone(), interval);
+        // No channel until the session has a consumer (see `Session::take_events`).
+        let mut events = None;
+        let mut journal = Journal::new(conn.session.sync_waiter());
+        let mut decoder = match conn.session.version() {
+            Some(v) => Decoder::server_connected(v, config.limits.clone()),
+            None => Decoder::server(config.limits.clone()),
+        };
+        // Not split into halves (that costs an allocation per connection): writes happen
+        // between reads, never during one. A resumed connection starts with what the lot
+        // read and did not handle; the write buffer grows with what is written (see
+        // `BufSizes`), and a resumed connection may owe bytes.
+        if resume.rbuf.is_empty() {
+            resume.rbuf = BUF_SIZES.read_buf();
+        }
+        // Parking (`park.rs`). A stream that is not a plain socket, or a listener without a
+        // lot, never parks; a resumed connection was busy.
+        let mut parkable = config.park_after_ms > 0 && conn.into_tcp.is_some();
+        let mut quiet = Quiet {
+            since_ms: 0,
+            fresh: conn.session.version().is_none(),
+        };
 
-    let mut flow = if expired {
-        session.on_expired(&mut wbuf)
-    } else {
-        Flow::Continue
-    };
-    if !unread.is_empty() && flow == Flow::Continue {
-        // What the lot read and did not handle, decoded as if just read.
-        rbuf.extend_from_slice(&unread);
-        drop(unread);
-        let (t, q) = (now(), &mut quiet_ms);
-        flow = on_read(
-            &mut session,
-            &mut decoder,
-            &mut rbuf,
-            &mut events,
-            &mut wbuf,
-            t,
-            q,
-        );
-    }
-    loop {
-        if wbuf.is_empty() {
-            if flow != Flow::Continue {
-                break;
-            }
-            deadline.set(
-                session
-                    .next_deadline_ms()
-                    .map(|ms| start + Duration::from_millis(ms)),
+        let mut flow = if resume.expired {
+            conn.session.on_expired(&mut resume.wbuf)
+        } else {
+            Flow::Continue
+        };
+        if !resume.rbuf.is_empty() && flow == Flow::Continue {
+            // What the lot read, decoded as if just read.
+            let (t, q) = (now(), &mut quiet);
+            flow = on_read(
+                &mut conn.session,
+                &mut decoder,
+                &mut resume.rbuf,
+                &mut events,
+                &mut resume.wbuf,
+                t,
+                q,
             );
-            let may_park = parkable && events.is_none() && session.may_park();
-            if may_park {
-                deadline.set_park(Some(
-                    start + Duration::from_millis(quiet_ms + config.park_after_ms),
-                ));
-            }
-            // Flow control: while the journal is behind, producers are not read from.
-            let may_read = broker.has_durable_capacity();
-            let acks_due = session.has_pending_acks();
-            let spare = rbuf.capacity() - rbuf.len();
-            let mut park_due = false;
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    flow = if shutdown.is_cancelled() {
-                        session.on_shutdown(&mut wbuf)
-                    } else if deadline.expired() {
-                        session.on_expired(&mut wbuf)
-                    } else {
-                        session.on_taken_over(&mut wbuf)
-                    };
+        }
+        loop {
+            if resume.wbuf.is_empty() {
+                if flow != Flow::Continue {
+                    break;
                 }
-                _ = journal.wait(broker, acks_due), if acks_due || !may_read => {
-                    if acks_due {
-                        flow = session.on_synced(&mut wbuf);
-                    }
+                deadline.set(
+                    conn.session
+                        .next_deadline_ms()
+                        .map(|ms| start + Duration::from_millis(ms)),
+                );
+                let may_park = parkable && events.is_none() && conn.session.may_park();
+                let idle = resume.rbuf.is_empty() && resume.wbuf.is_empty();
+                let mut park_due = false;
+                if may_park {
+                    // Due now (a fresh connection answered, with `park_after_connect_ms` 0),
+                    // or when the ticker says so.
+                    let at = quiet.park_at_ms(config);
+                    park_due = idle && at <= now();
+                    deadline.set_park(Some(start + Duration::from_millis(at)));
                 }
-                read = stream.read_buf(&mut rbuf), if may_read => {
-                    match read {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            let (t, q) = (now(), &mut quiet_ms);
-                            flow = on_read(&mut session, &mut decoder, &mut rbuf, &mut events, &mut wbuf, t, q);
-                            BUF_SIZES.after_read(&mut rbuf, n, spare);
+                // Flow control: while the journal is behind, producers are not read from.
+                let may_read = broker.has_durable_capacity();
+                let acks_due = conn.session.has_pending_acks();
+                let spare = resume.rbuf.capacity() - resume.rbuf.len();
+                if !park_due {
+                    tokio::select! {
+                        biased;
+                        _ = conn.stop.cancelled() => {
+                            flow = if shutdown.is_cancelled() {
+                                conn.session.on_shutdown(&mut resume.wbuf)
+                            } else if deadline.expired() {
+                                conn.session.on_expired(&mut resume.wbuf)
+                            } else {
+                                conn.session.on_taken_over(&mut resume.wbuf)
+                            };
                         }
-                    }
-                }
-                ev = next_event(&mut events) => {
-                    if let (Some(ev), Some(rx)) = (ev, &mut events) {
-                        flow = on_events(&mut session, ev, rx, &mut wbuf);
-                    }
-                }
-                _ = deadline.park_due(), if may_park => park_due = true,
-            }
-            let idle = flow == Flow::Continue && rbuf.is_empty() && wbuf.is_empty();
-            if park_due && idle && events.is_none() && !stop.is_cancelled() {
-                match (shared.lot(|| cx.clone()), into_tcp) {
-                    (Some(lot), Some(into_tcp)) => {
-                        let last_read_ms = session.last_read_ms();
-                        if let Some(parked) = session.park() {
-                            match into_tcp(stream) {
-                                Ok(tcp) => {
-                                    let last_read = start + Duration::from_millis(last_read_ms);
-                                    park(lot, tcp, parked, slot, last_read, &cx);
-                                    return;
-                                }
-                                Err(s) => {
-                                    stream = s;
-                                    parkable = false;
-                                    session = resumed_session(&cx, parked, last_read_ms);
+                        _ = journal.wait(broker, acks_due), if acks_due || !may_read => {
+                            if acks_due {
+                                flow = conn.session.on_synced(&mut resume.wbuf);
+                            }
+                        }
+                        read = conn.stream.read_buf(&mut resume.rbuf), if may_read => {
+                            match read {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    let (t, q) = (now(), &mut quiet);
+                                    flow = on_read(&mut conn.session, &mut decoder, &mut resume.rbuf, &mut events, &mut resume.wbuf, t, q);
+                                    BUF_SIZES.after_read(&mut resume.rbuf, n, spare);
                                 }
                             }
                         }
-                    }
-                    _ => parkable = false,
-                }
-            }
-            if park_due {
-                // Not parked: try again after another quiet period.
-                quiet_ms = now();
-            }
-        }
-        if !wbuf.is_empty() {
-            let written = if flow == Flow::Close || stop.is_cancelled() {
-                // The last packets. The stop token cannot bound this write (it may be
-                // cancelled already), so it gets a timer of its own, boxed: it runs once
-                // per connection, and inline it would be room in every task.
-                let limit = write_timeout(config).min(GOODBYE_TIMEOUT);
-                let last = tokio::time::timeout(limit, write_out(&mut stream, &wbuf));
-                Box::pin(last)
-                    .await
-                    .unwrap_or_else(|elapsed| Err(elapsed.into()))
-            } else {
-                deadline.set(Some(Instant::now() + write_timeout(config)));
-                tokio::select! {
-                    biased;
-                    r = write_out(&mut stream, &wbuf) => r,
-                    // Shut down, taken over or stalled: a write interrupted midway cannot
-                    // be followed by a goodbye.
-                    _ = stop.cancelled() => {
-                        if deadline.expired() {
-                            tracing::debug!(?peer, "MQTT client stopped reading; closing connection");
+                        ev = next_event(&mut events) => {
+                            if let (Some(ev), Some(rx)) = (ev, &mut events) {
+                                flow = on_events(&mut conn.session, ev, rx, &mut resume.wbuf);
+                            }
                         }
-                        break;
+                        _ = deadline.park_due(), if may_park => park_due = true,
                     }
                 }
-            };
-            match written {
-                Ok(()) => {
-                    let n = wbuf.len();
-                    wbuf.clear();
-                    BUF_SIZES.after_write(&mut wbuf, n);
+                let idle =
+                    flow == Flow::Continue && resume.rbuf.is_empty() && resume.wbuf.is_empty();
+                if park_due && idle && events.is_none() && !conn.stop.is_cancelled() {
+                    match (shared.lot(|| cx.clone()), conn.into_tcp) {
+                        (Some(lot), Some(into_tcp)) => {
+                            let last_read_ms = conn.session.last_read_ms();
+                            if let Some(parked) = conn.session.park() {
+                                match into_tcp(conn.stream) {
+                                    Ok(tcp) => {
+                                        let last_read = start + Duration::from_millis(last_read_ms);
+                                        park(lot, tcp, parked, conn.slot, last_read, &cx);
+                                        return;
+                                    }
+                                    Err(s) => {
+                                        conn.stream = s;
+                                        parkable = false;
+                                        conn.session = resumed_session(&cx, parked, last_read_ms);
+                                    }
+                                }
+                            }
+                        }
+                        _ => parkable = false,
+                    }
                 }
-                Err(_) => break,
+                if park_due {
+                    // Not parked: try again after another quiet period.
+                    quiet = Quiet {
+                        since_ms: now(),
+                        fresh: false,
+                    };
+                }
+            }
+            if !resume.wbuf.is_empty() {
+                let written = if flow == Flow::Close || conn.stop.is_cancelled() {
+                    // The last packets. The stop token cannot bound this write (it may be
+                    // cancelled already), so it gets a timer of its own, boxed: it runs once
+                    // per connection, and inline it would be room in every task.
+                    let limit = write_timeout(config).min(GOODBYE_TIMEOUT);
+                    let last =
+                        tokio::time::timeout(limit, write_out(&mut conn.stream, &resume.wbuf));
+                    Box::pin(last)
+                        .await
+                        .unwrap_or_else(|elapsed| Err(elapsed.into()))
+                } else {
+                    deadline.set(Some(Instant::now() + write_timeout(config)));
+                    tokio::select! {
+                        biased;
+                        r = write_out(&mut conn.stream, &resume.wbuf) => r,
+                        // Shut down, taken over or stalled: a write interrupted midway cannot
+                        // be followed by a goodbye.
+                        _ = conn.stop.cancelled() => {
+                            if deadline.expired() {
+                                tracing::debug!(peer = ?conn.peer, "MQTT client stopped reading; closing connection");
+                            }
+                            break;
+                        }
+                    }
+                };
+                match written {
+                    Ok(()) => {
+                        let n = resume.wbuf.len();
+                        resume.wbuf.clear();
+                        BUF_SIZES.after_write(&mut resume.wbuf, n);
+                    }
+                    Err(_) => break,
+                }
             }
         }
+        let _ = Box::pin(tokio::time::timeout(
+            GOODBYE_TIMEOUT,
+            conn.stream.shutdown(),
+        ))
+        .await;
+        if let (Some(client), Some(user)) = (conn.session.client_id().cloned(), conn.session.user())
+        {
+            tracing::info!(protocol = "mqtt", peer = ?conn.peer, user, %client, "connection closed");
+        }
+        conn.session.close();
+        if let Some(will) = conn.session.take_delayed_will() {
+            tokio::spawn(delayed_will(
+                will,
+                config.clone(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        drop(conn.slot);
     }
-    let _ = Box::pin(tokio::time::timeout(GOODBYE_TIMEOUT, stream.shutdown())).await;
-    if let (Some(client), Some(user)) = (session.client_id().cloned(), session.user()) {
-        tracing::info!(protocol = "mqtt", ?peer, user, %client, "connection closed");
-    }
-    session.close();
-    if let Some(will) = session.take_delayed_will() {
-        tokio::spawn(delayed_will(
-            will,
-            config.clone(),
-            shared.clone(),
-            shutdown.clone(),
-        ));
-    }
-    drop(slot);
 }
 
-/// Decodes and handles what `rbuf` holds. Anything but PINGREQ restarts the quiet
-/// period that parking waits for (`quiet_ms`).
+/// When an idle connection parks (`park.rs`): after a quiet period, in which nothing but
+/// PINGREQs was read.
+struct Quiet {
+    /// The period's start, in ms on the session's clock.
+    since_ms: u64,
+    /// Nothing but CONNECT and PINGREQs read yet on this connection: the first quiet
+    /// period is `park_after_connect_ms`, the later ones `park_after_ms`.
+    fresh: bool,
+}
+
+impl Quiet {
+    fn on_packet(&mut self, p: &Packet, now_ms: u64) {
+        match p {
+            Packet::PingReq => {}
+            Packet::Connect(_) => self.since_ms = now_ms,
+            _ => {
+                self.since_ms = now_ms;
+                self.fresh = false;
+            }
+        }
+    }
+
+    /// When the connection may park if it stays quiet (ms on the session's clock).
+    fn park_at_ms(&self, config: &MqttConfig) -> u64 {
+        let after = if self.fresh {
+            config.park_after_connect_ms
+        } else {
+            config.park_after_ms
+        };
+        self.since_ms.saturating_add(after)
+    }
+}
+
+/// Decodes and handles what `rbuf` holds; anything but PINGREQ restarts the quiet period
+/// that parking waits for.
 fn on_read(
     session: &mut Session,
     decoder: &mut Decoder,
@@ -389,15 +433,13 @@ fn on_read(
     events: &mut Option<EventReceiver>,
     wbuf: &mut BytesMut,
     now_ms: u64,
-    quiet_ms: &mut u64,
+    quiet: &mut Quiet,
 ) -> Flow {
     session.on_read(now_ms);
     loop {
         match decoder.decode(rbuf) {
             Ok(Some(p)) => {
-                if !matches!(p, Packet::PingReq) {
-                    *quiet_ms = now_ms;
-                }
+                quiet.on_packet(&p, now_ms);
                 let flow = session.on_packet(p, now_ms, wbuf);
                 if events.is_none() {
                     *events = session.take_events();
