@@ -135,13 +135,9 @@ pub(crate) fn resume(
     cx: Context,
 ) -> impl Future<Output = ()> {
     let peer = tcp.peer_addr().ok();
-    // Its clock starts at its last read.
-    let session = resumed_session(&cx, session, 0);
-    // The claim's token, a child of the shutdown token: already cancelled if the session
-    // was taken over or the server is stopping meanwhile.
-    let stop = session
-        .kicked()
-        .unwrap_or_else(|| cx.shutdown.child_token());
+    // Its stop token again, and its clock starts at its last read.
+    let stop = cx.shutdown.child_token();
+    let session = resumed_session(&cx, session, 0, stop.clone());
     let conn = Conn {
         stream: tcp,
         peer,
@@ -155,18 +151,24 @@ pub(crate) fn resume(
 }
 
 /// The session of a parked connection again, its last read at `last_read_ms` on its new
-/// clock.
+/// clock, `stop` its connection's token: a child of the shutdown token (so cancelled if
+/// the server is stopping), given to its client-id claim (and cancelled now if the
+/// session was taken over while parked).
 pub(crate) fn resumed_session(
     cx: &Context,
     session: Box<ParkedSession>,
     last_read_ms: u64,
+    stop: CancellationToken,
 ) -> Session {
+    cx.shared
+        .unpark(session.client_id(), session.generation(), &stop);
     Session::unpark(
         session,
         cx.config.clone(),
         cx.broker.clone(),
         cx.shared.clone(),
         last_read_ms,
+        stop,
     )
 }
 
@@ -317,7 +319,12 @@ where
                                     Err(s) => {
                                         conn.stream = s;
                                         parkable = false;
-                                        conn.session = resumed_session(&cx, parked, last_read_ms);
+                                        conn.session = resumed_session(
+                                            &cx,
+                                            parked,
+                                            last_read_ms,
+                                            conn.stop.clone(),
+                                        );
                                     }
                                 }
                             }
@@ -469,7 +476,7 @@ fn park(
         Err(e) => {
             // The socket is gone: the session ends as if it had closed (Will included).
             tracing::debug!(error = %e, "MQTT connection lost while parking");
-            drop(resumed_session(cx, session, 0));
+            drop(resumed_session(cx, session, 0, cx.shutdown.child_token()));
             return;
         }
     };

@@ -14,16 +14,20 @@
 //! of its read buffer, and that task handles it exactly as before it parked (Wills,
 //! MQTT 5 DISCONNECT reason codes, takeover, session expiry all stay in `conn.rs` and
 //! `session.rs`): other bytes, a partial packet, end of stream or an error, a PINGRESP
-//! that cannot be written at once, a takeover (the claim's token, which the parked
-//! session keeps, is cancelled), the Keep Alive deadline passing, and shutdown.
+//! that cannot be written at once, a takeover, the Keep Alive deadline passing, and
+//! shutdown.
 //!
 //! Deadlines and takeovers are checked every `deadline_check_interval_ms` by the lot's
-//! own tick, a scan of its slots: a parked connection holds no deadline watch.
+//! own tick, a scan of its slots: a parked connection holds no deadline watch and no
+//! stop token. A takeover shows as a newer claim of its client id (`Shared::park`); the
+//! scan looks for those only when some client id was claimed since the last one.
 //!
 //! # Invariants
 //! - A socket is in the epoll set exactly while its connection is in `slots`; its epoll
 //!   data is its slot's index.
 //! - Once `closed` (shutdown), nothing is parked: [`Lot::park`] hands the connection back.
+//! - `slots` may be held while taking the client-id table's lock (`shared.rs`), never
+//!   the other way round.
 //! - A parked connection keeps its listener [`Slot`] (connection permit and the
 //!   listener's count of live connections), so the listener's limit and its wait at
 //!   shutdown include it.
@@ -231,8 +235,9 @@ impl Lot {
         Some((p, resume))
     }
 
-    /// The tick: connections whose Keep Alive passed or whose session was taken over.
-    fn due(&self, now_ms: u64, out: &mut Vec<(Parked, Resume)>) {
+    /// The tick: connections whose Keep Alive passed, or (with `claims`: some client id
+    /// was claimed since the last look) whose session was taken over.
+    fn due(&self, now_ms: u64, claims: Option<&Shared>, out: &mut Vec<(Parked, Resume)>) {
         let mut slots = lock(&self.slots);
         for index in 0..slots.entries.len() {
             let Some(p) = &slots.entries[index] else {
@@ -241,7 +246,11 @@ impl Lot {
             let keep_alive = p.session.keep_alive_ms();
             let expired =
                 keep_alive > 0 && now_ms >= p.last_read_ms.saturating_add(keep_alive * 3 / 2);
-            if expired || p.session.kicked() {
+            let taken_over = claims.is_some_and(|shared| {
+                let s = &p.session;
+                !shared.is_current(s.client_id(), s.generation())
+            });
+            if expired || taken_over {
                 if let Some(p) = self.take(&mut slots, index) {
                     let resume = Resume {
                         expired,
@@ -306,10 +315,17 @@ async fn run(lot: Arc<Lot>, cx: Context) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut due = Vec::new();
+    let mut claims = cx.shared.claims();
     loop {
         tokio::select! {
             _ = cx.shutdown.cancelled() => break,
-            _ = tick.tick() => lot.due(lot.ms(Instant::now()), &mut due),
+            _ = tick.tick() => {
+                // Read before the scan: a claim during it is looked at next time.
+                let now = cx.shared.claims();
+                let claimed = (now != claims).then_some(&*cx.shared);
+                claims = now;
+                lot.due(lot.ms(Instant::now()), claimed, &mut due);
+            }
             ready = lot.epoll.readable() => {
                 let Ok(mut guard) = ready else { break };
                 let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_MAX];
@@ -361,7 +377,12 @@ pub(crate) fn spawn(
             // The socket cannot be watched any more: the session ends as if it had
             // closed (its Will is published).
             tracing::debug!(error = %e, "MQTT parked connection lost");
-            drop(conn::resumed_session(cx, session, 0));
+            drop(conn::resumed_session(
+                cx,
+                session,
+                0,
+                cx.shutdown.child_token(),
+            ));
             return;
         }
     };

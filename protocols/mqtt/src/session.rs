@@ -195,8 +195,6 @@ pub struct ParkedSession {
     conn: Connection,
     client_id: ByteString,
     generation: u64,
-    /// The claim's token: cancelled at a takeover (and at shutdown).
-    kick: tokio_util::sync::CancellationToken,
     qos: Option<Arc<Mutex<QosState>>>,
     will: Option<Box<Will>>,
     peer: Option<IpAddr>,
@@ -221,9 +219,14 @@ impl ParkedSession {
         u64::from(self.keep_alive_ms)
     }
 
-    /// True once another connection took the session over (or the server is stopping).
-    pub fn kicked(&self) -> bool {
-        self.kick.is_cancelled()
+    /// The client id it claimed.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The generation of its claim (see [`Shared::claim`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -260,6 +263,8 @@ impl Session {
         }
         let live = self.live.take()?;
         self.closed = true;
+        // A parked connection holds no token: the lot checks its claim's generation.
+        self.shared.park(&live.client_id, live.claim.generation);
         let Live {
             conn,
             client_id,
@@ -274,7 +279,6 @@ impl Session {
             conn,
             client_id,
             generation: claim.generation,
-            kick: claim.kick,
             qos: qos.into_inner(),
             will,
             peer: self.peer,
@@ -289,13 +293,15 @@ impl Session {
     }
 
     /// The session of a parked connection again, its last read at `last_read_ms` on the
-    /// new connection task's clock.
+    /// new connection task's clock, `kick` its claim's token again (see
+    /// [`Shared::claim_with`]).
     pub fn unpark(
         p: Box<ParkedSession>,
         cfg: Arc<MqttConfig>,
         broker: Broker,
         shared: Arc<Shared>,
         last_read_ms: u64,
+        kick: tokio_util::sync::CancellationToken,
     ) -> Self {
         let p = *p;
         let mut encoder = Encoder::new(p.version);
@@ -315,7 +321,7 @@ impl Session {
                 client_id: p.client_id,
                 claim: Claim {
                     generation: p.generation,
-                    kick: p.kick,
+                    kick,
                     state: None,
                     took_over: false,
                 },

@@ -3,6 +3,8 @@
 //! retained messages.
 //!
 //! # Locks
+//! The parking lot's slots (`park.rs`) may be held while taking `sessions`, never the
+//! other way round.
 //! `sessions` and the retained store's lock are never held together nor across `.await`;
 //! each [`QosState`] has its own lock, taken after (never while holding) `sessions`; the
 //! QoS store's lock is taken while holding a `QosState` lock, never the other way round.
@@ -116,7 +118,10 @@ impl QosState {
 #[derive(Debug)]
 struct Entry {
     generation: u64,
-    kick: CancellationToken,
+    /// Cancelled to tell the connection to go, and once it went (offline). `None` while
+    /// the connection is parked: the lot sees a takeover by the generation instead
+    /// (`Shared::taken_over`), and a parked connection holds no token.
+    kick: Option<CancellationToken>,
     /// `None` until a connection of the session needs one (see [`Shared::qos_state`]).
     state: Option<Arc<Mutex<QosState>>>,
 }
@@ -185,8 +190,10 @@ impl Shared {
         let generation = s.next_generation;
         let (state, took_over) = match s.entries.remove(client_id) {
             Some(old) => {
-                let live = !old.kick.is_cancelled();
-                old.kick.cancel();
+                let live = old.kick.as_ref().is_none_or(|k| !k.is_cancelled());
+                if let Some(k) = &old.kick {
+                    k.cancel();
+                }
                 let state = if clean {
                     discarded.extend(old.state);
                     None
@@ -201,7 +208,7 @@ impl Shared {
             client_id.clone(),
             Entry {
                 generation,
-                kick: kick.clone(),
+                kick: Some(kick.clone()),
                 state: state.clone(),
             },
         );
@@ -240,6 +247,43 @@ impl Shared {
             .is_some_and(|e| e.generation == generation)
     }
 
+    /// The connection of `generation` parks: it gives up its token, and a takeover now
+    /// shows only in the generation (see `Entry::kick`).
+    pub(crate) fn park(&self, client_id: &str, generation: u64) {
+        if let Some(e) = lock(&self.sessions).entries.get_mut(client_id) {
+            if e.generation == generation {
+                e.kick = None;
+            }
+        }
+    }
+
+    /// The parked connection of `generation` is taken up again, with `kick` as its token:
+    /// false (and `kick` is cancelled) if it was taken over meanwhile.
+    pub(crate) fn unpark(
+        &self,
+        client_id: &str,
+        generation: u64,
+        kick: &CancellationToken,
+    ) -> bool {
+        let mut s = lock(&self.sessions);
+        match s.entries.get_mut(client_id) {
+            Some(e) if e.generation == generation => {
+                e.kick = Some(kick.clone());
+                true
+            }
+            _ => {
+                kick.cancel();
+                false
+            }
+        }
+    }
+
+    /// A number that changes whenever a client id is claimed: while it stays the same,
+    /// no parked connection can have been taken over.
+    pub(crate) fn claims(&self) -> u64 {
+        lock(&self.sessions).next_generation
+    }
+
     /// True once a connection newer than `generation` claimed `client_id` (a pending
     /// delayed Will is then not sent).
     pub fn superseded(&self, client_id: &str, generation: u64) -> bool {
@@ -254,11 +298,11 @@ impl Shared {
     /// whether `generation` was still current (nobody took the session over).
     pub fn release(&self, client_id: &str, generation: u64, keep: bool) -> bool {
         let mut s = lock(&self.sessions);
-        match s.entries.get(client_id) {
+        match s.entries.get_mut(client_id) {
             Some(e) if e.generation == generation => {
                 if keep {
                     // Mark it offline: a later claim is not a takeover.
-                    e.kick.cancel();
+                    e.kick.get_or_insert_with(CancellationToken::new).cancel();
                 } else if let Some(e) = s.entries.remove(client_id) {
                     drop(s);
                     self.discard(e.state.into_iter().collect());
@@ -325,7 +369,7 @@ impl Shared {
                 client_id,
                 Entry {
                     generation,
-                    kick,
+                    kick: Some(kick),
                     state: Some(Arc::new(Mutex::new(state))),
                 },
             );
@@ -341,7 +385,7 @@ impl Shared {
         let offline: Vec<(ByteString, u64)> = lock(&self.sessions)
             .entries
             .iter()
-            .filter(|(_, e)| e.kick.is_cancelled())
+            .filter(|(_, e)| e.kick.as_ref().is_some_and(|k| k.is_cancelled()))
             .map(|(id, e)| (id.clone(), e.generation))
             .collect();
         let gone: Vec<(ByteString, u64)> =
