@@ -128,7 +128,7 @@ where
 /// Runs a connection that leaves the parking lot, its last read at `last_read`.
 pub(crate) fn resume(
     tcp: TcpStream,
-    session: Box<ParkedSession>,
+    session: ParkedSession,
     slot: Slot,
     last_read: Instant,
     resume: Resume,
@@ -156,7 +156,7 @@ pub(crate) fn resume(
 /// session was taken over while parked).
 pub(crate) fn resumed_session(
     cx: &Context,
-    session: Box<ParkedSession>,
+    session: ParkedSession,
     last_read_ms: u64,
     stop: CancellationToken,
 ) -> Session {
@@ -188,6 +188,7 @@ struct Conn<S> {
 // which take room in the task beside the arguments themselves, and the session alone is
 // 472 bytes. For the same reason the connection's parts are used where they are, in
 // `conn` and `resume`, not moved out of them.
+#[allow(clippy::manual_async_fn)] // The reason is above.
 fn run<S>(mut conn: Conn<S>, mut resume: Resume, cx: Context) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -321,7 +322,7 @@ where
                                         parkable = false;
                                         conn.session = resumed_session(
                                             &cx,
-                                            parked,
+                                            *parked,
                                             last_read_ms,
                                             conn.stop.clone(),
                                         );
@@ -476,12 +477,12 @@ fn park(
         Err(e) => {
             // The socket is gone: the session ends as if it had closed (Will included).
             tracing::debug!(error = %e, "MQTT connection lost while parking");
-            drop(resumed_session(cx, session, 0, cx.shutdown.child_token()));
+            drop(resumed_session(cx, *session, 0, cx.shutdown.child_token()));
             return;
         }
     };
     if let Err((tcp, session, slot)) = lot.park(tcp, session, slot, last_read) {
-        park::spawn(cx, tcp, session, slot, last_read, Resume::default());
+        park::spawn(cx, tcp, *session, slot, last_read, Resume::default());
     }
 }
 

@@ -359,14 +359,14 @@ async fn run(lot: Arc<Lot>, cx: Context) {
 /// Gives a parked connection its task again.
 fn unpark(lot: &Lot, cx: &Context, p: Parked, resume: Resume) {
     let last_read = lot.epoch + Duration::from_millis(p.last_read_ms);
-    spawn(cx, p.tcp, p.session, p.slot, last_read, resume);
+    spawn(cx, p.tcp, *p.session, p.slot, last_read, resume);
 }
 
 /// Spawns the task of a connection that leaves the lot (or could not enter it).
 pub(crate) fn spawn(
     cx: &Context,
     tcp: TcpStream,
-    session: Box<ParkedSession>,
+    session: ParkedSession,
     slot: Slot,
     last_read: Instant,
     resume: Resume,

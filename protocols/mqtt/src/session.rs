@@ -296,14 +296,13 @@ impl Session {
     /// new connection task's clock, `kick` its claim's token again (see
     /// [`Shared::claim_with`]).
     pub fn unpark(
-        p: Box<ParkedSession>,
+        p: ParkedSession,
         cfg: Arc<MqttConfig>,
         broker: Broker,
         shared: Arc<Shared>,
         last_read_ms: u64,
         kick: tokio_util::sync::CancellationToken,
     ) -> Self {
-        let p = *p;
         let mut encoder = Encoder::new(p.version);
         encoder.set_packet_size_max_bytes(p.packet_size_max_bytes);
         let sync = broker.sync_waiter();
