@@ -274,3 +274,30 @@ async fn a_parked_session_keeps_its_negotiated_limits() {
     assert_eq!(&m.topic[..], "big/y");
     server.shutdown().await;
 }
+
+/// With `park_after_connect_ms` set, a fresh connection keeps its task for that long;
+/// after other packets, `park_after_ms` applies.
+#[tokio::test]
+async fn park_after_connect_holds_back_the_first_park_only() {
+    let server = broker(|c| {
+        c.mqtt.park_after_ms = 100;
+        c.mqtt.park_after_connect_ms = 60_000;
+        c.mqtt.deadline_check_interval_ms = 20;
+    })
+    .await;
+    let addr = server.mqtt_addr().unwrap();
+    let (mut c, _) = Raw::connect(
+        addr,
+        connect_packet(V311, "pk-late", true, Default::default()),
+    )
+    .await;
+    // Checking that something does not happen: a slow machine can only make this pass.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.ping().await;
+    assert_eq!(server.mqtt_shared().parked_len(), 0);
+    // A publish ends the first quiet period; the next one is 100 ms.
+    c.publish_acked("late/x", b"x", 1).await;
+    parked(&server, 1).await;
+    c.ping().await;
+    server.shutdown().await;
+}
