@@ -1,12 +1,18 @@
 //! The tokio glue: read bytes, decode, drive the session, write, run the timers.
 //!
-//! One task per connection. Reads, deliveries, the journal's synced point and the stop
-//! token are multiplexed with `select!`; writes happen in between and are bounded by
-//! `write_stall_timeout_ms`, so a client that stops reading is disconnected instead of
-//! pinning memory (its deliveries are already bounded by credit). The stop token is
-//! cancelled at shutdown, at a takeover and when a deadline passes (CONNECT timeout,
-//! Keep Alive, a write stall: the listener's ticker checks them, `expiry.rs`), so that an
-//! idle connection's task holds one small wait besides its read.
+//! One task per connection while it is busy. Reads, deliveries, the journal's synced
+//! point and the stop token are multiplexed with `select!`; writes happen in between and
+//! are bounded by `write_stall_timeout_ms`, so a client that stops reading is disconnected
+//! instead of pinning memory (its deliveries are already bounded by credit). The stop
+//! token is cancelled at shutdown, at a takeover and when a deadline passes (CONNECT
+//! timeout, Keep Alive, a write stall: the listener's ticker checks them, `expiry.rs`),
+//! so that an idle connection's task holds one small wait besides its read.
+//!
+//! An idle plain-TCP connection gives up its task: after a quiet period it hands its
+//! socket and its compacted session to the listener's parking lot (`park.rs`), which
+//! answers its PINGREQs, and it gets a task again (`resume`) for anything else. The
+//! ticker wakes it for that (`Deadline::park_due`); a fresh connection with
+//! `park_after_connect_ms` 0 parks without waiting as soon as its CONNACK is written.
 
 use std::future::Future;
 use std::net::SocketAddr;
