@@ -208,7 +208,8 @@ where
             shutdown,
         } = &cx;
         let now = move || start.elapsed().as_millis() as u64;
-        // ... and when a deadline passes, which the listener's ticker checks (`expiry.rs`).
+        // The stop token is also cancelled when a deadline passes, which the listener's
+        // ticker checks (`expiry.rs`).
         let interval = Duration::from_millis(config.deadline_check_interval_ms);
         let deadline = shared.deadlines().watch(conn.stop.clone(), interval);
         // No channel until the session has a consumer (see `Session::take_events`).
