@@ -14,9 +14,10 @@ use ferromq_core::Peer;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
 use crate::tls::Tls;
@@ -30,6 +31,23 @@ pub enum Transport {
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// A connection's place in its listener, released when dropped: its share of
+/// `connections_max`, and its entry in the connections the listener waits for when it
+/// stops. A connection that goes on without its task (a parked MQTT connection) keeps it.
+pub struct Slot {
+    /// The share of the connection limit.
+    pub permit: OwnedSemaphorePermit,
+    /// The entry among the listener's connections.
+    pub task: TaskTrackerToken,
+}
+
+impl Slot {
+    /// Runs `connection`, then gives the slot back.
+    pub fn hold<F: Future<Output = ()>>(self, connection: F) -> impl Future<Output = ()> {
+        connection.map(move |()| drop(self))
+    }
 }
 
 /// What a listener is, besides its socket.
@@ -49,9 +67,10 @@ pub struct Spec {
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepts on `listener` until `shutdown` fires, then waits for its connections to end.
+/// The handler's future holds the connection's [`Slot`] until the connection ends.
 pub async fn serve<H, F>(listener: TcpListener, spec: Spec, shutdown: CancellationToken, handler: H)
 where
-    H: Fn(Transport, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Transport, Peer, Slot) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(spec.connections_max));
@@ -81,12 +100,15 @@ where
             }
             continue;
         };
+        let slot = Slot {
+            permit,
+            task: tasks.token(),
+        };
         let Some(tls) = spec.tls.clone() else {
-            // The protocol's future is the task, with the permit beside it: an `async`
-            // block that awaited it would also keep the socket and address it was made
-            // from, and a future captured by value and then awaited is stored twice.
-            let connection = handler(Transport::Plain(tcp), addr.into());
-            tasks.spawn(connection.map(move |()| drop(permit)));
+            // The protocol's future is the task, with the slot in it: an `async` block
+            // that awaited it would also keep the socket and address it was made from,
+            // and a future captured by value and then awaited is stored twice.
+            tokio::spawn(handler(Transport::Plain(tcp), addr.into(), slot));
             continue;
         };
         // The handshake runs in the connection's task so a slow client holds up no one;
@@ -98,14 +120,23 @@ where
                 r = tls.handshake(tcp, addr) => r,
             };
             match done {
-                Ok((stream, peer)) => handler(Transport::Tls(Box::new(stream)), peer).await,
+                Ok((stream, peer)) => handler(Transport::Tls(Box::new(stream)), peer, slot).await,
                 Err(e) => tracing::debug!(listener = name, peer = %addr, error = %e, "TLS handshake failed"),
             }
-            drop(permit);
         });
     }
     tasks.close();
     tasks.wait().await;
+}
+
+impl Transport {
+    /// The plain TCP socket, if that is what this is.
+    pub fn into_tcp(self) -> Result<TcpStream, Self> {
+        match self {
+            Transport::Plain(tcp) => Ok(tcp),
+            tls => Err(tls),
+        }
+    }
 }
 
 impl AsyncRead for Transport {

@@ -345,6 +345,8 @@ pub struct MqttSection {
     pub will_delay_max_secs: u32,
     pub session_sweep_interval_ms: u64,
     pub deadline_check_interval_ms: u64,
+    pub park_after_ms: u64,
+    pub park_after_connect_ms: u64,
 }
 
 impl Default for MqttSection {
@@ -373,6 +375,8 @@ impl Default for MqttSection {
             will_delay_max_secs: d.will_delay_max_secs,
             session_sweep_interval_ms: d.session_sweep_interval_ms,
             deadline_check_interval_ms: d.deadline_check_interval_ms,
+            park_after_ms: d.park_after_ms,
+            park_after_connect_ms: d.park_after_connect_ms,
         }
     }
 }
@@ -407,6 +411,8 @@ impl MqttSection {
             will_delay_max_secs: self.will_delay_max_secs,
             session_sweep_interval_ms: self.session_sweep_interval_ms,
             deadline_check_interval_ms: self.deadline_check_interval_ms,
+            park_after_ms: self.park_after_ms,
+            park_after_connect_ms: self.park_after_connect_ms,
         }
     }
 }

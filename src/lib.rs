@@ -79,6 +79,7 @@ pub struct Server {
     shutdown_timeout: Duration,
     persister: Option<tokio::task::JoinHandle<()>>,
     recovery: Option<RecoveryReport>,
+    mqtt_shared: Arc<ferromq_mqtt::shared::Shared>,
     _lock: Option<std::fs::File>,
 }
 
@@ -111,6 +112,11 @@ impl Server {
     /// The broker core.
     pub fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    /// What the MQTT listeners share (client ids, retained messages, parked connections).
+    pub fn mqtt_shared(&self) -> &Arc<ferromq_mqtt::shared::Shared> {
+        &self.mqtt_shared
     }
 
     /// What was restored from the journal at start (`None` without a store).
@@ -216,6 +222,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         );
     }
 
+    let mqtt_shared = ferromq_mqtt::shared::Shared::new();
     let shared = transports::Shared {
         broker: broker.clone(),
         shutdown: shutdown.clone(),
@@ -224,7 +231,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         mqtt: Arc::new(config.mqtt.to_mqtt()),
         openwire: Arc::new(config.openwire.to_openwire()),
         openwire_shared: ferromq_openwire::Shared::new(),
-        mqtt_sessions: ferromq_mqtt::shared::Shared::new(),
+        mqtt_sessions: mqtt_shared.clone(),
         ws: config.websocket.to_ws(),
         ws_connections_max: config.websocket.connections_max,
     };
@@ -251,6 +258,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
         persister,
         recovery,
+        mqtt_shared,
         _lock: lock,
     })
 }

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept::{self, Spec, Transport};
+use crate::accept::{self, Slot, Spec, Transport};
 use crate::config::parse_addr;
 use crate::tls::Tls;
 use crate::{Config, StartError};
@@ -206,25 +206,35 @@ pub(crate) fn serve(p: Prepared, shared: Shared, tasks: &TaskTracker) -> Bound {
         // AMQP's and WebSocket's state).
         let (s, socket, stop) = (s.clone(), l.socket, s.shutdown.clone());
         match l.protocol {
-            Protocol::Stomp => tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
-                stomp_connection(io, peer, s.clone())
-            })),
-            Protocol::Amqp => tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
-                amqp_connection(io, peer, s.clone())
-            })),
-            Protocol::Mqtt => tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
-                mqtt_connection(io, peer, s.clone())
-            })),
-            Protocol::OpenWire => {
-                tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
-                    openwire_connection(io, peer, s.clone())
+            Protocol::Stomp => tasks.spawn(accept::serve(
+                socket,
+                spec,
+                stop,
+                move |io, peer, slot: Slot| slot.hold(stomp_connection(io, peer, s.clone())),
+            )),
+            Protocol::Amqp => tasks.spawn(accept::serve(
+                socket,
+                spec,
+                stop,
+                move |io, peer, slot: Slot| slot.hold(amqp_connection(io, peer, s.clone())),
+            )),
+            Protocol::Mqtt => {
+                tasks.spawn(accept::serve(socket, spec, stop, move |io, peer, slot| {
+                    mqtt_transport_connection(io, peer, slot, s.clone())
                 }))
             }
-            Protocol::WebSocket => {
-                tasks.spawn(accept::serve(socket, spec, stop, move |io, peer| {
-                    websocket_connection(io, peer, s.clone())
-                }))
-            }
+            Protocol::OpenWire => tasks.spawn(accept::serve(
+                socket,
+                spec,
+                stop,
+                move |io, peer, slot: Slot| slot.hold(openwire_connection(io, peer, s.clone())),
+            )),
+            Protocol::WebSocket => tasks.spawn(accept::serve(
+                socket,
+                spec,
+                stop,
+                move |io, peer, slot: Slot| slot.hold(websocket_connection(io, peer, s.clone())),
+            )),
         };
     }
     bound
@@ -283,7 +293,13 @@ where
     )
 }
 
-fn mqtt_connection<S>(io: S, peer: Peer, s: Arc<Shared>) -> impl Future<Output = ()>
+fn mqtt_connection<S>(
+    io: S,
+    peer: Peer,
+    slot: ferromq_mqtt::Slot,
+    into_tcp: Option<fn(S) -> Result<tokio::net::TcpStream, S>>,
+    s: Arc<Shared>,
+) -> impl Future<Output = ()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -294,7 +310,27 @@ where
         s.broker.clone(),
         s.mqtt_sessions.clone(),
         s.shutdown.clone(),
+        ferromq_mqtt::Parking { slot, into_tcp },
     )
+}
+
+/// MQTT over TCP or TLS; a plain socket parks while idle (see the MQTT crate's `park.rs`),
+/// keeping its slot.
+fn mqtt_transport_connection(
+    io: Transport,
+    peer: Peer,
+    slot: Slot,
+    s: Arc<Shared>,
+) -> impl Future<Output = ()> {
+    let into_tcp = match io {
+        Transport::Plain(_) => Some(Transport::into_tcp as fn(Transport) -> _),
+        Transport::Tls(_) => None,
+    };
+    let slot = ferromq_mqtt::Slot {
+        permit: Some(slot.permit),
+        task: Some(slot.task),
+    };
+    mqtt_connection(io, peer, slot, into_tcp, s)
 }
 
 /// Upgrades to a WebSocket and runs the protocol its subprotocol names.
@@ -304,7 +340,10 @@ async fn websocket_connection(io: Transport, peer: Peer, s: Arc<Shared>) {
         r = ferromq_websocket::accept(io, &s.ws) => r,
     };
     match upgraded {
-        Ok((ws, Subprotocol::Mqtt)) => mqtt_connection(ws, peer, s).await,
+        // The WebSocket's slot is held around this whole function.
+        Ok((ws, Subprotocol::Mqtt)) => {
+            mqtt_connection(ws, peer, ferromq_mqtt::Slot::default(), None, s).await
+        }
         Ok((ws, Subprotocol::Stomp)) => stomp_connection(ws, peer, s).await,
         Err(e) => tracing::debug!(peer = ?peer.addr, error = %e, "no WebSocket"),
     }

@@ -7,6 +7,7 @@
 //! - `flows.rs`: shared subscriptions, will delay, receive maximum, takeover, QoS 2, with
 //!   the raw client of `raw.rs`.
 //! - `malformed.rs`: bad packets on the socket.
+//! - `park.rs`: idle connections in the parking lot and every way out of it.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +15,7 @@ mod durable;
 mod durable_ids;
 mod flows;
 mod malformed;
+mod park;
 mod raw;
 
 use std::time::Duration;

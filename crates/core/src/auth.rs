@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -32,9 +34,15 @@ pub struct UserRecord {
     pub loopback_only: bool,
 }
 
-/// An authenticated user, as the adapters carry it around.
+/// An authenticated user, as the adapters carry it around: every connection holds one,
+/// so the user's [`Identity`] is shared by all of them (one per user record; a clone is a
+/// reference count), not copied at each login.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
+pub struct Principal(Arc<Identity>);
+
+/// Who a [`Principal`] is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Identity {
     /// Login name.
     pub name: String,
     vhosts: Vec<String>,
@@ -42,7 +50,15 @@ pub struct Principal {
     pub tags: Vec<String>,
 }
 
-impl Principal {
+impl Deref for Principal {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.0
+    }
+}
+
+impl Identity {
     /// Whether this user may open `vhost`.
     pub fn may_open(&self, vhost: &str) -> bool {
         self.vhosts.iter().any(|v| v == "*" || v == vhost)
@@ -127,10 +143,28 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
 /// ([`Broker::put_user`](crate::Broker::put_user)), which are journaled.
 #[derive(Debug, Default)]
 pub struct Users {
-    by_name: RwLock<HashMap<String, UserRecord>>,
+    by_name: RwLock<HashMap<String, User>>,
     /// Names from the configuration (or the default `guest`): not changed at run time.
     configured: HashSet<String>,
     allow_anonymous: bool,
+}
+
+/// A user record and the principal its logins get.
+#[derive(Debug)]
+struct User {
+    record: UserRecord,
+    principal: Principal,
+}
+
+impl User {
+    fn new(record: UserRecord) -> Self {
+        let principal = Principal(Arc::new(Identity {
+            name: record.name.clone(),
+            vhosts: record.vhosts.clone(),
+            tags: record.tags.clone(),
+        }));
+        User { record, principal }
+    }
 }
 
 impl Users {
@@ -149,14 +183,19 @@ impl Users {
         }
         Self {
             configured: records.iter().map(|u| u.name.clone()).collect(),
-            by_name: RwLock::new(records.into_iter().map(|u| (u.name.clone(), u)).collect()),
+            by_name: RwLock::new(
+                records
+                    .into_iter()
+                    .map(|u| (u.name.clone(), User::new(u)))
+                    .collect(),
+            ),
             allow_anonymous,
         }
     }
 
     /// A user by name.
     pub fn get(&self, name: &str) -> Option<UserRecord> {
-        self.by_name.read().get(name).cloned()
+        self.by_name.read().get(name).map(|u| u.record.clone())
     }
 
     /// Every user's name, sorted.
@@ -188,7 +227,9 @@ impl Users {
             ));
         }
         self.refuse_configured(&record.name)?;
-        self.by_name.write().insert(record.name.clone(), record);
+        self.by_name
+            .write()
+            .insert(record.name.clone(), User::new(record));
         Ok(())
     }
 
@@ -203,7 +244,9 @@ impl Users {
         if self.configured.contains(&record.name) {
             return false;
         }
-        self.by_name.write().insert(record.name.clone(), record);
+        self.by_name
+            .write()
+            .insert(record.name.clone(), User::new(record));
         true
     }
 
@@ -224,13 +267,13 @@ impl Users {
         peer: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
         let users = self.by_name.read();
-        let Some(record) = users.get(user) else {
+        let Some(u) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
-        if !verify_password(&record.password_hash, password) {
+        if !verify_password(&u.record.password_hash, password) {
             return Err(AuthError::BadCredentials);
         }
-        self.admit(record, peer)
+        self.admit(u, peer)
     }
 
     /// A client that sent no credentials at all (MQTT without a username): admitted as
@@ -240,8 +283,8 @@ impl Users {
             return Err(AuthError::AnonymousRefused);
         }
         let users = self.by_name.read();
-        let record = users.get("guest").ok_or(AuthError::AnonymousRefused)?;
-        self.admit(record, peer)
+        let u = users.get("guest").ok_or(AuthError::AnonymousRefused)?;
+        self.admit(u, peer)
     }
 
     /// A user whose identity the transport proved (a TLS client certificate): no
@@ -253,21 +296,17 @@ impl Users {
         peer: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
         let users = self.by_name.read();
-        let Some(record) = users.get(user) else {
+        let Some(u) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
-        self.admit(record, peer)
+        self.admit(u, peer)
     }
 
-    fn admit(&self, record: &UserRecord, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
-        if record.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
-            return Err(AuthError::LoopbackOnly(record.name.clone()));
+    fn admit(&self, u: &User, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
+        if u.record.loopback_only && !peer.is_none_or(|ip| ip.is_loopback()) {
+            return Err(AuthError::LoopbackOnly(u.record.name.clone()));
         }
-        Ok(Principal {
-            name: record.name.clone(),
-            vhosts: record.vhosts.clone(),
-            tags: record.tags.clone(),
-        })
+        Ok(u.principal.clone())
     }
 }
 

@@ -44,7 +44,7 @@ pub mod topic;
 mod txn;
 mod vhost;
 
-pub use auth::{hash_password, Peer, Principal, UserRecord};
+pub use auth::{hash_password, Identity, Peer, Principal, UserRecord};
 pub use broker::{Broker, BrokerConfig, Connection, Opened, PagingStats, DEFAULT_VHOST};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consumer::{

@@ -93,6 +93,16 @@ impl Decoder {
         }
     }
 
+    /// A server-side decoder for a connection whose CONNECT of `version` was already
+    /// handled (a parked connection taken up again: `park.rs`).
+    pub fn server_connected(version: ProtocolVersion, limits: Limits) -> Self {
+        Self {
+            role: Role::Server,
+            version: Some(version),
+            limits,
+        }
+    }
+
     /// A client-side decoder for a connection that sent a CONNECT with
     /// `version`.
     pub fn client(version: ProtocolVersion, limits: Limits) -> Self {

@@ -54,6 +54,18 @@ pub struct MqttConfig {
     /// (CONNECT timeout, Keep Alive, `write_stall_timeout_ms`): each is enforced up to
     /// this much late. A timer in every connection cost 136 bytes of each.
     pub deadline_check_interval_ms: u64,
+    /// A plain-TCP connection that has read nothing but PINGREQs for this long, and has
+    /// nothing under way (no subscription or consumer, no acknowledgement owed, nothing
+    /// buffered), is parked: its task ends, and the listener's parking lot answers its
+    /// PINGREQs and watches its socket and Keep Alive until anything else happens, when
+    /// it gets a task again (`park.rs`). 0: never park. Checked by the deadline ticker,
+    /// so a connection parks up to `deadline_check_interval_ms` later.
+    pub park_after_ms: u64,
+    /// The same for a connection that has sent nothing but its CONNECT (and PINGREQs) so
+    /// far: its first quiet period. 0: it parks as soon as its CONNACK is written, if
+    /// nothing else is buffered (a client that goes on, SUBSCRIBE after CONNACK, is taken
+    /// out of the lot again at the cost of one task).
+    pub park_after_connect_ms: u64,
 }
 
 impl Default for MqttConfig {
@@ -83,6 +95,14 @@ impl Default for MqttConfig {
             session_sweep_interval_ms: 60_000,
             // Keep Alive is counted in seconds; a scan of 50,000 deadlines costs ~0.1 ms.
             deadline_check_interval_ms: 500,
+            // Long enough that a client in the middle of an exchange (CONNECT then
+            // SUBSCRIBE, a burst of publishes) is not parked between its packets; short
+            // enough that a fleet of idle devices costs little shortly after it connects.
+            park_after_ms: 2_000,
+            // Most connections of a large fleet connect and go quiet. Parked at once, they
+            // never all hold a task together during a reconnection storm, whose peak the
+            // allocator would otherwise keep (freed tasks leave holes, not free pages).
+            park_after_connect_ms: 0,
         }
     }
 }

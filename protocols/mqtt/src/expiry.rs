@@ -9,6 +9,10 @@
 //! takeover, and the connection closes (MQTT 5: DISCONNECT 0x8D for Keep Alive). A
 //! deadline is seen up to one tick late (`MqttConfig::deadline_check_interval_ms`).
 //!
+//! The ticker also says when a quiet connection may park (`park.rs`): a second deadline
+//! in the watch, which wakes the connection through the watch's [`Notify`] instead of
+//! stopping it.
+//!
 //! # Invariants
 //! - Every watch of a live connection is in the table; the ticker drops a watch at the
 //!   first tick after its connection dropped it.
@@ -19,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +50,10 @@ struct Watch {
     deadline_ms: AtomicU64,
     expired: AtomicBool,
     stop: CancellationToken,
+    /// When the connection may park (same clock; `NEVER_MS`: not now).
+    park_ms: AtomicU64,
+    /// Woken (once per `park_ms` set) when `park_ms` passed.
+    park: Notify,
 }
 
 /// A connection's handle on its deadline.
@@ -70,6 +79,8 @@ impl Deadlines {
             deadline_ms: AtomicU64::new(NEVER_MS),
             expired: AtomicBool::new(false),
             stop,
+            park_ms: AtomicU64::new(NEVER_MS),
+            park: Notify::new(),
         });
         lock(&table.watches).push(watch.clone());
         Deadline {
@@ -82,13 +93,29 @@ impl Deadlines {
 impl Deadline {
     /// Sets the deadline (`None`: none), replacing the one before.
     pub(crate) fn set(&self, at: Option<Instant>) {
-        let ms = at.map_or(NEVER_MS, |at| {
+        self.watch.deadline_ms.store(self.ms(at), Ordering::Relaxed);
+    }
+
+    /// Sets when the connection may park (`None`: not while this holds), replacing the
+    /// time before; [`Deadline::park_due`] resolves once the ticker saw it pass.
+    pub(crate) fn set_park(&self, at: Option<Instant>) {
+        self.watch.park_ms.store(self.ms(at), Ordering::Relaxed);
+    }
+
+    /// Resolves once the time set by [`Deadline::set_park`] passed (the ticker then
+    /// forgets it: set it again to be woken again).
+    pub(crate) async fn park_due(&self) {
+        self.watch.park.notified().await;
+    }
+
+    /// Milliseconds since the table's epoch, rounded up: the ticker acts only once `at`
+    /// has passed.
+    fn ms(&self, at: Option<Instant>) -> u64 {
+        at.map_or(NEVER_MS, |at| {
             let d = at.saturating_duration_since(self.epoch);
-            // Rounded up: the ticker expires it only once `at` has passed.
             let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
             u64::try_from(ms).unwrap_or(NEVER_MS)
-        });
-        self.watch.deadline_ms.store(ms, Ordering::Relaxed);
+        })
     }
 
     /// True once the ticker found the deadline passed (and cancelled the stop token).
@@ -114,6 +141,14 @@ async fn tick(table: Weak<Table>, interval: Duration) {
                 && !w.expired.swap(true, Ordering::AcqRel)
             {
                 w.stop.cancel();
+            }
+            let park = w.park_ms.load(Ordering::Relaxed);
+            if park <= now_ms
+                && w.park_ms
+                    .compare_exchange(park, NEVER_MS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                w.park.notify_one();
             }
             true
         });
@@ -165,6 +200,23 @@ mod tests {
         }
         assert!(!stop.is_cancelled() && !d.expired());
         assert!(!none.is_cancelled() && !never.expired());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passed_park_time_wakes_without_stopping() {
+        let deadlines = Deadlines::default();
+        let stop = CancellationToken::new();
+        let d = deadlines.watch(stop.clone(), TICK);
+        let start = Instant::now();
+        d.set_park(Some(start + Duration::from_millis(1_000)));
+        d.park_due().await;
+        let late = start.elapsed();
+        assert!(late >= Duration::from_millis(1_000), "{late:?}");
+        assert!(late <= Duration::from_millis(1_000) + TICK, "{late:?}");
+        assert!(!stop.is_cancelled() && !d.expired());
+        // Woken once: without a new time, no second wake.
+        let again = tokio::time::timeout(TICK * 5, d.park_due()).await;
+        assert!(again.is_err(), "woken twice");
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,6 +22,7 @@
 //!   unacknowledged PUBLISHes) as markers in a durable core queue.
 //! - `conn.rs`: the tokio glue for one connection.
 //! - `expiry.rs`: connection deadlines, checked by one ticker per listener.
+//! - `park.rs`: the parking lot, where idle plain-TCP connections wait without a task.
 //! - `config.rs`: [`MqttConfig`], every session and listener bound.
 //! - `codec.rs`: [`Decoder`] and [`Encoder`]: framing, version and
 //!   direction rules, size limits, zero-copy splitting.
@@ -80,6 +81,7 @@ mod held;
 pub mod limits;
 pub mod mapping;
 pub mod packet;
+mod park;
 pub mod properties;
 mod qos_store;
 pub mod reason;
@@ -99,7 +101,7 @@ pub use reason::{ConnectReturnCode, ReasonCode};
 pub use version::{ProtocolVersion, Role};
 
 pub use config::MqttConfig;
-pub use conn::serve_connection;
+pub use conn::{serve_connection, Parking, Slot};
 
 use std::sync::Arc;
 

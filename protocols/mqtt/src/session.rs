@@ -186,7 +186,167 @@ pub struct Session {
     stop: Option<tokio_util::sync::CancellationToken>,
 }
 
+/// A connected session whose connection is parked (`park.rs`): what an idle session needs
+/// to go on, and nothing that can be rebuilt when it does (encoder, journal waiter, empty
+/// tables, the listener's handles). Made by [`Session::park`], which only parks a session
+/// with nothing under way; [`Session::unpark`] makes the session again.
+#[derive(Debug)]
+pub struct ParkedSession {
+    conn: Connection,
+    client_id: ByteString,
+    generation: u64,
+    qos: Option<Arc<Mutex<QosState>>>,
+    will: Option<Box<Will>>,
+    peer: Option<IpAddr>,
+    version: ProtocolVersion,
+    packet_size_max_bytes: u32,
+    expiry_secs: u32,
+    /// At most `u16::MAX` seconds.
+    keep_alive_ms: u32,
+    receive_max: u16,
+    aliases_out_max: u16,
+    next_packet_id: u16,
+}
+
+impl ParkedSession {
+    /// The protocol version of its CONNECT.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The negotiated Keep Alive (0: none).
+    pub fn keep_alive_ms(&self) -> u64 {
+        u64::from(self.keep_alive_ms)
+    }
+
+    /// The client id it claimed.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The generation of its claim (see [`Shared::claim`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 impl Session {
+    /// True while the session has nothing under way that its connection task must watch:
+    /// connected, no consumer and no subscription, no acknowledgements owed either way,
+    /// no topic aliases to remember. The connection itself must also have nothing
+    /// buffered and no delivery channel.
+    pub fn may_park(&self) -> bool {
+        let Some(live) = &self.live else {
+            return false;
+        };
+        let quiet = |t: &Traffic| {
+            t.outgoing.is_empty()
+                && t.aliases_in.is_empty()
+                && t.aliases_out.is_empty()
+                && t.pending_acks.is_empty()
+        };
+        !self.closed
+            && live.queue.is_none()
+            && live.consumer.is_none()
+            && live.gate.get().is_none()
+            && self.subs.is_empty()
+            && self.traffic.as_deref().is_none_or(quiet)
+            && self.pending_qos1 == 0
+            && self.delayed_will.is_none()
+    }
+
+    /// Parks the session if [`Session::may_park`]: what is left of `self` is closed and
+    /// does nothing when dropped.
+    pub fn park(&mut self) -> Option<Box<ParkedSession>> {
+        if !self.may_park() {
+            return None;
+        }
+        let live = self.live.take()?;
+        self.closed = true;
+        // A parked connection holds no token: the lot checks its claim's generation.
+        self.shared.park(&live.client_id, live.claim.generation);
+        let Live {
+            conn,
+            client_id,
+            claim,
+            qos,
+            expiry_secs,
+            will,
+            receive_max,
+            ..
+        } = live;
+        Some(Box::new(ParkedSession {
+            conn,
+            client_id,
+            generation: claim.generation,
+            qos: qos.into_inner(),
+            will,
+            peer: self.peer,
+            version: self.encoder.version(),
+            packet_size_max_bytes: self.encoder.packet_size_max_bytes(),
+            expiry_secs,
+            keep_alive_ms: u32::try_from(self.keep_alive_ms).unwrap_or(u32::MAX),
+            receive_max,
+            aliases_out_max: self.aliases_out_max,
+            next_packet_id: self.next_packet_id,
+        }))
+    }
+
+    /// The session of a parked connection again, its last read at `last_read_ms` on the
+    /// new connection task's clock, `kick` its claim's token again (see
+    /// [`Shared::claim_with`]).
+    pub fn unpark(
+        p: ParkedSession,
+        cfg: Arc<MqttConfig>,
+        broker: Broker,
+        shared: Arc<Shared>,
+        last_read_ms: u64,
+        kick: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let mut encoder = Encoder::new(p.version);
+        encoder.set_packet_size_max_bytes(p.packet_size_max_bytes);
+        let sync = broker.sync_waiter();
+        Session {
+            connect_deadline_ms: 0,
+            cfg,
+            broker,
+            shared,
+            peer: p.peer,
+            verified_user: None,
+            deliveries: LazyChannel::default(),
+            encoder,
+            live: Some(Live {
+                conn: p.conn,
+                client_id: p.client_id,
+                claim: Claim {
+                    generation: p.generation,
+                    kick,
+                    state: None,
+                    took_over: false,
+                },
+                qos: p.qos.map(std::sync::OnceLock::from).unwrap_or_default(),
+                expiry_secs: p.expiry_secs,
+                will: p.will,
+                queue: None,
+                consumer: None,
+                gate: std::sync::OnceLock::new(),
+                receive_max: p.receive_max,
+            }),
+            closed: false,
+            keep_alive_ms: u64::from(p.keep_alive_ms),
+            last_read_ms,
+            subs: Vec::new(),
+            traffic: None,
+            next_packet_id: p.next_packet_id,
+            aliases_out_max: p.aliases_out_max,
+            sync,
+            pending_qos1: 0,
+            will_cancelled: false,
+            delayed_will: None,
+            stop: None,
+        }
+    }
+
     /// Sets the user the transport proved (see `ferromq_core::Peer`).
     pub fn set_verified_user(&mut self, user: Option<String>) {
         self.verified_user = user;
@@ -321,6 +481,16 @@ impl Session {
             return Some(self.connect_deadline_ms);
         }
         (self.keep_alive_ms > 0).then(|| self.last_read_ms + self.keep_alive_ms * 3 / 2)
+    }
+
+    /// The protocol version, once connected.
+    pub fn version(&self) -> Option<ProtocolVersion> {
+        self.live.as_ref().map(|_| self.encoder.version())
+    }
+
+    /// When bytes last arrived (ms on the connection's clock).
+    pub fn last_read_ms(&self) -> u64 {
+        self.last_read_ms
     }
 
     /// Bytes arrived (any packet counts for Keep Alive).
@@ -592,7 +762,10 @@ impl Session {
         let client_id: ByteString = if assigned {
             format!("ferromq-{}", self.broker.next_id()).into()
         } else {
-            c.client_id.clone()
+            // A copy, not a slice of the CONNECT: the slice would keep the connection's
+            // first read buffer for as long as the client id lives (here and in the
+            // listener's client-id table).
+            String::from(&*c.client_id).into()
         };
         // Session expiry: MQTT 3 persistent sessions never expire (bounded by the config).
         let requested = if v5 {

@@ -3,19 +3,22 @@
 //! retained messages.
 //!
 //! # Locks
+//! The parking lot's slots (`park.rs`) may be held while taking `sessions`, never the
+//! other way round.
 //! `sessions` and the retained store's lock are never held together nor across `.await`;
 //! each [`QosState`] has its own lock, taken after (never while holding) `sessions`; the
 //! QoS store's lock is taken while holding a `QosState` lock, never the other way round.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytestring::ByteString;
 use ferromq_core::{CoreError, Message, SyncTicket, Vhost};
 use tokio_util::sync::CancellationToken;
 
 use crate::expiry::Deadlines;
+use crate::park::{Context, Lot};
 use crate::qos_store::{Kind, QosStore};
 use crate::retained::RetainedStore;
 use crate::QoS;
@@ -115,7 +118,10 @@ impl QosState {
 #[derive(Debug)]
 struct Entry {
     generation: u64,
-    kick: CancellationToken,
+    /// Cancelled to tell the connection to go, and once it went (offline). `None` while
+    /// the connection is parked: the lot sees a takeover by the generation instead
+    /// (`Shared::taken_over`), and a parked connection holds no token.
+    kick: Option<CancellationToken>,
     /// `None` until a connection of the session needs one (see [`Shared::qos_state`]).
     state: Option<Arc<Mutex<QosState>>>,
 }
@@ -148,6 +154,9 @@ pub struct Shared {
     retained: RetainedStore,
     qos_store: QosStore,
     deadlines: Deadlines,
+    /// The parking lot of idle plain-TCP connections (`park.rs`), started by the first
+    /// to park; `None` if it could not be (no epoll set: nothing parks).
+    lot: OnceLock<Option<Arc<Lot>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -181,8 +190,10 @@ impl Shared {
         let generation = s.next_generation;
         let (state, took_over) = match s.entries.remove(client_id) {
             Some(old) => {
-                let live = !old.kick.is_cancelled();
-                old.kick.cancel();
+                let live = old.kick.as_ref().is_none_or(|k| !k.is_cancelled());
+                if let Some(k) = &old.kick {
+                    k.cancel();
+                }
                 let state = if clean {
                     discarded.extend(old.state);
                     None
@@ -197,7 +208,7 @@ impl Shared {
             client_id.clone(),
             Entry {
                 generation,
-                kick: kick.clone(),
+                kick: Some(kick.clone()),
                 state: state.clone(),
             },
         );
@@ -236,6 +247,43 @@ impl Shared {
             .is_some_and(|e| e.generation == generation)
     }
 
+    /// The connection of `generation` parks: it gives up its token, and a takeover now
+    /// shows only in the generation (see `Entry::kick`).
+    pub(crate) fn park(&self, client_id: &str, generation: u64) {
+        if let Some(e) = lock(&self.sessions).entries.get_mut(client_id) {
+            if e.generation == generation {
+                e.kick = None;
+            }
+        }
+    }
+
+    /// The parked connection of `generation` is taken up again, with `kick` as its token:
+    /// false (and `kick` is cancelled) if it was taken over meanwhile.
+    pub(crate) fn unpark(
+        &self,
+        client_id: &str,
+        generation: u64,
+        kick: &CancellationToken,
+    ) -> bool {
+        let mut s = lock(&self.sessions);
+        match s.entries.get_mut(client_id) {
+            Some(e) if e.generation == generation => {
+                e.kick = Some(kick.clone());
+                true
+            }
+            _ => {
+                kick.cancel();
+                false
+            }
+        }
+    }
+
+    /// A number that changes whenever a client id is claimed: while it stays the same,
+    /// no parked connection can have been taken over.
+    pub(crate) fn claims(&self) -> u64 {
+        lock(&self.sessions).next_generation
+    }
+
     /// True once a connection newer than `generation` claimed `client_id` (a pending
     /// delayed Will is then not sent).
     pub fn superseded(&self, client_id: &str, generation: u64) -> bool {
@@ -250,11 +298,11 @@ impl Shared {
     /// whether `generation` was still current (nobody took the session over).
     pub fn release(&self, client_id: &str, generation: u64, keep: bool) -> bool {
         let mut s = lock(&self.sessions);
-        match s.entries.get(client_id) {
+        match s.entries.get_mut(client_id) {
             Some(e) if e.generation == generation => {
                 if keep {
                     // Mark it offline: a later claim is not a takeover.
-                    e.kick.cancel();
+                    e.kick.get_or_insert_with(CancellationToken::new).cancel();
                 } else if let Some(e) = s.entries.remove(client_id) {
                     drop(s);
                     self.discard(e.state.into_iter().collect());
@@ -321,7 +369,7 @@ impl Shared {
                 client_id,
                 Entry {
                     generation,
-                    kick,
+                    kick: Some(kick),
                     state: Some(Arc::new(Mutex::new(state))),
                 },
             );
@@ -337,7 +385,7 @@ impl Shared {
         let offline: Vec<(ByteString, u64)> = lock(&self.sessions)
             .entries
             .iter()
-            .filter(|(_, e)| e.kick.is_cancelled())
+            .filter(|(_, e)| e.kick.as_ref().is_some_and(|k| k.is_cancelled()))
             .map(|(id, e)| (id.clone(), e.generation))
             .collect();
         let gone: Vec<(ByteString, u64)> =
@@ -388,5 +436,26 @@ impl Shared {
     /// The deadlines of the connections (see `expiry.rs`).
     pub(crate) fn deadlines(&self) -> &Deadlines {
         &self.deadlines
+    }
+
+    /// The parking lot, started now (with `cx`) if it is not yet.
+    pub(crate) fn lot(&self, cx: impl FnOnce() -> Context) -> Option<&Arc<Lot>> {
+        self.lot
+            .get_or_init(|| match Lot::start(cx()) {
+                Ok(lot) => Some(lot),
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT parking lot not started; idle connections keep their tasks");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Connections parked now (`park.rs`): idle plain-TCP connections without a task.
+    pub fn parked_len(&self) -> usize {
+        self.lot
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, |l| l.len())
     }
 }
