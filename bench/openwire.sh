@@ -52,6 +52,9 @@ CONNECT_PARALLEL=${CONNECT_PARALLEL:-64}
 # The load program's JVM: its heap (the idle case holds thousands of client connections)
 # and thread stacks (the client runs a reader thread per connection).
 LOADGEN_JAVA_OPTS=${LOADGEN_JAVA_OPTS:-"-Xms512m -Xmx2g -Xss512k"}
+# The consumers' acknowledgement mode: auto (AUTO_ACKNOWLEDGE: the client writes an
+# acknowledgement per message) or dups-ok (DUPS_OK_ACKNOWLEDGE: it acknowledges in batches).
+ACK=${ACK:-auto}
 # Extra flags for every load-program run (e.g. "--backlog 0").
 JMS_ARGS=${JMS_ARGS:-}
 # ActiveMQ's JVM: a heap and a broker memory limit large enough that producer flow control
@@ -67,6 +70,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SCRIPT=openwire.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+case $ACK in auto) ACK_NAME=AUTO_ACKNOWLEDGE ;; dups-ok) ACK_NAME=DUPS_OK_ACKNOWLEDGE ;; *) die "ACK: auto or dups-ok" ;; esac
 
 wants() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # shellcheck disable=SC2086 # CASES is a list
@@ -202,7 +206,7 @@ run_one() { # broker case run seconds file
         --broker-pid "$(broker_pid "$1")" --seconds "$4" --warmup "$WARMUP" --size "$size" \
         --fanout "$FANOUT" --fanin "$FANIN" --backlog "$BACKLOG" --window "$WINDOW" --parallel "$PARALLEL" \
         --connections "$IDLE_CONNECTIONS" --connect-parallel "$CONNECT_PARALLEL" \
-        --heartbeat "$HEARTBEAT" --hold "$HOLD" $JMS_ARGS \
+        --heartbeat "$HEARTBEAT" --hold "$HOLD" --ack "$ACK" $JMS_ARGS \
         2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
     [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load program exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
     line=$(rename_case "$2" <<<"$line")
@@ -212,7 +216,7 @@ run_one() { # broker case run seconds file
 {
     echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# ferromq $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), ActiveMQ $(dpkg-query -W -f='${Version}' activemq 2>/dev/null || echo '?'), client libactivemq-java $(dpkg-query -W -f='${Version}' libactivemq-java 2>/dev/null || echo '?'), $(java -version 2>&1 | head -n1)"
-    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; sizes $SIZES; fan-out $FANOUT; fan-in $FANIN; backlog $BACKLOG; window $WINDOW; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s, hold $HOLD s; load JVM: $LOADGEN_JAVA_OPTS; extra: ${JMS_ARGS:-none}"
+    echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; sizes $SIZES; fan-out $FANOUT; fan-in $FANIN; backlog $BACKLOG; window $WINDOW; ack $ACK; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s, hold $HOLD s; load JVM: $LOADGEN_JAVA_OPTS; extra: ${JMS_ARGS:-none}"
 } >"$RESULTS"
 WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
 for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
@@ -279,7 +283,7 @@ NAMES=$(for b in $BROKERS; do if [ "$b" = activemq ]; then printf 'activemq:Acti
 {
     if [ -n "$FLOOD_CASES" ]; then
         echo
-        echo "OpenWire (ActiveMQ 5.17 JMS client), ${SIZE}-byte BytesMessages, AUTO_ACKNOWLEDGE, the client's default prefetch;"
+        echo "OpenWire (ActiveMQ 5.17 JMS client), ${SIZE}-byte BytesMessages, $ACK_NAME, the client's default prefetch;"
         echo "median of $RUNS run(s) of $SECONDS_PER_RUN s; messages delivered per second (fan-out: total over all subscribers)"
         echo "cpu: broker CPU seconds in the window; us/msg: broker CPU microseconds per delivered message;"
         echo "rss: broker peak RSS in the run, MiB; each for ActiveMQ, ferromq"

@@ -6,7 +6,7 @@
 // Usage: java -cp ... JmsLoad --url URL --case CASE [--label NAME] [--broker-pid PID]
 //     [--seconds 10] [--warmup 2] [--size 256] [--fanout 10] [--fanin 10] [--backlog 20000]
 //     [--window 500] [--rate MSGS_PER_S] [--parallel 8] [--connections 5000] [--connect-parallel 64]
-//     [--heartbeat 10] [--hold 25]
+//     [--heartbeat 10] [--hold 25] [--ack auto|dups-ok]
 //
 // Cases: transient | persistent (1 -> 1 on a queue), fanout (1 -> --fanout on a topic),
 // fanin (--fanin -> 1 on a queue), connect, idle. --rate N sends transient or persistent
@@ -78,6 +78,9 @@ public class JmsLoad {
     int connectParallel = 64;
     long heartbeat = 10;
     long hold = 25;
+    /// The consumers' acknowledgement mode: AUTO_ACKNOWLEDGE (the client acknowledges every
+    /// message, one write each) or DUPS_OK_ACKNOWLEDGE (it acknowledges in batches).
+    int ackMode = Session.AUTO_ACKNOWLEDGE;
 
     static JmsLoad parse(String[] args) {
         JmsLoad a = new JmsLoad();
@@ -102,6 +105,13 @@ public class JmsLoad {
                 case "--connect-parallel": a.connectParallel = Integer.parseInt(v); break;
                 case "--heartbeat": a.heartbeat = Long.parseLong(v); break;
                 case "--hold": a.hold = Long.parseLong(v); break;
+                case "--ack":
+                    switch (v) {
+                        case "auto": a.ackMode = Session.AUTO_ACKNOWLEDGE; break;
+                        case "dups-ok": a.ackMode = Session.DUPS_OK_ACKNOWLEDGE; break;
+                        default: throw new IllegalArgumentException("--ack: auto or dups-ok");
+                    }
+                    break;
                 default: throw new IllegalArgumentException("unknown flag " + args[i]);
             }
         }
@@ -318,7 +328,7 @@ public class JmsLoad {
         for (int c = 0; c < consumers; c++) {
             Connection conn = f.createConnection();
             consumerConns.add(conn);
-            Session s = conn.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Session s = conn.createSession(false, ackMode);
             Destination d = topic ? s.createTopic(name) : s.createQueue(name);
             MessageConsumer consumer = s.createConsumer(d);
             Tally t = new Tally(patterns);
