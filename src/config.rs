@@ -431,6 +431,7 @@ pub struct LimitsSection {
     pub selector_length_max_bytes: usize,
     pub selector_depth_max: usize,
     pub selector_scan_max: usize,
+    pub message_groups_max: usize,
 }
 
 impl Default for LimitsSection {
@@ -446,6 +447,7 @@ impl Default for LimitsSection {
             selector_length_max_bytes: d.selector_length_max_bytes,
             selector_depth_max: d.selector_depth_max,
             selector_scan_max: d.selector_scan_max,
+            message_groups_max: d.message_groups_max,
         }
     }
 }
@@ -463,6 +465,7 @@ impl LimitsSection {
             selector_length_max_bytes: self.selector_length_max_bytes,
             selector_depth_max: self.selector_depth_max,
             selector_scan_max: self.selector_scan_max,
+            message_groups_max: self.message_groups_max,
             ..Default::default()
         }
     }

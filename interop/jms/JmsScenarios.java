@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.Enumeration;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -243,6 +244,53 @@ public class JmsScenarios {
             s.unsubscribe("sub1");
             c.close();
         }
+    }
+
+    /** Message groups: two consumers compete for one queue; each group's messages
+     *  (JMSXGroupID) all go to one of them, in order, and the first of each carries
+     *  JMSXGroupFirstForConsumer. */
+    static void messageGroups() throws Exception {
+        Connection c = connect(null);
+        try {
+            c.start();
+            String name = unique("jms.groups");
+            Session s1 = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Session s2 = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            MessageConsumer[] consumers = {
+                s1.createConsumer(s1.createQueue(name)), s2.createConsumer(s2.createQueue(name))};
+            Session ps = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            MessageProducer p = ps.createProducer(ps.createQueue(name));
+            String[] groups = {"g1", "g2", "g3"};
+            int perGroup = 10;
+            for (int i = 0; i < perGroup; i++) {
+                for (String g : groups) {
+                    TextMessage m = ps.createTextMessage(g + ":" + i);
+                    m.setStringProperty("JMSXGroupID", g);
+                    m.setIntProperty("JMSXGroupSeq", i + 1);
+                    p.send(m);
+                }
+            }
+            Map<String, Integer> owner = new HashMap<>();
+            Map<String, Integer> next = new HashMap<>();
+            int received = 0;
+            long deadline = System.currentTimeMillis() + WAIT;
+            while (received < groups.length * perGroup && System.currentTimeMillis() < deadline) {
+                for (int k = 0; k < consumers.length; k++) {
+                    TextMessage m = (TextMessage) consumers[k].receive(50);
+                    if (m == null) continue;
+                    received++;
+                    String g = m.getStringProperty("JMSXGroupID");
+                    eq(g, m.getText().split(":")[0], "group property of " + m.getText());
+                    Integer was = owner.putIfAbsent(g, k);
+                    check(was == null || was == k, "group " + g + " went to consumers " + was + " and " + k);
+                    int i = next.getOrDefault(g, 0);
+                    eq(g + ":" + i, m.getText(), "order within " + g);
+                    next.put(g, i + 1);
+                    eq(i == 0, m.getBooleanProperty("JMSXGroupFirstForConsumer"), "first-for-consumer flag of " + m.getText());
+                }
+            }
+            eq(groups.length * perGroup, received, "messages received");
+        } finally { c.close(); }
     }
 
     static void queueSelectors() throws Exception {
@@ -973,6 +1021,7 @@ public class JmsScenarios {
         all.put("bad_credentials", JmsScenarios::badCredentials);
         all.put("stomp_interop", JmsScenarios::stompInterop);
         all.put("queue_selectors", JmsScenarios::queueSelectors);
+        all.put("message_groups", JmsScenarios::messageGroups);
         all.put("queue_browser", JmsScenarios::queueBrowser);
         all.put("older_wire_formats", JmsScenarios::olderWireFormats);
         all.put("keep_alive", JmsScenarios::keepAlive);

@@ -15,6 +15,7 @@
 //! - `message.rs`: the message model. `txn.rs`: transactions. `auth.rs`: users.
 //! - `limits.rs`: every bound, with reasons. `clock.rs`: injected time. `error.rs`: errors.
 //! - `buffers.rs`: how connection tasks size their read and write buffers.
+//! - `groups.rs`: message groups (`JMSXGroupID`), one consumer per group.
 //! - `idmap.rs`: hash maps keyed by ids the broker assigns (tags, consumer ids).
 //!
 //! - `durable/`: journaling durable state through `crates/store`, and restoring it.
@@ -33,6 +34,7 @@ mod consumer;
 mod durable;
 mod error;
 mod exchange;
+pub mod groups;
 pub mod idmap;
 mod limits;
 mod message;

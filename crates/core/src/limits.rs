@@ -36,6 +36,9 @@ pub struct CoreLimits {
     /// per dispatch pass while consumers have selectors. Bounds the work one publish or ack can cause when selective consumers
     /// match none of a long backlog; messages beyond it wait until earlier ones go.
     pub selector_scan_max: usize,
+    /// Message groups (`JMSXGroupID`) bound to consumers per queue; binding one more
+    /// forgets the least recently used (ActiveMQ's default group map keeps 1,024 too).
+    pub message_groups_max: usize,
 }
 
 impl CoreLimits {
@@ -63,6 +66,7 @@ impl Default for CoreLimits {
             selector_length_max_bytes: SELECTOR_LENGTH_MAX_BYTES_DEFAULT,
             selector_depth_max: SELECTOR_DEPTH_MAX_DEFAULT,
             selector_scan_max: 10_000,
+            message_groups_max: 1024,
         }
     }
 }

@@ -28,6 +28,12 @@
 //! before it have been consumed. So a backlog of entries no consumer selects that exceeds
 //! the memory budget (or the scan bound) hides newer matching messages until it drains,
 //! as ActiveMQ's paging cursor does.
+//!
+//! # Message groups
+//! Once a message with a `JMSXGroupID` header is ready, `groups` exists and dispatch
+//! takes the scanning path for good: a consumer selects an entry only if the entry's group
+//! is bound to nobody or to it (`groups.rs`). Queues whose messages never name a group
+//! keep the fast path.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +49,7 @@ use crate::consumer::{
 };
 use crate::durable::{codec, Durable, Meta};
 use crate::error::CoreError;
+use crate::groups::{group_of, marked_first, Groups};
 use crate::idmap::IdMap;
 use crate::message::{DeathReason, FieldTable, Message};
 use crate::paging::{Pager, Spill};
@@ -170,6 +177,8 @@ struct State {
     consumers: Vec<Slot>,
     /// Consumers with a selector.
     selective: usize,
+    /// Message groups; made when the first message with a group is ready.
+    groups: Option<Box<Groups>>,
     rr: usize,
     next_seq: u64,
     /// Delivery tags are fresh for every delivery, so a stale ack (from a consumer that is
@@ -234,6 +243,8 @@ pub struct Queue {
     consumers_max: usize,
     /// Entries examined per dispatch pass while consumers have selectors.
     selector_scan_max: usize,
+    /// `CoreLimits::message_groups_max`.
+    groups_max: usize,
     /// The journal, for a durable queue of a broker with a store.
     journal: Option<Journal>,
     /// Where ready messages beyond the memory budget go (a broker with a store).
@@ -261,6 +272,8 @@ pub(crate) struct Home {
     pub consumers_max: usize,
     /// `CoreLimits::selector_scan_max`.
     pub selector_scan_max: usize,
+    /// `CoreLimits::message_groups_max`.
+    pub groups_max: usize,
     /// The persister and the vhost's name, if this queue is journaled.
     pub journal: Option<(Arc<Durable>, ByteString)>,
     /// Paging, for a broker with a store.
@@ -280,6 +293,7 @@ impl Queue {
             clock,
             consumers_max,
             selector_scan_max,
+            groups_max,
             journal,
             pager,
         } = home;
@@ -296,6 +310,7 @@ impl Queue {
             clock,
             consumers_max,
             selector_scan_max: selector_scan_max.max(1),
+            groups_max,
             journal: journal.map(|(durable, vhost)| Journal { durable, vhost }),
             pager,
             state: Mutex::new(State {
@@ -306,6 +321,7 @@ impl Queue {
                 unacked: IdMap::default(),
                 consumers: Vec::new(),
                 selective: 0,
+                groups: None,
                 rr: 0,
                 next_seq: 1,
                 next_tag: 1,
@@ -704,7 +720,7 @@ impl Queue {
 
     /// Delivers ready messages while consumers have credit.
     fn dispatch(&self, st: &mut State, now: u64, fx: &mut Effects) {
-        if st.selective > 0 {
+        if st.selective > 0 || st.groups.is_some() {
             self.dispatch_selective(st, now, fx);
             return;
         }
@@ -717,7 +733,7 @@ impl Queue {
                 fx.die(e, DeathReason::Expired);
                 continue;
             }
-            let Some(ci) = self.pick_consumer(&st.consumers, &mut st.rr, None) else {
+            let Some(ci) = self.pick_consumer(&st.consumers, &mut st.rr, None, None) else {
                 break;
             };
             let e = self.pop(st, level);
@@ -743,11 +759,22 @@ impl Queue {
                     ready,
                     consumers,
                     rr,
+                    groups,
                     ..
                 } = &mut *st;
-                match self.pick_consumer(consumers, rr, Some(&ready[level].mem[i])) {
+                let entry = &ready[level].mem[i];
+                let group = groups.as_ref().and_then(|_| group_of(&entry.msg));
+                let owner = group.and_then(|(g, _)| groups.as_ref()?.owner(g));
+                match self.pick_consumer(consumers, rr, Some(entry), owner) {
                     Some(ci) => {
-                        let e = self.take(st, level, i);
+                        let mut e = self.take(st, level, i);
+                        if let (Some(groups), Some((g, closes))) =
+                            (st.groups.as_mut(), group_of(&e.msg))
+                        {
+                            if groups.deliver(g, st.consumers[ci].id, closes) {
+                                e.msg = Arc::new(marked_first(&e.msg));
+                            }
+                        }
                         self.deliver(st, ci, level, e, fx);
                     }
                     None => {
@@ -814,19 +841,22 @@ impl Queue {
         }
     }
 
-    /// The next consumer with credit (that selects `entry`, when given): highest priority
-    /// first, round-robin within it; with single-active-consumer only the oldest consumer
-    /// is eligible, and with failover exclusivity only the oldest exclusive one.
+    /// The next consumer with credit (that selects `entry`, when given, and is `owner`,
+    /// the consumer its group is bound to, if any): highest priority first, round-robin
+    /// within it; with single-active-consumer only the oldest consumer is eligible, and
+    /// with failover exclusivity only the oldest exclusive one.
     fn pick_consumer(
         &self,
         consumers: &[Slot],
         rr: &mut usize,
         entry: Option<&Entry>,
+        owner: Option<u64>,
     ) -> Option<usize> {
         // Made only when a gate has to remember this queue: an upgrade is two contended
         // atomic operations, and most picks find credit at once.
         let me = || self.arc();
-        let selects = |c: &Slot| entry.is_none_or(|e| c.selects(e));
+        let selects =
+            |c: &Slot| entry.is_none_or(|e| c.selects(e)) && owner.is_none_or(|o| o == c.id);
         let active = if self.args.single_active_consumer {
             Some(0)
         } else {
@@ -1138,6 +1168,9 @@ impl Queue {
 impl Queue {
     /// Counts `e` as ready and in memory.
     fn remember(&self, st: &mut State, e: &Entry) {
+        if st.groups.is_none() && group_of(&e.msg).is_some() {
+            st.groups = Some(Box::new(Groups::new(self.groups_max)));
+        }
         let size = e.msg.size_bytes();
         st.ready_len += 1;
         st.ready_bytes += size;
@@ -1339,6 +1372,9 @@ fn remove_slot(st: &mut State, pos: usize) -> Slot {
     }
     if slot.selector.is_some() {
         st.selective -= 1;
+    }
+    if let Some(groups) = st.groups.as_mut() {
+        groups.release(slot.id);
     }
     slot
 }

@@ -786,6 +786,7 @@ impl VhostInner {
             clock: self.clock.clone(),
             consumers_max: self.limits.consumers_per_queue_max,
             selector_scan_max: self.limits.selector_scan_max,
+            groups_max: self.limits.message_groups_max,
             journal,
             pager: self.durable.as_ref().map(|d| d.pager().clone()),
         }

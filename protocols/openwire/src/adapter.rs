@@ -29,10 +29,11 @@ pub const MESSAGE_TYPE: &str = "application/x-jms-message";
 /// BytesMessage, written only when a JMS BytesMessage is published.
 pub const BYTES_TYPE: &str = "application/octet-stream";
 
-/// JMS group headers, kept as core headers (the core's message groups read them).
-pub const GROUP_ID: &str = "JMSXGroupID";
-/// Group sequence.
-pub const GROUP_SEQ: &str = "JMSXGroupSeq";
+/// JMS group headers, kept as core headers (the core's message groups read them); the
+/// core marks the delivery that binds a group with `GROUP_FIRST`, which OpenWire carries
+/// in `Message.jmsXGroupFirstForConsumer` (what the client's `JMSXGroupFirstForConsumer`
+/// property reads).
+pub use ferromq_core::groups::{GROUP_FIRST, GROUP_ID, GROUP_SEQ};
 
 /// The JMSMessageID text of an OpenWire MessageId (`<producer id>:<sequence>`).
 pub fn message_id_text(id: &MessageId) -> String {
@@ -233,6 +234,7 @@ pub fn to_openwire(m: &Arc<Message>, out: &Outbound<'_>) -> OwMessage {
                 }
             }
             GROUP_SEQ => w.group_seq = v.as_i64().unwrap_or(0) as i32,
+            GROUP_FIRST => w.jmsx_group_first_for_consumer = *v == FieldValue::Bool(true),
             _ => n += 1,
         }
     }
@@ -240,7 +242,7 @@ pub fn to_openwire(m: &Arc<Message>, out: &Outbound<'_>) -> OwMessage {
         let entries: Vec<(&str, &FieldValue)> = p
             .headers
             .iter()
-            .filter(|(k, _)| !matches!(&***k, GROUP_ID | GROUP_SEQ))
+            .filter(|(k, _)| !matches!(&***k, GROUP_ID | GROUP_SEQ | GROUP_FIRST))
             .map(|(k, v)| (&**k, v))
             .collect();
         primitive::write_map(&mut props, entries.into_iter());
