@@ -12,11 +12,11 @@ use ferromq_amqp::codec::Decoder;
 use ferromq_amqp::out::Out;
 use ferromq_amqp::session::{Flow, Session};
 use ferromq_amqp::AmqpConfig;
-use ferromq_core::{Broker, BrokerConfig, ManualClock};
+use ferromq_fuzz::{broker, deliveries};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let broker = Broker::new(BrokerConfig::default(), Arc::new(ManualClock::new(1_000)));
+    let broker = broker();
     let cfg = Arc::new(AmqpConfig::default());
     let depth = cfg.limits.table_depth_max;
     let mut s = Session::new(cfg, broker, Some("127.0.0.1".parse().unwrap()), 0);
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut events = None;
     let mut now = 0;
     s.on_read(now);
-    'read: loop {
+    loop {
         let flow = match dec.decode(&mut buf) {
             Ok(Some(f)) => s.on_frame(f, now, &mut out),
             Ok(None) => break,
@@ -43,12 +43,10 @@ fuzz_target!(|data: &[u8]| {
         if events.is_none() {
             events = s.take_events();
         }
-        if let Some(rx) = events.as_mut() {
-            while let Ok(ev) = rx.try_recv() {
-                if s.on_event(ev, &mut out) == Flow::Close {
-                    break 'read;
-                }
-            }
+        if deliveries(events.as_mut(), |ev| {
+            s.on_event(ev, &mut out) == Flow::Close
+        }) {
+            break;
         }
         out.clear();
         now += 1;

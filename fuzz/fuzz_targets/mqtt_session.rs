@@ -8,18 +8,14 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use ferromq_core::{Broker, BrokerConfig, ManualClock};
+use ferromq_fuzz::{broker, deliveries};
 use ferromq_mqtt::session::{Flow, Session};
 use ferromq_mqtt::shared::Shared;
 use ferromq_mqtt::{Decoder, Limits, MqttConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let config = BrokerConfig {
-        allow_anonymous: true,
-        ..Default::default()
-    };
-    let broker = Broker::new(config, Arc::new(ManualClock::new(1_000)));
+    let broker = broker();
     let cfg = Arc::new(MqttConfig::default());
     let mut s = Session::new(cfg, broker, Shared::new(), None, 0);
     let mut dec = Decoder::server(Limits::default());
@@ -28,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let mut events = None;
     let mut now = 0;
     s.on_read(now);
-    'read: loop {
+    loop {
         let flow = match dec.decode(&mut buf) {
             Ok(Some(p)) => s.on_packet(p, now, &mut out),
             Ok(None) => break,
@@ -43,12 +39,10 @@ fuzz_target!(|data: &[u8]| {
         if events.is_none() {
             events = s.take_events();
         }
-        if let Some(rx) = events.as_mut() {
-            while let Ok(ev) = rx.try_recv() {
-                if s.on_event(ev, &mut out) == Flow::Close {
-                    break 'read;
-                }
-            }
+        if deliveries(events.as_mut(), |ev| {
+            s.on_event(ev, &mut out) == Flow::Close
+        }) {
+            break;
         }
         out.clear();
         now += 1;

@@ -9,18 +9,14 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use ferromq_core::{Broker, BrokerConfig, ManualClock};
+use ferromq_fuzz::{broker, deliveries};
 use ferromq_openwire::codec::Decoder;
 use ferromq_openwire::session::{Flow, Session};
 use ferromq_openwire::{OpenWireConfig, Shared};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let config = BrokerConfig {
-        allow_anonymous: true,
-        ..Default::default()
-    };
-    let broker = Broker::new(config, Arc::new(ManualClock::new(1_000)));
+    let broker = broker();
     let cfg = Arc::new(OpenWireConfig::default());
     let (mut s, mut events) = Session::new(cfg, broker, None, Shared::new(), 0);
     let mut out = BytesMut::new();
@@ -28,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let mut dec = Decoder::new(s.frame_max_bytes(), s.format());
     let mut buf = BytesMut::from(data);
     let mut now = 0;
-    'read: loop {
+    loop {
         let flow = match dec.decode(&mut buf) {
             Ok(Some(c)) => s.on_command(c, now, &mut out),
             Ok(None) => break,
@@ -42,10 +38,10 @@ fuzz_target!(|data: &[u8]| {
         }
         dec.format = s.format();
         dec.frame_max_bytes = s.frame_max_bytes();
-        while let Ok(ev) = events.try_recv() {
-            if s.on_event(ev, &mut out) == Flow::Close {
-                break 'read;
-            }
+        if deliveries(Some(&mut events), |ev| {
+            s.on_event(ev, &mut out) == Flow::Close
+        }) {
+            break;
         }
         out.clear();
         now += 1;

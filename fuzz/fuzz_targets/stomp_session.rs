@@ -8,18 +8,14 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use ferromq_core::{Broker, BrokerConfig, ManualClock};
+use ferromq_fuzz::{broker, deliveries};
 use ferromq_stomp::codec::Decoder;
 use ferromq_stomp::session::{Flow, Session};
 use ferromq_stomp::StompConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let config = BrokerConfig {
-        allow_anonymous: true,
-        ..Default::default()
-    };
-    let broker = Broker::new(config, Arc::new(ManualClock::new(1_000)));
+    let broker = broker();
     let cfg = StompConfig::default();
     let mut dec = Decoder::new(cfg.limits.clone());
     let mut s = Session::new(Arc::new(cfg), broker, Some("127.0.0.1".parse().unwrap()), 0);
@@ -27,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = BytesMut::new();
     let mut events = None;
     let mut now = 0;
-    'read: loop {
+    loop {
         let flow = match dec.decode(&mut buf) {
             Ok(Some(item)) => s.on_item(item, now, &mut out),
             Ok(None) => break,
@@ -43,12 +39,10 @@ fuzz_target!(|data: &[u8]| {
         if events.is_none() {
             events = s.take_events();
         }
-        if let Some(rx) = events.as_mut() {
-            while let Ok(ev) = rx.try_recv() {
-                if s.on_event(ev, &mut out) == Flow::Close {
-                    break 'read;
-                }
-            }
+        if deliveries(events.as_mut(), |ev| {
+            s.on_event(ev, &mut out) == Flow::Close
+        }) {
+            break;
         }
         out.clear();
         now += 1;
