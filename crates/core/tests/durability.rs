@@ -77,6 +77,24 @@ impl Node {
             .unwrap();
     }
 
+    /// Durable queue "work", whose dead letters go through `amq.fanout` to durable queue
+    /// "dlq".
+    fn dead_letter_queues(&self) {
+        self.durable_queue("dlq");
+        let id = self.conn.id();
+        self.conn
+            .vhost()
+            .bind_queue("dlq", "amq.fanout", "", FieldTable::new(), id)
+            .unwrap();
+        self.conn
+            .declare_queue(
+                "work",
+                options(&[("x-dead-letter-exchange", s("amq.fanout"))]),
+                false,
+            )
+            .unwrap();
+    }
+
     fn transient_queue(&self, name: &str) {
         let o = QueueOptions {
             durable: false,
@@ -264,19 +282,7 @@ async fn requeued_and_dead_lettered_messages_wait_for_the_sync() {
     let cfg = config(&dir.0);
     let faults = cfg.journal.faults.clone();
     let n = start_with(cfg);
-    n.durable_queue("dlq");
-    let id = n.conn.id();
-    n.conn
-        .vhost()
-        .bind_queue("dlq", "amq.fanout", "", FieldTable::new(), id)
-        .unwrap();
-    n.conn
-        .declare_queue(
-            "work",
-            options(&[("x-dead-letter-exchange", s("amq.fanout"))]),
-            false,
-        )
-        .unwrap();
+    n.dead_letter_queues();
     let mut waiter = n.broker.sync_waiter().unwrap();
     resolved(
         &mut waiter,
@@ -505,19 +511,7 @@ async fn a_message_settled_in_one_of_two_queues_survives_compaction_for_the_othe
 async fn dead_lettered_messages_move_durably() {
     let dir = TempDir::new("dlx");
     let n = start(&dir.0);
-    n.durable_queue("dlq");
-    let id = n.conn.id();
-    n.conn
-        .vhost()
-        .bind_queue("dlq", "amq.fanout", "", FieldTable::new(), id)
-        .unwrap();
-    n.conn
-        .declare_queue(
-            "work",
-            options(&[("x-dead-letter-exchange", s("amq.fanout"))]),
-            false,
-        )
-        .unwrap();
+    n.dead_letter_queues();
     n.persistent("", "work", "poison");
     let mut sub = n.sub("work");
     let d = sub.expect();
