@@ -301,3 +301,49 @@ sizes_table() {
         echo
     done
 }
+
+# --- Runs shared by the scripts that define run_one, alive and restart ------------------
+record_run() { # broker case run file rc line program: one result line, in the file and on stderr
+    local line=$6
+    [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"$7 exit $5, no result (see $BENCH_DIR/loadgen-stderr.log)\""
+    line=$(rename_case "$2" <<<"$line")
+    echo "run=$3 exit=$5 $line" | tee -a "$4" >&2
+}
+
+# WARMUP_ROUNDS unrecorded rounds of every case but idle (lines in WARMUP_LOG), then RUNS
+# measured rounds into RESULTS, the first broker rotating, so that none always runs on a
+# warmer machine; idle restarts its broker first.
+run_rounds() {
+    local round run c b shift_by order
+    for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
+        say "warm-up round $round of $WARMUP_ROUNDS ($WARMUP_ROUND_SECONDS s per case and broker; not counted; lines in $WARMUP_LOG)"
+        # Not the idle case: it warms nothing up and restarts the broker anyway.
+        for c in $CASES; do
+            [ "$c" != idle ] || continue
+            for b in $BROKERS; do
+                alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+                run_one "$b" "$c" "warmup$round" "$WARMUP_ROUND_SECONDS" "$WARMUP_LOG"
+            done
+        done
+    done
+    say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
+    for ((run = 1; run <= RUNS; run++)); do
+        read -ra order <<<"$BROKERS"
+        shift_by=$(((run - 1) % ${#order[@]}))
+        order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+        for c in $CASES; do
+            for b in "${order[@]}"; do
+                alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
+                [ "$c" != idle ] || restart "$b"
+                run_one "$b" "$c" "$run" "$SECONDS_PER_RUN" "$RESULTS"
+            done
+        done
+    done
+}
+
+warmup_report() { # the warm-up lines that were not clean, if any
+    if [ -s "$WARMUP_LOG" ] && grep -qv ' exit=0 ' "$WARMUP_LOG"; then
+        echo "warm-up runs not clean (not counted above):"
+        grep -v ' exit=0 ' "$WARMUP_LOG"
+    fi
+}

@@ -208,9 +208,7 @@ run_one() { # broker case run seconds file
         --connections "$IDLE_CONNECTIONS" --connect-parallel "$CONNECT_PARALLEL" \
         --heartbeat "$HEARTBEAT" --hold "$HOLD" --ack "$ACK" $JMS_ARGS \
         2>>"$BENCH_DIR/loadgen-stderr.log") || rc=$?
-    [ -n "$line" ] || line="label=$1 case=$2 msgs_per_s=0 error=\"load program exit $rc, no result (see $BENCH_DIR/loadgen-stderr.log)\""
-    line=$(rename_case "$2" <<<"$line")
-    echo "run=$3 exit=$rc $line" | tee -a "$5" >&2
+    record_run "$1" "$2" "$3" "$5" "$rc" "$line" "load program"
 }
 
 {
@@ -219,30 +217,7 @@ run_one() { # broker case run seconds file
     echo "# cases: $CASES; brokers: $BROKERS; runs: $RUNS of $SECONDS_PER_RUN s (+$WARMUP s warm-up) after $WARMUP_ROUNDS warm-up round(s) of $WARMUP_ROUND_SECONDS s; size $SIZE; sizes $SIZES; fan-out $FANOUT; fan-in $FANIN; backlog $BACKLOG; window $WINDOW; ack $ACK; rate $RATE; parallel $PARALLEL; idle $IDLE_CONNECTIONS connections, heart-beat $HEARTBEAT s, hold $HOLD s; load JVM: $LOADGEN_JAVA_OPTS; extra: ${JMS_ARGS:-none}"
 } >"$RESULTS"
 WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
-for ((round = 1; round <= WARMUP_ROUNDS; round++)); do
-    say "warm-up round $round of $WARMUP_ROUNDS ($WARMUP_ROUND_SECONDS s per case and broker; not counted; lines in $WARMUP_LOG)"
-    for c in $CASES; do
-        [ "$c" != idle ] || continue
-        for b in $BROKERS; do
-            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
-            run_one "$b" "$c" "warmup$round" "$WARMUP_ROUND_SECONDS" "$WARMUP_LOG"
-        done
-    done
-done
-say "cases: $CASES; $RUNS run(s) of $SECONDS_PER_RUN s (+$WARMUP s warm-up) per case and broker; results in $RESULTS"
-for ((run = 1; run <= RUNS; run++)); do
-    # Rotate which broker goes first, so that neither always runs on a warmer machine.
-    read -ra order <<<"$BROKERS"
-    shift_by=$(((run - 1) % ${#order[@]}))
-    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
-    for c in $CASES; do
-        for b in "${order[@]}"; do
-            alive "$b" || die "$b is gone (see its log under $BENCH_DIR/$b)"
-            [ "$c" != idle ] || restart "$b"
-            run_one "$b" "$c" "$run" "$SECONDS_PER_RUN" "$RESULTS"
-        done
-    done
-done
+run_rounds
 
 # --- Table -----------------------------------------------------------------------------
 lines() { grep " label=$1 case=$2 " "$RESULTS" || true; } # broker case (none: not run)
@@ -337,9 +312,6 @@ NAMES=$(for b in $BROKERS; do if [ "$b" = activemq ]; then printf 'activemq:Acti
     else
         echo "every run delivered every message exactly once, intact; every connection opened, stayed up and closed cleanly"
     fi
-    if [ -s "$WARMUP_LOG" ] && grep -qv ' exit=0 ' "$WARMUP_LOG"; then
-        echo "warm-up runs not clean (not counted above):"
-        grep -v ' exit=0 ' "$WARMUP_LOG"
-    fi
+    warmup_report
     echo "raw lines: $RESULTS"
 } | tee -a "$RESULTS"
