@@ -503,3 +503,62 @@ async fn selector_header_filters_queue_and_topic_subscriptions() {
     assert_eq!(&any.message().await.body[..], b"after");
     server.shutdown().await;
 }
+
+/// Message groups from STOMP clients: SENDs with a `JMSXGroupID` header to a queue with two
+/// subscribers; every message of a group goes to one of them, in order, and the first one
+/// each gets carries `JMSXGroupFirstForConsumer:true`.
+#[tokio::test]
+async fn message_groups_keep_each_group_on_one_subscriber() {
+    let server = broker(|_| {}).await;
+    let addr = server.stomp_addr().unwrap();
+    let dest = "/queue/groups";
+    let mut subs = [Client::connect(addr).await, Client::connect(addr).await];
+    for (i, c) in subs.iter_mut().enumerate() {
+        c.subscribe(&format!("s{i}"), dest, "auto").await;
+    }
+    let mut producer = Client::connect(addr).await;
+    let per_group = 5;
+    for i in 0..per_group {
+        for g in ["g1", "g2", "g3"] {
+            let seq = (i + 1).to_string();
+            let body = format!("{g}:{i}");
+            producer
+                .send(
+                    dest,
+                    body.as_bytes(),
+                    &[("JMSXGroupID", g), ("JMSXGroupSeq", &seq)],
+                )
+                .await;
+        }
+    }
+    let mut owner = std::collections::HashMap::new();
+    let mut next = std::collections::HashMap::new();
+    let mut received = 0;
+    while received < 3 * per_group {
+        let mut progress = false;
+        for (k, c) in subs.iter_mut().enumerate() {
+            let Some(m) = c.next_message_within(100).await else {
+                continue;
+            };
+            progress = true;
+            received += 1;
+            let g = m
+                .headers
+                .get("JMSXGroupID")
+                .expect("group header")
+                .to_string();
+            assert_eq!(*owner.entry(g.clone()).or_insert(k), k, "{g} went to both");
+            let i = next.entry(g.clone()).or_insert(0);
+            assert_eq!(std::str::from_utf8(&m.body).unwrap(), format!("{g}:{i}"));
+            let first = m.headers.get("JMSXGroupFirstForConsumer") == Some("true");
+            assert_eq!(first, *i == 0, "first-for-consumer flag of {g}:{i}");
+            *i += 1;
+        }
+        assert!(
+            progress,
+            "only {received} of {} messages arrived",
+            3 * per_group
+        );
+    }
+    server.shutdown().await;
+}

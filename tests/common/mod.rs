@@ -223,6 +223,16 @@ impl Client {
         assert_eq!(f.command, Command::Receipt, "{f:?}");
     }
 
+    /// The next MESSAGE if one arrives within `ms`.
+    pub async fn next_message_within(&mut self, ms: u64) -> Option<Frame> {
+        let f = tokio::time::timeout(Duration::from_millis(ms), self.next_item(true))
+            .await
+            .ok()?
+            .expect("connection open");
+        assert_eq!(f.command, Command::Message, "{f:?}");
+        Some(f)
+    }
+
     pub async fn message(&mut self) -> Frame {
         let f = self.frame().await;
         assert_eq!(f.command, Command::Message, "{f:?}");
