@@ -33,6 +33,13 @@ fn start(dir: &Path) -> Node {
     start_with(config(dir))
 }
 
+/// A node whose journal's faults the test sets.
+fn start_faulty(dir: &Path) -> (Node, ferromq_core::FaultInjector) {
+    let cfg = config(dir);
+    let faults = cfg.journal.faults.clone();
+    (start_with(cfg), faults)
+}
+
 fn start_with(cfg: DurableConfig) -> Node {
     let clock = Arc::new(ManualClock::new(T0_MS));
     let opened = Broker::open(BrokerConfig::default(), clock, cfg).expect("open broker");
@@ -209,9 +216,7 @@ impl Node {
 #[tokio::test]
 async fn a_consumed_publish_is_confirmed_before_its_record_is_synced() {
     let dir = TempDir::new("early");
-    let cfg = config(&dir.0);
-    let faults = cfg.journal.faults.clone();
-    let n = start_with(cfg);
+    let (n, faults) = start_faulty(&dir.0);
     n.durable_queue("d");
     let mut waiter = n.broker.sync_waiter().unwrap();
     resolved(
@@ -241,9 +246,7 @@ async fn a_consumed_publish_is_confirmed_before_its_record_is_synced() {
 #[tokio::test]
 async fn an_early_confirm_needs_every_durable_copy_consumed() {
     let dir = TempDir::new("early-fanout");
-    let cfg = config(&dir.0);
-    let faults = cfg.journal.faults.clone();
-    let n = start_with(cfg);
+    let (n, faults) = start_faulty(&dir.0);
     n.durable_queue("a");
     n.durable_queue("b");
     n.transient_queue("t");
@@ -279,9 +282,7 @@ async fn an_early_confirm_needs_every_durable_copy_consumed() {
 #[tokio::test]
 async fn requeued_and_dead_lettered_messages_wait_for_the_sync() {
     let dir = TempDir::new("early-not");
-    let cfg = config(&dir.0);
-    let faults = cfg.journal.faults.clone();
-    let n = start_with(cfg);
+    let (n, faults) = start_faulty(&dir.0);
     n.dead_letter_queues();
     let mut waiter = n.broker.sync_waiter().unwrap();
     resolved(
@@ -722,9 +723,7 @@ async fn damaged_journals_restore_a_prefix_or_stop_with_a_clear_error() {
 #[tokio::test]
 async fn a_failed_journal_fails_pending_confirms_and_refuses_persistent_publishes() {
     let dir = TempDir::new("failed");
-    let cfg = config(&dir.0);
-    let faults = cfg.journal.faults.clone();
-    let n = start_with(cfg);
+    let (n, faults) = start_faulty(&dir.0);
     n.durable_queue("d");
     let mut waiter = n.broker.sync_waiter().unwrap();
     let ok = n.persistent("", "d", "before").ticket.unwrap();
@@ -761,9 +760,7 @@ async fn a_failed_journal_fails_pending_confirms_and_refuses_persistent_publishe
 #[tokio::test]
 async fn a_full_disk_refuses_what_found_no_space_and_the_broker_carries_on() {
     let dir = TempDir::new("disk-full");
-    let cfg = config(&dir.0);
-    let faults = cfg.journal.faults.clone();
-    let n = start_with(cfg);
+    let (n, faults) = start_faulty(&dir.0);
     n.durable_queue("d");
     let mut waiter = n.broker.sync_waiter().unwrap();
     let before = n.persistent("", "d", "before").ticket.unwrap();
@@ -815,9 +812,7 @@ async fn a_full_disk_refuses_what_found_no_space_and_the_broker_carries_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_behind_a_batch_in_flight_refuses_only_what_found_no_space() {
     let dir = TempDir::new("disk-full-in-flight");
-    let cfg = config(&dir.0);
-    let faults = cfg.journal.faults.clone();
-    let n = start_with(cfg);
+    let (n, faults) = start_faulty(&dir.0);
     n.durable_queue("d");
     let mut waiter = n.broker.sync_waiter().unwrap();
     let warm = n.persistent("", "d", "warm-up").ticket.unwrap();
