@@ -216,7 +216,6 @@ notes() { # broker case: everything that is not a clean run
           if (lost + dup + cor + failed + dropped > 0 || ex != 0 || err != "none")
             printf "%s %s run %s: lost=%s duplicates=%s corrupt=%s failed=%s dropped=%s exit=%s error=%s; ", b, c, run, lost, dup, cor, failed, dropped, ex, err }'
 }
-med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
 RATE_CASES=$(for c in $CASES; do case $c in lat-*) printf '%s ' "$c" ;; esac; done)
 FLOOD_CASES=$(for c in $CASES; do case $c in lat-* | size-* | connect | idle) ;; *) printf '%s ' "$c" ;; esac; done)
 {

@@ -252,9 +252,7 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 # --- Table -----------------------------------------------------------------------------
-med() { grep " label=$1 case=$2 " "$RESULTS" | field "$3" | median; } # broker case field
 lost() { grep " label=$1 case=$2 " "$RESULTS" | field lost | awk '{ s += $1 } END { print s + 0 }'; } # broker case
-mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 rate_field() { case $1 in connect) echo connects_per_s ;; *) echo msgs_per_s ;; esac; }
 describe() {
     case $1 in

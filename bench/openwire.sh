@@ -220,16 +220,6 @@ WARMUP_LOG=$BENCH_DIR/warmup-$STAMP.txt
 run_rounds
 
 # --- Table -----------------------------------------------------------------------------
-lines() { grep " label=$1 case=$2 " "$RESULTS" || true; } # broker case (none: not run)
-med() { lines "$1" "$2" | field "$3" | median; }             # broker case field
-# Broker CPU microseconds per delivered message, median over the runs.
-us_per_msg() { # broker case
-    lines "$1" "$2" | awk '{ cpu = n = ""
-        for (i = 1; i <= NF; i++) { split($i, kv, "=")
-          if (kv[1] == "broker_cpu_s") cpu = kv[2]; if (kv[1] == "delivered_window") n = kv[2] }
-        if (cpu != "" && n > 0) print cpu * 1e6 / n }' | median
-}
-mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 if [ "$WINDOW" = 0 ]; then CONFIRMS="sync sends"; else CONFIRMS="window $WINDOW"; fi
 describe() {
     case $1 in
