@@ -216,7 +216,10 @@ async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_dr
     );
 
     // kill -9 and restart on the same data: recovery reads back what its budget does not
-    // hold, the queue pages, and the persistent half of the rest comes back in order.
+    // hold, the queue pages, and the persistent half of the rest comes back in order. The
+    // acks of the drain are synced first: an ack the kill catches unsynced would bring its
+    // message back (at-least-once), which is not what this test is about.
+    acks_synced(&conn).await;
     drop(conn);
     drop(broker);
     let broker = spawn(&data, port, budget);
@@ -253,6 +256,37 @@ async fn resident_memory_stays_near_the_paging_budget_while_a_queue_fills_and_dr
     let _ = conn.close(200, "done".into()).await;
     drop(broker);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Returns once everything the broker took from `conn` before is synced: a persistent
+/// publish to a queue nobody consumes is confirmed only at the journal's synced point,
+/// which is past every op submitted before it.
+async fn acks_synced(conn: &Connection) {
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("sync-marker".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "sync-marker".into(),
+            BasicPublishOptions::default(),
+            b"marker",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack(), "{confirm:?}");
+    let _ = ch.close(200, "synced".into()).await;
 }
 
 /// Consumes `expected.len()` messages from "big" on `ch` and checks that they are the bodies
